@@ -1,0 +1,3 @@
+from deqstudio.cli import main
+
+raise SystemExit(main())
