@@ -1,0 +1,137 @@
+"""``ModelConfig``: everything needed to rebuild a model; stored in every checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from .fusion.deq_block import ABLATIONS, GROUPS
+from .implicit import BACKWARD_MODES
+
+FUSIONS = ("deq", "deq-udml", "concat", "sum", "weighted-sum", "late")
+DEQ_FUSIONS = ("deq", "deq-udml")
+MODALITY_KINDS = ("vector", "image")
+
+
+@dataclass(frozen=True)
+class ModalitySpec:
+    """One input modality: its name, kind, flattened feature count and display shape."""
+
+    name: str
+    input_dim: int
+    kind: str = "vector"
+    image_shape: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name or self.name == "fused":
+            raise ValueError(f"modality name must be a non-empty string other than 'fused', got {self.name!r}")
+        if isinstance(self.input_dim, bool) or not isinstance(self.input_dim, int) or self.input_dim < 1:
+            raise ValueError(f"modality {self.name!r}: input_dim must be a positive integer, got {self.input_dim!r}")
+        if self.kind not in MODALITY_KINDS:
+            raise ValueError(f"modality {self.name!r}: kind must be one of {MODALITY_KINDS}, got {self.kind!r}")
+        if self.kind == "image":
+            if self.image_shape is None or len(self.image_shape) != 2:
+                raise ValueError(f"image modality {self.name!r} needs image_shape (H, W)")
+            h, w = (int(v) for v in self.image_shape)
+            if h * w != self.input_dim:
+                raise ValueError(f"image modality {self.name!r}: image_shape {h}x{w} does not hold {self.input_dim} features")
+            object.__setattr__(self, "image_shape", (h, w))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A fusion model, fully: encoders, fusion (with its solver and training options) and head."""
+
+    modalities: tuple[ModalitySpec, ...]
+    num_classes: int
+    fusion: str = "deq-udml"
+    hidden: int = 64
+    encoder_hidden: int = 128
+    dropout: float = 0.1
+    ablation: str = "full"
+    unrolled_steps: int = 10
+    solver: str = "anderson"
+    max_iter: int = 50
+    tol: float = 1e-4
+    stop_mode: str = "rel"
+    solver_options: dict = field(default_factory=dict)
+    backward: str = "implicit"
+    backward_max_iter: int = 50
+    backward_tol: float = 1e-6
+    phantom_steps: int = 1
+    phantom_tau: float = 1.0
+    jac_weight: float = 0.0
+    jac_vectors: int = 1
+    class_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        mods = tuple(m if isinstance(m, ModalitySpec) else ModalitySpec(**m) for m in self.modalities)
+        object.__setattr__(self, "modalities", mods)
+        object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
+        if not mods:
+            raise ValueError("a model needs at least one modality")
+        names = [m.name for m in mods]
+        if len(set(names)) != len(names):
+            raise ValueError(f"modality names must be unique, got {names}")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {self.fusion!r}; choose one of {', '.join(FUSIONS)}")
+        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 2:
+            raise ValueError(f"num_classes must be an integer >= 2, got {self.num_classes!r}")
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
+        if self.hidden < GROUPS or self.hidden % GROUPS:
+            raise ValueError(f"hidden must be a positive multiple of {GROUPS}, got {self.hidden}")
+        if self.ablation not in ABLATIONS:
+            raise ValueError(f"unknown ablation {self.ablation!r}; choose one of {', '.join(ABLATIONS)}")
+        if self.ablation != "full" and self.fusion not in DEQ_FUSIONS:
+            raise ValueError(f"ablation {self.ablation!r} applies to DEQ fusions only, not {self.fusion!r}")
+        if self.backward not in BACKWARD_MODES:
+            raise ValueError(f"unknown backward {self.backward!r}; choose one of {', '.join(BACKWARD_MODES)}")
+        if not (0.0 <= self.dropout < 1.0):
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.jac_weight < 0:
+            raise ValueError(f"jac_weight must be >= 0, got {self.jac_weight}")
+
+    @property
+    def modality_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.modalities)
+
+    @property
+    def is_deq(self) -> bool:
+        return self.fusion in DEQ_FUSIONS
+
+    @property
+    def is_udml(self) -> bool:
+        return self.fusion == "deq-udml"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only (lists, dicts, numbers, strings): safe for ``weights_only`` loading and JSON."""
+        d = asdict(self)
+        d["modalities"] = [
+            {**asdict(m), "image_shape": list(m.image_shape) if m.image_shape else None} for m in self.modalities
+        ]
+        d["class_names"] = list(self.class_names)
+        d["solver_options"] = dict(self.solver_options)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        if not isinstance(data, dict):
+            raise ValueError(f"a model config must be a dict, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model config key(s): {', '.join(unknown)}")
+        missing = sorted({"modalities", "num_classes"} - set(data))
+        if missing:
+            raise ValueError(f"model config lacks: {', '.join(missing)}")
+        mods = []
+        for m in data["modalities"]:
+            if not isinstance(m, dict):
+                raise ValueError("each modality in a model config must be a dict")
+            shape = m.get("image_shape")
+            mods.append(ModalitySpec(**{**m, "image_shape": tuple(shape) if shape else None}))
+        try:
+            return cls(**{**data, "modalities": tuple(mods), "class_names": tuple(data.get("class_names", ()))})
+        except TypeError as exc:
+            raise ValueError(f"invalid model config: {exc}") from None

@@ -1,0 +1,191 @@
+"""The model wrapper: normalisation → per-modality encoders → fusion → linear head."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import udml
+from .config import ModelConfig
+from .encoders import build_trunk
+from .fusion.baselines import ConcatFusion, SumFusion, WeightedSumFusion
+from .fusion.deq_fusion import DEQFusion, SolverSettings
+from .solvers import SolverTrace
+
+# How deq-udml weights its modalities: equal weights (clean phase), 1/α, or 1/(s·α).
+WEIGHTING_UNIFORM, WEIGHTING_DEPENDENCY, WEIGHTING_UNCERTAINTY = 0, 1, 2
+
+
+@dataclass
+class FusionOutput:
+    """What one forward pass produced; tensors are (B, ...) unless noted."""
+
+    logits: torch.Tensor
+    features: list[torch.Tensor]
+    unimodal_logits: list[torch.Tensor] | None = None
+    mu: list[torch.Tensor] | None = None
+    logvar: list[torch.Tensor] | None = None
+    sigma_hat: torch.Tensor | None = None  # (B, M)
+    weights: torch.Tensor | None = None  # (B, M)
+    trace: SolverTrace | None = None
+    z_star: torch.Tensor | None = None
+    injection: torch.Tensor | None = None
+    jac_loss: torch.Tensor | None = None
+    extras: dict = field(default_factory=dict)
+
+
+class FusionModel(nn.Module):
+    """A multimodal classifier described fully by its ``ModelConfig``.
+
+    Inputs are raw features, one (B, input_dim) tensor per modality in config order (images
+    flattened row-major); the model standardises them with its stored normalisation statistics.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        n = len(c.modalities)
+        for i, spec in enumerate(c.modalities):
+            self.register_buffer(f"input_mean_{i}", torch.zeros(spec.input_dim))
+            self.register_buffer(f"input_std_{i}", torch.ones(spec.input_dim))
+        self.trunks = nn.ModuleList(build_trunk(spec, c.encoder_hidden, c.dropout) for spec in c.modalities)
+        if c.is_udml:
+            self.projections = nn.ModuleList(udml.ProbabilisticHead(c.encoder_hidden, c.hidden) for _ in range(n))
+            self.noise_predictors = nn.ModuleList(udml.NoisePredictor(c.hidden) for _ in range(n))
+            self.register_buffer("dependency", torch.ones(n))
+            self.register_buffer("weighting", torch.tensor(WEIGHTING_UNCERTAINTY))
+        else:
+            self.projections = nn.ModuleList(nn.Linear(c.encoder_hidden, c.hidden) for _ in range(n))
+        if c.is_deq:
+            settings = SolverSettings(
+                solver=c.solver, max_iter=c.max_iter, tol=c.tol, stop_mode=c.stop_mode,
+                options=dict(c.solver_options), backward=c.backward, backward_max_iter=c.backward_max_iter,
+                backward_tol=c.backward_tol, phantom_steps=c.phantom_steps, phantom_tau=c.phantom_tau,
+            )
+            self.fusion = DEQFusion(
+                c.modality_names, c.hidden, ablation=c.ablation, settings=settings,
+                unrolled_steps=c.unrolled_steps, jac_weight=c.jac_weight, jac_vectors=c.jac_vectors,
+            )
+        elif c.fusion == "concat":
+            self.fusion = ConcatFusion(n, c.hidden)
+        elif c.fusion == "sum":
+            self.fusion = SumFusion()
+        elif c.fusion == "weighted-sum":
+            self.fusion = WeightedSumFusion(n)
+        else:
+            self.fusion = None
+        self.head = nn.Linear(c.hidden, c.num_classes)
+        if c.fusion in ("late", "deq-udml"):
+            self.unimodal_heads = nn.ModuleList(nn.Linear(c.hidden, c.num_classes) for _ in range(n))
+        else:
+            self.unimodal_heads = None
+
+    @property
+    def modality_names(self) -> tuple[str, ...]:
+        return self.config.modality_names
+
+    def set_normalisation(self, means: Sequence[torch.Tensor], stds: Sequence[torch.Tensor]) -> None:
+        """Store per-feature standardisation statistics (stds below 1e-6 count as 1)."""
+        for i, (mean, std) in enumerate(zip(means, stds)):
+            std = torch.as_tensor(std, dtype=torch.float32)
+            getattr(self, f"input_mean_{i}").copy_(torch.as_tensor(mean, dtype=torch.float32))
+            getattr(self, f"input_std_{i}").copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+
+    def normalisation(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        n = len(self.config.modalities)
+        return [getattr(self, f"input_mean_{i}") for i in range(n)], [getattr(self, f"input_std_{i}") for i in range(n)]
+
+    def encode(self, inputs: Sequence[torch.Tensor], zero: Sequence[int] = ()):
+        """Features (B, hidden) per modality, with (μ, log σ²) for deq-udml; ``zero`` zeroes features."""
+        if len(inputs) != len(self.config.modalities):
+            raise ValueError(f"expected {len(self.config.modalities)} modality inputs, got {len(inputs)}")
+        means, stds = self.normalisation()
+        features, mus, logvars = [], [], []
+        for i, x in enumerate(inputs):
+            spec = self.config.modalities[i]
+            x = x.reshape(x.shape[0], -1)
+            if x.shape[1] != spec.input_dim:
+                raise ValueError(f"modality {spec.name!r}: expected {spec.input_dim} features, got {x.shape[1]}")
+            h = self.trunks[i]((x - means[i]) / stds[i])
+            if self.config.is_udml:
+                mu, logvar = self.projections[i](h)
+                feat = udml.reparameterize(mu, logvar, self.training)
+                mus.append(mu)
+                logvars.append(logvar)
+            else:
+                feat = self.projections[i](h)
+            features.append(torch.zeros_like(feat) if i in zero else feat)
+        return features, (mus or None), (logvars or None)
+
+    def udml_weights(self, logvars: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(σ̂ (B, M), w (B, M)) under the current weighting phase."""
+        sigma_hat = torch.stack([p(lv) for p, lv in zip(self.noise_predictors, logvars)], dim=1)
+        batch, n = sigma_hat.shape
+        mode = int(self.weighting)
+        if mode == WEIGHTING_UNIFORM:
+            weights = sigma_hat.new_ones(batch, n)
+        elif mode == WEIGHTING_DEPENDENCY:
+            weights = udml.udml_weights(self.dependency, None).expand(batch, n)
+        else:
+            weights = udml.udml_weights(self.dependency.expand(batch, n), udml.uncertainty_score(sigma_hat.detach()))
+        return sigma_hat, weights
+
+    def forward(
+        self,
+        inputs: Sequence[torch.Tensor],
+        *,
+        settings: SolverSettings | None = None,
+        record_states: bool = False,
+        playback: bool = False,
+        zero: Sequence[int] = (),
+    ) -> FusionOutput:
+        """Classify a batch. ``playback`` records per-step probabilities and gates in the trace."""
+        features, mus, logvars = self.encode(inputs, zero)
+        sigma_hat = weights = None
+        if self.config.is_udml:
+            sigma_hat, weights = self.udml_weights(logvars)
+            features = udml.apply_residual_weights(features, weights)
+        unimodal = [h(f) for h, f in zip(self.unimodal_heads, features)] if self.unimodal_heads is not None else None
+        out = FusionOutput(
+            logits=None, features=features, unimodal_logits=unimodal, mu=mus, logvar=logvars,
+            sigma_hat=sigma_hat, weights=weights,
+        )
+        if self.config.is_deq:
+            result = self.fusion(
+                features, settings=settings, record_states=record_states,
+                extras=self.playback_extras if playback else None,
+            )
+            out.logits = self.head(result.z_fuse)
+            out.trace, out.z_star, out.injection, out.jac_loss = result.trace, result.z_star, result.injection, result.jac_loss
+        elif self.config.fusion == "late":
+            out.logits = torch.stack(unimodal).mean(dim=0)
+        else:
+            out.logits = self.head(self.fusion(features))
+        return out
+
+    def playback_extras(self, states: torch.Tensor, injection: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-step values shown in playback, from (n, D) states and their injections.
+
+        ``probabilities``: the head applied to z_fuse at that step. ``gates``: the mean of each
+        modality's gate vector a_i. ``gate_share``: ‖a_i ⊙ z_fuse‖ normalised over modalities, the
+        share of the fused update each modality's gate admits.
+        """
+        block = self.fusion.block
+        finite = torch.isfinite(states).all(dim=1)
+        safe = torch.where(finite[:, None], states, torch.zeros_like(states))
+        z_fuse = block.fused(safe)
+        gates = block.gates(safe, injection)
+        contribution = (gates * z_fuse.unsqueeze(1)).norm(dim=2)
+        share = contribution / contribution.sum(dim=1, keepdim=True).clamp_min(1e-12)
+        nan = torch.tensor(float("nan"), dtype=states.dtype, device=states.device)
+        probabilities = F.softmax(self.head(z_fuse), dim=1)
+        return {
+            "probabilities": torch.where(finite[:, None], probabilities, nan),
+            "gates": torch.where(finite[:, None], gates.mean(dim=2), nan),
+            "gate_share": torch.where(finite[:, None], share, nan),
+        }

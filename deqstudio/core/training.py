@@ -1,0 +1,212 @@
+"""Training a fusion model on in-memory tensors: AdamW, early stopping, DEQ and UDML losses."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from . import udml
+from .model import WEIGHTING_DEPENDENCY, WEIGHTING_UNCERTAINTY, WEIGHTING_UNIFORM, FusionModel
+
+Tensors = Sequence[torch.Tensor]
+
+
+@dataclass
+class TrainOptions:
+    epochs: int = 40
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 10
+    seed: int = 0
+    device: str = "cpu"
+    kl_weight: float = udml.KL_WEIGHT
+    noise_loss_weight: float = udml.NOISE_LOSS_WEIGHT
+    aux_weight: float = udml.AUX_LOSS_WEIGHT
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "patience"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    loss: float
+    train_accuracy: float
+    val_accuracy: float
+    phase: str
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_val_accuracy: float
+    history: list[EpochRecord] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def feature_stats(inputs: Tensors) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Per-feature mean and std of each modality (the training split's)."""
+    return [x.mean(dim=0) for x in inputs], [x.std(dim=0) for x in inputs]
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator | None):
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    for start in range(0, n, batch_size):
+        yield order[start : start + batch_size]
+
+
+@torch.no_grad()
+def predict(model: FusionModel, inputs: Tensors, batch_size: int = 256, **forward_kw) -> torch.Tensor:
+    """Logits for a whole split, in eval mode, batched."""
+    model.eval()
+    n = inputs[0].shape[0]
+    out = []
+    for idx in _batches(n, batch_size, None):
+        out.append(model([x[idx] for x in inputs], **forward_kw).logits)
+    return torch.cat(out) if out else torch.empty(0, model.config.num_classes)
+
+
+def accuracy(model: FusionModel, inputs: Tensors, labels: torch.Tensor, **forward_kw) -> float:
+    if labels.numel() == 0:
+        return float("nan")
+    return float((predict(model, inputs, **forward_kw).argmax(dim=1) == labels).float().mean())
+
+
+@torch.no_grad()
+def dependency_scores(model: FusionModel, inputs: Tensors, labels: torch.Tensor, batch_size: int = 256) -> dict:
+    """α per modality over a whole split, by both definitions, in eval mode."""
+    model.eval()
+    names = model.modality_names
+    n_mod = len(names)
+    n = labels.shape[0]
+    magnitude = torch.zeros(n_mod)
+    loss_full = 0.0
+    loss_drop = torch.zeros(n_mod)
+    for idx in _batches(n, batch_size, None):
+        batch = [x[idx] for x in inputs]
+        y = labels[idx]
+        loss_full += float(F.cross_entropy(model(batch).logits, y, reduction="sum"))
+        for m in range(n_mod):
+            alone = model(batch, zero=[j for j in range(n_mod) if j != m]).logits
+            magnitude[m] += alone.abs().sum()
+            dropped = model(batch, zero=[m]).logits
+            loss_drop[m] += float(F.cross_entropy(dropped, y, reduction="sum"))
+    magnitude /= max(n, 1)
+    increase = ((loss_drop - loss_full) / max(n, 1)).clamp_min(1e-6)
+    return {
+        "logit_magnitude": {name: float(v) for name, v in zip(names, magnitude)},
+        "loss_increase": {name: float(v) for name, v in zip(names, increase)},
+        "definitions": dict(udml.DEPENDENCY_DEFINITIONS),
+    }
+
+
+def _udml_losses(model: FusionModel, out, y: torch.Tensor, tau: torch.Tensor, opts: TrainOptions) -> torch.Tensor:
+    loss = y.new_zeros((), dtype=torch.float32)
+    for m, (mu, logvar) in enumerate(zip(out.mu, out.logvar)):
+        loss = loss + opts.kl_weight * udml.kl_to_noise_prior(mu, logvar, tau[:, m].float()).mean()
+        loss = loss + opts.noise_loss_weight * udml.noise_loss(out.sigma_hat[:, m], tau[:, m].float())
+    return loss + udml.auxiliary_unimodal_loss(out.unimodal_logits, y, gamma=opts.aux_weight)
+
+
+def fit(
+    model: FusionModel,
+    train_inputs: Tensors,
+    train_labels: torch.Tensor,
+    val_inputs: Tensors,
+    val_labels: torch.Tensor,
+    options: TrainOptions | None = None,
+    progress: Callable[[EpochRecord], None] | None = None,
+) -> TrainResult:
+    """Train in place and leave the model at its best validation epoch (eval mode)."""
+    opts = options or TrainOptions()
+    torch.manual_seed(opts.seed)
+    generator = torch.Generator().manual_seed(opts.seed)
+    device = torch.device(opts.device)
+    model.to(device)
+    train_inputs = [x.to(device) for x in train_inputs]
+    val_inputs = [x.to(device) for x in val_inputs]
+    train_labels, val_labels = train_labels.to(device), val_labels.to(device)
+    means, stds = feature_stats(train_inputs)
+    model.set_normalisation(means, stds)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+    cfg = model.config
+    n = train_labels.shape[0]
+    n_mod = len(cfg.modalities)
+
+    best_state, best_acc, best_epoch, since_best = None, -1.0, -1, 0
+    result = TrainResult(best_epoch=-1, best_val_accuracy=float("nan"))
+    t_start = time.perf_counter()
+    for epoch in range(opts.epochs):
+        t0 = time.perf_counter()
+        phase = udml.udml_phase(epoch, opts.epochs) if cfg.is_udml else "clean"
+        if cfg.is_udml:
+            _set_weighting(model, phase, train_inputs, train_labels)
+        model.train()
+        total, correct, count = 0.0, 0, 0
+        for idx in _batches(n, opts.batch_size, generator):
+            batch = [x[idx] for x in train_inputs]
+            y = train_labels[idx]
+            tau = torch.ones(len(idx), n_mod, dtype=torch.long, device=device)
+            if cfg.is_udml and phase != "clean":
+                noisy = []
+                for m in range(n_mod):
+                    tau[:, m] = udml.sample_noise_levels(len(idx), generator).to(device)
+                    noisy.append(udml.inject_noise(batch[m], tau[:, m], stds[m], generator=generator))
+                batch = noisy
+            out = model(batch)
+            loss = F.cross_entropy(out.logits, y)
+            if out.jac_loss is not None and cfg.jac_weight > 0:
+                loss = loss + cfg.jac_weight * out.jac_loss
+            if cfg.is_udml:
+                loss = loss + _udml_losses(model, out, y, tau, opts)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimiser.step()
+            total += float(loss) * len(idx)
+            correct += int((out.logits.argmax(1) == y).sum())
+            count += len(idx)
+        val_acc = accuracy(model, val_inputs, val_labels)
+        record = EpochRecord(epoch, total / max(count, 1), correct / max(count, 1), val_acc, phase, time.perf_counter() - t0)
+        result.history.append(record)
+        if progress:
+            progress(record)
+        # Early stopping only compares epochs of the final phase for deq-udml, whose weighting changes.
+        comparable = not cfg.is_udml or phase == "uncertainty"
+        if comparable and val_acc > best_acc:
+            best_acc, best_epoch, since_best = val_acc, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        elif comparable:
+            since_best += 1
+            if since_best >= opts.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    result.best_epoch, result.best_val_accuracy = best_epoch, best_acc
+    result.seconds = time.perf_counter() - t_start
+    return result
+
+
+def _set_weighting(model: FusionModel, phase: str, inputs: Tensors, labels: torch.Tensor) -> None:
+    """Set the deq-udml weighting for a phase; α is computed over the whole training split."""
+    if phase == "clean":
+        model.weighting.fill_(WEIGHTING_UNIFORM)
+        return
+    model.weighting.fill_(WEIGHTING_UNIFORM)
+    alpha = dependency_scores(model, inputs, labels)["logit_magnitude"]
+    model.dependency.copy_(torch.tensor([alpha[n] for n in model.modality_names]))
+    model.weighting.fill_(WEIGHTING_DEPENDENCY if phase == "dependency" else WEIGHTING_UNCERTAINTY)

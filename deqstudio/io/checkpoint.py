@@ -1,0 +1,196 @@
+"""Checkpoints: a model's config, weights and provenance, loaded without ever running code.
+
+Layout (``torch.save`` of a dict of plain data and tensors)::
+
+    {"format": "deqstudio-checkpoint", "version": 1,
+     "config": ModelConfig.to_dict(), "state_dict": {...},
+     "normalisation": {"mean": {modality: tensor}, "std": {modality: tensor}},
+     "dependency": {"logit_magnitude": {modality: float}, "loss_increase": {...}, "definitions": {...}},
+     "metrics": {...}, "dataset": {...}, "training": {...}}
+
+Loading uses ``torch.load(..., weights_only=True)`` only: a pickle that asks for any object other
+than tensors and plain containers is refused before anything in it runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..core.config import ModelConfig
+from ..core.model import FusionModel
+
+FORMAT = "deqstudio-checkpoint"
+VERSION = 1
+_ZIP_MAGIC = b"PK\x03\x04"
+_MAX_BYTES = 2 * 1024**3
+
+
+class CheckpointError(ValueError):
+    """A file that cannot be used as a checkpoint; the message names the file and the problem."""
+
+
+@dataclass
+class Checkpoint:
+    path: Path | None
+    sha256: str | None
+    config: ModelConfig
+    model: FusionModel
+    metrics: dict = field(default_factory=dict)
+    dataset: dict = field(default_factory=dict)
+    dependency: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    """Numbers, strings, lists and dicts only (tensors to lists) — what weights_only accepts."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().tolist()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"cannot store {type(value).__name__} in a checkpoint")
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: FusionModel,
+    *,
+    metrics: dict | None = None,
+    dataset: dict | None = None,
+    dependency: dict | None = None,
+    training: dict | None = None,
+) -> Path:
+    """Write atomically: a temporary file in the same folder, then a rename."""
+    path = Path(path)
+    means, stds = model.normalisation()
+    names = model.modality_names
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "normalisation": {
+            "mean": {n: m.detach().cpu().clone() for n, m in zip(names, means)},
+            "std": {n: s.detach().cpu().clone() for n, s in zip(names, stds)},
+        },
+        "dependency": _plain(dependency or {}),
+        "metrics": _plain(metrics or {}),
+        "dataset": _plain(dataset or {}),
+        "training": _plain(training or {}),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _fail(path: Path, problem: str) -> CheckpointError:
+    return CheckpointError(f"{path.name}: {problem}")
+
+
+def _read_payload(path: Path) -> dict:
+    if not path.exists():
+        raise _fail(path, "no such file")
+    if path.is_dir():
+        raise _fail(path, "is a folder, not a checkpoint file")
+    size = path.stat().st_size
+    if size == 0:
+        raise _fail(path, "the file is empty (0 bytes)")
+    if size > _MAX_BYTES:
+        raise _fail(path, f"the file is {size / 1024**3:.1f} GiB, larger than any checkpoint this app writes")
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic != _ZIP_MAGIC:
+        raise _fail(path, "not a DEQ Studio checkpoint (not a torch zip archive)")
+    if not zipfile.is_zipfile(path):
+        raise _fail(path, "the archive is truncated or corrupt")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported object"
+        raise _fail(path, f"refused: it holds objects other than tensors and plain data ({first[:160]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as exc:
+        raise _fail(path, f"the archive is truncated or corrupt ({type(exc).__name__})") from None
+    except Exception as exc:  # noqa: BLE001 — any other failure of a hostile file is still a refusal
+        raise _fail(path, f"cannot be read as a checkpoint ({type(exc).__name__})") from None
+    if not isinstance(payload, dict):
+        raise _fail(path, f"not a DEQ Studio checkpoint (holds a {type(payload).__name__}, not a dict)")
+    return payload
+
+
+def _check_state_dict(path: Path, model: FusionModel, state: Any) -> None:
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise _fail(path, "'state_dict' must map names to tensors")
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing:
+        raise _fail(path, f"weights missing for its config: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+    if unexpected:
+        raise _fail(path, f"weights its config does not have: {', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}")
+    for name, tensor in expected.items():
+        got = state[name]
+        if tuple(got.shape) != tuple(tensor.shape):
+            raise _fail(path, f"tensor {name!r} has shape {tuple(got.shape)}, its config needs {tuple(tensor.shape)}")
+        if got.is_floating_point() and not bool(torch.isfinite(got).all()):
+            raise _fail(path, f"tensor {name!r} holds NaN or Inf values")
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read, validate and rebuild the model (in eval mode); raises ``CheckpointError``."""
+    path = Path(path)
+    payload = _read_payload(path)
+    if payload.get("format") != FORMAT:
+        raise _fail(path, f"not a DEQ Studio checkpoint (format is {payload.get('format')!r}, expected {FORMAT!r})")
+    version = payload.get("version")
+    if version != VERSION:
+        raise _fail(path, f"checkpoint version {version!r} is not supported (this app reads version {VERSION})")
+    for key in ("config", "state_dict"):
+        if key not in payload:
+            raise _fail(path, f"missing {key!r}")
+    try:
+        config = ModelConfig.from_dict(payload["config"])
+    except (ValueError, TypeError) as exc:
+        raise _fail(path, f"invalid model config: {exc}") from None
+    model = FusionModel(config)
+    _check_state_dict(path, model, payload["state_dict"])
+    model.load_state_dict(payload["state_dict"], strict=True)
+    model.eval()
+    extra = {}
+    for key in ("metrics", "dataset", "dependency", "training"):
+        value = payload.get(key, {})
+        if not isinstance(value, dict):
+            raise _fail(path, f"{key!r} must be a dict")
+        extra[key] = value
+    return Checkpoint(path=path, sha256=file_sha256(path), config=config, model=model, **extra)
+
