@@ -27,3 +27,16 @@ def models_dir() -> Path:
 def datasets_dir() -> Path:
     """The bundled HDF5 datasets."""
     return resources_dir() / "datasets"
+
+
+DEFAULT_CHECKPOINT = "uci_deq_udml.pt"
+DEFAULT_DATASET = "uci_mfeat.h5"
+
+
+def default_checkpoint() -> Path:
+    """The bundled demo model: UCI Multiple Features, pix + fou + zer, deq-udml."""
+    return models_dir() / DEFAULT_CHECKPOINT
+
+
+def default_dataset() -> Path:
+    return datasets_dir() / DEFAULT_DATASET

@@ -176,7 +176,7 @@ def fit(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optimiser.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             correct += int((out.logits.argmax(1) == y).sum())
             count += len(idx)
         val_acc = accuracy(model, val_inputs, val_labels)

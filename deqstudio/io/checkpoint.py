@@ -68,8 +68,11 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if hasattr(value, "item") and callable(value.item):  # numpy scalars
         return value.item()
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if value is None:
         return value
+    for plain in (bool, int, float, str):  # subclasses such as TorchVersion become the plain type
+        if isinstance(value, plain):
+            return plain(value)
     raise TypeError(f"cannot store {type(value).__name__} in a checkpoint")
 
 

@@ -1,0 +1,118 @@
+"""``deqstudio inspect``: a summary of a checkpoint or a dataset file, as a dict and as text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+class InspectError(ValueError):
+    pass
+
+
+def describe(path: str | Path) -> dict:
+    """Summarise the file; raises InspectError with a one-line reason when it is not usable."""
+    from .checkpoint import CheckpointError, load_checkpoint
+    from .dataset import DatasetError, read_dataset
+
+    path = Path(path)
+    if not path.exists():
+        raise InspectError(f"{path}: no such file")
+    if path.is_dir():
+        raise InspectError(f"{path}: is a folder, not a checkpoint or dataset file")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise InspectError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        if head.startswith(HDF5_MAGIC):
+            return _dataset_summary(read_dataset(path))
+        if head.startswith(ZIP_MAGIC) or path.suffix in (".pt", ".pth", ".ckpt"):
+            return _checkpoint_summary(load_checkpoint(path))
+    except (CheckpointError, DatasetError) as exc:
+        raise InspectError(str(exc)) from None
+    if not head:
+        raise InspectError(f"{path.name}: the file is empty (0 bytes)")
+    raise InspectError(f"{path.name}: neither a DEQ Studio checkpoint (torch zip) nor a dataset (HDF5)")
+
+
+def _dataset_summary(ds) -> dict:
+    counts = {ds.class_names[c]: int(n) for c, n in zip(*_unique(ds.labels))}
+    return {
+        "type": "dataset",
+        "path": str(ds.path),
+        "sha256": ds.sha256,
+        "name": ds.name,
+        "description": ds.description,
+        "source": ds.source,
+        "license": ds.license,
+        "num_samples": len(ds),
+        "class_names": list(ds.class_names),
+        "class_counts": counts,
+        "splits": {k: int(len(v)) for k, v in ds.splits.items()},
+        "modalities": {
+            n: {"kind": m.kind, "dim": m.dim, "image_shape": list(m.image_shape) if m.image_shape else None,
+                "min": float(m.data.min()), "max": float(m.data.max()), "mean": float(m.data.mean())}
+            for n, m in ds.modalities.items()
+        },
+    }
+
+
+def _unique(labels):
+    import numpy as np
+
+    return np.unique(labels, return_counts=True)
+
+
+def _checkpoint_summary(ck) -> dict:
+    params = sum(p.numel() for p in ck.model.parameters())
+    training = dict(ck.training)
+    training.pop("history", None)
+    return {
+        "type": "checkpoint",
+        "path": str(ck.path),
+        "sha256": ck.sha256,
+        "config": ck.config.to_dict(),
+        "parameters": int(params),
+        "metrics": ck.metrics,
+        "dependency": ck.dependency,
+        "dataset": ck.dataset,
+        "training": training,
+    }
+
+
+def format_description(info: dict) -> str:
+    lines = []
+    if info["type"] == "dataset":
+        lines.append(f"dataset {info['name']} ({info['path']})")
+        lines.append(f"  {info['num_samples']} samples, {len(info['class_names'])} classes; splits "
+                     + ", ".join(f"{k} {v}" for k, v in info["splits"].items()))
+        for name, m in info["modalities"].items():
+            shape = f" image {m['image_shape'][0]}x{m['image_shape'][1]}" if m["image_shape"] else ""
+            lines.append(f"  {name:<10} {m['kind']:<6} {m['dim']:>5} features{shape}  range {m['min']:.3g}..{m['max']:.3g}")
+        if info["source"]:
+            lines.append(f"  source: {info['source']}")
+        if info["license"]:
+            lines.append(f"  licence: {info['license']}")
+    else:
+        cfg = info["config"]
+        mods = ", ".join(f"{m['name']}({m['input_dim']})" for m in cfg["modalities"])
+        lines.append(f"checkpoint {info['path']}")
+        lines.append(f"  fusion {cfg['fusion']} (ablation {cfg['ablation']}), hidden {cfg['hidden']}, "
+                     f"{cfg['num_classes']} classes, {info['parameters']:,} parameters")
+        lines.append(f"  modalities: {mods}")
+        lines.append(f"  solver: {cfg['solver']}, max_iter {cfg['max_iter']}, tol {cfg['tol']:g} ({cfg['stop_mode']})")
+        ds = info["dataset"]
+        if ds:
+            lines.append(f"  trained on: {ds.get('name', '?')} (sha256 {str(ds.get('sha256', ''))[:12]})")
+        for key, value in info["metrics"].items():
+            lines.append(f"  {key:<28} {value:.4f}" if isinstance(value, float) else f"  {key:<28} {value}")
+        alpha = info["dependency"].get("logit_magnitude")
+        if alpha:
+            lines.append("  dependency α (logit magnitude): " + ", ".join(f"{k} {v:.3g}" for k, v in alpha.items()))
+        if info["training"].get("command"):
+            lines.append(f"  command: {info['training']['command']}")
+    return "\n".join(lines)

@@ -1,0 +1,132 @@
+"""Train a model on a dataset file and save it as a checkpoint with its metrics and provenance."""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..core.config import DEQ_FUSIONS, FUSIONS, ModalitySpec, ModelConfig
+from ..core.model import FusionModel
+from ..core.training import EpochRecord, TrainOptions, accuracy, dependency_scores, fit, predict
+from .checkpoint import save_checkpoint
+from .dataset import Dataset, DatasetError
+
+
+@dataclass
+class TrainRequest:
+    modalities: tuple[str, ...] | None = None  # None: every modality of the dataset
+    fusion: str = "deq-udml"
+    epochs: int = 40
+    seed: int = 0
+    hidden: int = 64
+    device: str = "auto"
+    ablation: str = "full"
+    jac_weight: float = 1.0
+    batch_size: int = 64
+    lr: float = 1e-3
+    patience: int = 15
+    config_overrides: dict = field(default_factory=dict)
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda was asked for but no CUDA GPU is available")
+    return device
+
+
+def build_config(ds: Dataset, req: TrainRequest) -> ModelConfig:
+    names = tuple(req.modalities) if req.modalities else ds.modality_names
+    missing = [n for n in names if n not in ds.modalities]
+    if missing:
+        raise DatasetError(f"dataset {ds.name!r} has no modality {missing[0]!r}; it has {', '.join(ds.modality_names)}")
+    if req.fusion not in FUSIONS:
+        raise ValueError(f"unknown fusion {req.fusion!r}; choose one of {', '.join(FUSIONS)}")
+    specs = tuple(
+        ModalitySpec(n, ds.modalities[n].dim, ds.modalities[n].kind, ds.modalities[n].image_shape) for n in names
+    )
+    return ModelConfig(
+        modalities=specs, num_classes=ds.num_classes, fusion=req.fusion, hidden=req.hidden, ablation=req.ablation,
+        jac_weight=req.jac_weight if req.fusion in DEQ_FUSIONS else 0.0, class_names=ds.class_names,
+        **req.config_overrides,
+    )
+
+
+def split_tensors(ds: Dataset, names, split: str):
+    idx = ds.split(split)
+    return [torch.from_numpy(a) for a in ds.arrays(names, idx)], torch.from_numpy(ds.labels[idx])
+
+
+@torch.no_grad()
+def evaluate(model: FusionModel, ds: Dataset, split: str = "test") -> dict:
+    """Accuracy, NLL, and for DEQ fusions the solver's steps and residuals over a split."""
+    names = model.modality_names
+    x, y = split_tensors(ds, names, split)
+    device = next(model.parameters()).device
+    x, y = [t.to(device) for t in x], y.to(device)
+    model.eval()
+    logits, steps, rel, conv = [], [], [], []
+    for start in range(0, len(y), 256):
+        out = model([t[start : start + 256] for t in x])
+        logits.append(out.logits)
+        if out.trace is not None:
+            steps.append(out.trace.nstep)
+            rel.append(out.trace.final_rel)
+            conv.append(out.trace.converged)
+    logits = torch.cat(logits)
+    metrics = {
+        f"{split}_accuracy": float((logits.argmax(1) == y).float().mean()),
+        f"{split}_nll": float(torch.nn.functional.cross_entropy(logits, y)),
+        f"{split}_samples": int(len(y)),
+    }
+    if steps:
+        metrics[f"{split}_mean_steps"] = float(np.concatenate(steps).mean())
+        metrics[f"{split}_median_rel_residual"] = float(np.median(np.concatenate(rel)))
+        metrics[f"{split}_converged_fraction"] = float(np.concatenate(conv).mean())
+    return metrics
+
+
+def train_model(ds: Dataset, req: TrainRequest, progress: Callable[[EpochRecord], None] | None = None):
+    """Train; returns (model, metrics, dependency, training info)."""
+    device = resolve_device(req.device)
+    torch.manual_seed(req.seed)
+    config = build_config(ds, req)
+    model = FusionModel(config)
+    names = config.modality_names
+    tx, ty = split_tensors(ds, names, "train")
+    vx, vy = split_tensors(ds, names, "val")
+    opts = TrainOptions(epochs=req.epochs, batch_size=req.batch_size, lr=req.lr, patience=req.patience,
+                        seed=req.seed, device=device)
+    result = fit(model, tx, ty, vx, vy, opts, progress=progress)
+    dependency = dependency_scores(model, [t.to(device) for t in tx], ty.to(device))
+    if config.is_udml:
+        model.dependency.copy_(torch.tensor([dependency["logit_magnitude"][n] for n in names]))
+    metrics = {"best_epoch": result.best_epoch, "val_accuracy": result.best_val_accuracy,
+               "epochs_run": len(result.history), "train_seconds": result.seconds}
+    metrics.update(evaluate(model, ds, "test"))
+    info = {
+        "request": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(req).items()},
+        "device": device,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "history": [asdict(r) for r in result.history],
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    return model.cpu(), metrics, dependency, info
+
+
+def train_and_save(ds: Dataset, req: TrainRequest, out: str | Path, progress=None, command: str = "") -> dict:
+    model, metrics, dependency, info = train_model(ds, req, progress)
+    if command:
+        info["command"] = command
+    save_checkpoint(out, model, metrics=metrics, dataset=ds.identity(), dependency=dependency, training=info)
+    return metrics
