@@ -33,19 +33,64 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=15, help="timed repeats per case (default 15)")
     bench.add_argument("--quick", action="store_true", help="d=128 only, 5 repeats")
     bench.add_argument("--device", default="cpu", help="cpu or cuda")
+
+    gui = sub.add_parser("gui", help="open the studio (the default command)")
+    gui.add_argument("--checkpoint", help="checkpoint file (default: the bundled demo model)")
+    gui.add_argument("--dataset", help="dataset file (default: the bundled UCI Multiple Features)")
+    gui.add_argument("--session", help="a saved session file")
+    gui.add_argument("--screenshot", metavar="OUT.png", help="wait for the solve, save a screenshot of the window, exit")
+    gui.add_argument("--sample", type=int, help="dataset index of the sample to show")
+    gui.add_argument("--corrupt", action="append", default=[], metavar="MOD=KIND:SEVERITY",
+                     help="corrupt a modality, e.g. pix=gaussian:3 (repeatable)")
+    gui.add_argument("--step", type=int, help="solver step the scrubber shows (1-based; default the last)")
+
+    train = sub.add_parser("train", help="train a fusion model on a dataset file and save a checkpoint")
+    train.add_argument("--dataset", required=True, help="dataset file (.h5, DEQ Studio schema)")
+    train.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
+    train.add_argument("--modalities", help="comma-separated modality names (default: all)")
+    train.add_argument("--fusion", default="deq-udml", help="deq, deq-udml, concat, sum, weighted-sum or late")
+    train.add_argument("--ablation", default="full", help="DEQ ablation: full, no-ftheta, no-ffuse, no-gate, no-deq, unrolled")
+    train.add_argument("--epochs", type=int, default=40)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--hidden", type=int, default=64, help="fusion width d (a multiple of 4)")
+    train.add_argument("--jac-weight", type=float, default=1.0, help="Jacobian regularisation weight (DEQ fusions; default 1.0)")
+    train.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    train.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+
+    inspect = sub.add_parser("inspect", help="summarise a checkpoint or a dataset file")
+    inspect.add_argument("path")
+    inspect.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    name = args.command or "demo"
-    if name == "demo" and not hasattr(args, "solver"):
-        args.solver = "anderson"
+    name = args.command or "gui"
+    if name == "gui" and not hasattr(args, "screenshot"):
+        args = build_parser().parse_args(["gui"])
     try:
         return COMMANDS[name](args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+@command("gui")
+def _gui(args: argparse.Namespace) -> int:
+    from .core.corruptions import CorruptionSpec
+
+    for text in args.corrupt:
+        try:
+            CorruptionSpec.parse(text)
+        except ValueError as exc:
+            return _fail(str(exc))
+    for label, path in (("checkpoint", args.checkpoint), ("dataset", args.dataset), ("session", args.session)):
+        if path is not None and not __import__("os").path.exists(path):
+            return _fail(f"{label} {path}: no such file")
+    from .gui.app import run_gui
+
+    return run_gui(checkpoint=args.checkpoint, dataset=args.dataset, session_path=args.session,
+                   screenshot=args.screenshot, sample=args.sample, corruptions=tuple(args.corrupt), step=args.step)
 
 
 @command("demo")
@@ -109,4 +154,61 @@ def _bench(args: argparse.Namespace) -> int:
     print("ovh = ms / (evaluations × one f call); speedup = torchdeq ms / ours, same map, tolerance and inputs")
     if not have_torchdeq:
         print(TORCHDEQ_HINT)
+    return 0
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _progress_line(total: int):
+    def show(record) -> None:
+        done = record.epoch + 1
+        bar = "#" * int(20 * done / total)
+        print(f"\r[{bar:<20}] epoch {done}/{total} · loss {record.loss:.3f} · train {record.train_accuracy:.3f}"
+              f" · val {record.val_accuracy:.3f} · {record.phase} · {record.seconds:.1f}s", end="", file=sys.stderr, flush=True)
+
+    return show
+
+
+@command("train")
+def _train(args: argparse.Namespace) -> int:
+    from .io.dataset import DatasetError, read_dataset
+    from .io.training_run import TrainRequest, train_and_save
+
+    try:
+        ds = read_dataset(args.dataset)
+        req = TrainRequest(
+            modalities=tuple(m.strip() for m in args.modalities.split(",") if m.strip()) if args.modalities else None,
+            fusion=args.fusion, epochs=args.epochs, seed=args.seed, hidden=args.hidden, device=args.device,
+            ablation=args.ablation, jac_weight=args.jac_weight,
+        )
+        command_line = "deqstudio " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("deqstudio") else ""
+        metrics = train_and_save(ds, req, args.out, progress=None if args.quiet else _progress_line(args.epochs),
+                                 command=command_line)
+    except (DatasetError, ValueError, OSError) as exc:
+        if not args.quiet:
+            print(file=sys.stderr)
+        return _fail(str(exc))
+    if not args.quiet:
+        print(file=sys.stderr)
+    print(f"saved {args.out}")
+    for key in ("test_accuracy", "test_nll", "val_accuracy", "best_epoch", "epochs_run", "train_seconds",
+                "test_mean_steps", "test_converged_fraction"):
+        if key in metrics:
+            value = metrics[key]
+            print(f"  {key:<24} {value:.4f}" if isinstance(value, float) else f"  {key:<24} {value}")
+    return 0
+
+
+@command("inspect")
+def _inspect(args: argparse.Namespace) -> int:
+    from .io.inspect import InspectError, describe, format_description
+
+    try:
+        info = describe(args.path)
+    except InspectError as exc:
+        return _fail(str(exc))
+    print(json.dumps(info, indent=2) if args.json else format_description(info))
     return 0

@@ -1,0 +1,91 @@
+"""Start the studio: a QApplication on a qasync event loop, the main window, and the files to open."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+
+LAUNCHED_AT = time.perf_counter()
+
+
+def _application():
+    from PySide6 import QtWidgets
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    app.setApplicationName("DEQ Studio")
+    app.setOrganizationName("deqstudio")
+    return app
+
+
+async def prepare_window(window, checkpoint, dataset, session_path=None, sample=None, corruptions=(), step=None):
+    """Open files and apply settings, then wait for the first solve to finish."""
+    from ..core.corruptions import CorruptionSpec
+    from ..session.engine import CorruptionChoice
+
+    if session_path:
+        window.load_session(session_path)
+    else:
+        await window.open_files(checkpoint, dataset)
+    s = window.session
+    if not s.ready:
+        return False
+    if sample is not None:
+        s.set_sample(sample)
+        window.browser.select_sample(sample)
+    for text in corruptions:
+        spec = CorruptionSpec.parse(text)
+        choice = CorruptionChoice(spec.kind, spec.severity, spec.seed)
+        s.set_corruption(spec.modality, choice)
+        window.corruption.set_choice(spec.modality, choice)
+    window.request_solve()
+    await window.runner.wait_idle(timeout=120)
+    if step is not None and s.result is not None:
+        window.scrubber.set_value(step - 1 if step > 0 else window.scrubber.steps - 1)
+    return True
+
+
+def run_gui(checkpoint=None, dataset=None, session_path=None, screenshot=None, sample=None, corruptions=(),
+            step=None, width=1500, height=940) -> int:
+    import qasync
+
+    from ..paths import default_checkpoint, default_dataset
+    from .main_window import MainWindow
+
+    if screenshot and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    if checkpoint is None and dataset is None and session_path is None:
+        checkpoint, dataset = default_checkpoint(), default_dataset()
+    elif session_path is None:
+        checkpoint = checkpoint or default_checkpoint()
+        dataset = dataset or default_dataset()
+    app = _application()
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    window = MainWindow()
+    window.resize(width, height)
+    window.show()
+    window.window_shown_s = time.perf_counter() - LAUNCHED_AT
+    exit_code = 0
+
+    async def start():
+        nonlocal exit_code
+        try:
+            ok = await prepare_window(window, checkpoint, dataset, session_path, sample, corruptions, step)
+        except ValueError as exc:
+            window.show_message(str(exc), True)
+            ok = False
+        if screenshot:
+            app.processEvents()
+            window.grab().save(str(screenshot))
+            print(f"saved {screenshot}" if ok else f"saved {screenshot} (with an error: {window.last_error})")
+            exit_code = 0 if ok else 1
+            window.close()
+            app.quit()
+
+    with loop:
+        loop.create_task(start())
+        loop.run_forever()
+    return exit_code

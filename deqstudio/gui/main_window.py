@@ -1,0 +1,369 @@
+"""The studio window: panels around the plots, one step scrubber, menus, status bar."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from ..session.runner import Runner
+from ..session.state import LoadError, Session
+from .panels import CorruptionPanel, SampleBrowser, SolverPanel
+from .plots import GatePlot, ProbabilityPlot, ResidualPlot, ShiftPlot, UDMLPanel
+from .scrubber import Scrubber
+from ..session.recent import RecentFiles
+
+CHECKPOINT_FILTER = "DEQ Studio checkpoints (*.pt *.pth *.ckpt);;All files (*)"
+DATASET_FILTER = "DEQ Studio datasets (*.h5 *.hdf5);;All files (*)"
+SESSION_FILTER = "DEQ Studio sessions (*.json);;All files (*)"
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    """Widgets subscribe to the Session; solves go through the Runner; nothing here calls torch."""
+
+    def __init__(self, session: Session | None = None, devices=("cpu",), recent: RecentFiles | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle("DEQ Studio")
+        self.resize(1500, 940)
+        self.setAcceptDrops(True)
+        self.session = session or Session()
+        self.recent = recent or RecentFiles()
+        self.runner = Runner(self.session.engine_solve, self._on_result, self._on_error)
+        self.result_listeners: list = []
+        self.last_error = ""
+        self._submitted_at: dict[int, float] = {}
+        self.latencies_ms: list[float] = []
+        self._build(devices)
+        self._connect()
+
+    # -- layout -----------------------------------------------------------------------------------
+    def _build(self, devices) -> None:
+        self.residual = ResidualPlot()
+        self.gates = GatePlot()
+        self.probabilities = ProbabilityPlot()
+        self.shift = ShiftPlot()
+        self.udml = UDMLPanel()
+        self.plots = [self.residual, self.gates, self.probabilities, self.shift, self.udml]
+        grid = QtWidgets.QGridLayout()
+        grid.setContentsMargins(4, 4, 4, 4)
+        grid.addWidget(self.residual, 0, 0)
+        grid.addWidget(self.gates, 0, 1)
+        grid.addWidget(self.probabilities, 1, 0)
+        grid.addWidget(self.udml, 1, 1)
+        grid.addWidget(self.shift, 2, 0, 1, 2)
+        grid.setRowStretch(0, 3)
+        grid.setRowStretch(1, 3)
+        grid.setRowStretch(2, 2)
+        grid.setColumnStretch(0, 1)
+        grid.setColumnStretch(1, 1)
+        for plot in self.plots:
+            plot.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Ignored)
+        self.scrubber = Scrubber()
+        self.banner = QtWidgets.QLabel()
+        self.banner.setObjectName("banner")
+        self.banner.setWordWrap(True)
+        self.banner.setStyleSheet("QLabel#banner { background: #fdecea; color: #611a15; padding: 6px; border-radius: 3px; }")
+        self.banner.hide()
+        central = QtWidgets.QWidget()
+        column = QtWidgets.QVBoxLayout(central)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self.banner)
+        column.addLayout(grid, 1)
+        column.addWidget(self.scrubber)
+        self.setCentralWidget(central)
+
+        self.browser = SampleBrowser()
+        self._dock("Samples", self.browser, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.corruption = CorruptionPanel()
+        self.solver_panel = SolverPanel(devices)
+        right = QtWidgets.QWidget()
+        rcol = QtWidgets.QVBoxLayout(right)
+        rcol.setContentsMargins(0, 0, 0, 0)
+        rcol.addWidget(self.corruption, 1)
+        rcol.addWidget(self.solver_panel)
+        scroll = QtWidgets.QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(right)
+        scroll.setMinimumWidth(300)
+        self._dock("Corruption and solver", scroll, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
+
+        status = self.statusBar()
+        self.status_device = QtWidgets.QLabel("device: –")
+        self.status_solve = QtWidgets.QLabel("")
+        status.addPermanentWidget(self.status_device)
+        status.addPermanentWidget(self.status_solve)
+        self._menus()
+
+    def _dock(self, title: str, widget: QtWidgets.QWidget, area) -> QtWidgets.QDockWidget:
+        dock = QtWidgets.QDockWidget(title, self)
+        dock.setObjectName(title)
+        dock.setWidget(widget)
+        dock.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _menus(self) -> None:
+        bar = self.menuBar()
+        file = bar.addMenu("&File")
+        file.addAction("Open &checkpoint…", QtGui.QKeySequence.StandardKey.Open, self._ask_checkpoint)
+        file.addAction("Open &dataset…", self._ask_dataset)
+        self.recent_menu = file.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        file.addSeparator()
+        file.addAction("&Save session…", QtGui.QKeySequence.StandardKey.Save, self._ask_save_session)
+        file.addAction("&Load session…", self._ask_load_session)
+        file.addSeparator()
+        file.addAction("&Quit", QtGui.QKeySequence.StandardKey.Quit, self.close)
+        view = bar.addMenu("&Playback")
+        view.addAction("Play / pause\tSpace", self.scrubber.toggle_play)
+        view.addAction("Step back\tLeft", lambda: self.scrubber.nudge(-1))
+        view.addAction("Step forward\tRight", lambda: self.scrubber.nudge(1))
+
+    # -- wiring -----------------------------------------------------------------------------------
+    def _connect(self) -> None:
+        s = self.session
+        s.loaded.connect(self._on_loaded)
+        s.table_changed.connect(self._on_table)
+        s.message.connect(self.show_message)
+        self.browser.sample_chosen.connect(self._choose_sample)
+        self.corruption.changed.connect(self._corruption_moved)
+        self.corruption.reset_requested.connect(self._reset)
+        self.solver_panel.changed.connect(self._solver_changed)
+        self.scrubber.step_changed.connect(self._step)
+
+    def keyPressEvent(self, event: QtGui.QKeyEvent) -> None:  # noqa: N802
+        key = event.key()
+        if key == QtCore.Qt.Key.Key_Space:
+            self.scrubber.toggle_play()
+        elif key == QtCore.Qt.Key.Key_Left:
+            self.scrubber.nudge(-1)
+        elif key == QtCore.Qt.Key.Key_Right:
+            self.scrubber.nudge(1)
+        else:
+            super().keyPressEvent(event)
+
+    # -- loading ----------------------------------------------------------------------------------
+    async def open_files(self, checkpoint=None, dataset=None) -> bool:
+        """Load off the UI thread; on failure show the reason and keep what was open."""
+        self.statusBar().showMessage("loading …")
+        try:
+            prepared = await self.runner.run_exclusive(self.session.prepare, checkpoint, dataset)
+        except LoadError as exc:
+            self.show_message(str(exc), True)
+            self.statusBar().clearMessage()
+            return False
+        except Exception as exc:  # noqa: BLE001 — an unexpected failure is still a message
+            self.show_message(f"could not open: {exc}", True)
+            return False
+        self.session.install(*prepared)
+        for p in (checkpoint, dataset):
+            if p is not None:
+                self.recent.add(str(Path(p).resolve()))
+        self.statusBar().clearMessage()
+        if self.session.ready:
+            self.hide_message()
+            await self.refresh_table()
+        return True
+
+    def _open_sync(self, checkpoint=None, dataset=None) -> None:
+        asyncio.ensure_future(self.open_files(checkpoint, dataset))
+
+    def _ask_checkpoint(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open checkpoint", "", CHECKPOINT_FILTER)
+        if path:
+            self._open_sync(checkpoint=path)
+
+    def _ask_dataset(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open dataset", "", DATASET_FILTER)
+        if path:
+            self._open_sync(dataset=path)
+
+    def open_path(self, path: str) -> None:
+        """Open a file of either kind, by its content (drag-and-drop, Open recent)."""
+        from ..io.inspect import HDF5_MAGIC
+
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(8)
+        except OSError as exc:
+            self.show_message(f"{Path(path).name}: cannot be read ({exc.strerror or exc})", True)
+            return
+        if head.startswith(HDF5_MAGIC):
+            self._open_sync(dataset=path)
+        elif path.endswith(".json"):
+            self.load_session(path)
+        else:
+            self._open_sync(checkpoint=path)
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        paths = self.recent.paths()
+        if not paths:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+        for p in paths:
+            self.recent_menu.addAction(p, lambda p=p: self.open_path(p))
+
+    def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:  # noqa: N802
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QtGui.QDropEvent) -> None:  # noqa: N802
+        for url in event.mimeData().urls():
+            if url.isLocalFile():
+                self.open_path(url.toLocalFile())
+
+    def _ask_save_session(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save session", "session.json", SESSION_FILTER)
+        if path:
+            try:
+                self.session.save(path)
+                self.recent.add(path)
+                self.statusBar().showMessage(f"saved {path}", 4000)
+            except OSError as exc:
+                self.show_message(f"could not save the session to {path}: {exc.strerror or exc}", True)
+
+    def _ask_load_session(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Load session", "", SESSION_FILTER)
+        if path:
+            self.load_session(path)
+
+    def load_session(self, path: str) -> None:
+        try:
+            self.session.load(path)
+        except LoadError as exc:
+            self.show_message(str(exc), True)
+            return
+        self.corruption.set_modalities(self.session.info.modality_names, self.session.info.modality_kinds,
+                                       self.session.corruptions)
+        self.solver_panel.set_choice(self.session.solver)
+        asyncio.ensure_future(self.refresh_table())
+        self.request_solve()
+
+    # -- session events ---------------------------------------------------------------------------
+    def _on_loaded(self, info) -> None:
+        s = self.session
+        self.corruption.set_modalities(info.modality_names, info.modality_kinds, s.corruptions)
+        from ..session.state import available_devices
+
+        devices = available_devices()
+        if tuple(self.solver_panel.device.itemText(i) for i in range(self.solver_panel.device.count())) != devices:
+            self.solver_panel.device.blockSignals(True)
+            self.solver_panel.device.clear()
+            self.solver_panel.device.addItems(list(devices))
+            self.solver_panel.device.blockSignals(False)
+        self.solver_panel.set_choice(s.solver)
+        ck = s.checkpoint.path.name if s.checkpoint and s.checkpoint.path else "?"
+        self.setWindowTitle(f"DEQ Studio — {ck} · {s.dataset.name}")
+        self.status_device.setText(f"device: {s.engine.device}")
+        self.request_solve()
+
+    async def refresh_table(self) -> None:
+        s = self.session
+        if not s.ready:
+            return
+        engine, split, solver = s.engine, s.split, s.solver
+        try:
+            table = await self.runner.run_exclusive(engine.browse, split, solver)
+        except Exception as exc:  # noqa: BLE001
+            self.show_message(f"could not tabulate the {split} split: {exc}", True)
+            return
+        if engine is s.engine:
+            s.accept_table(table)
+
+    def _on_table(self, table) -> None:
+        self.browser.set_table(table, self.session.info.class_names, self.session.split)
+        self.browser.select_sample(self.session.sample)
+
+    def _choose_sample(self, index: int) -> None:
+        self.session.set_sample(index)
+        self.request_solve()
+
+    def _corruption_moved(self, modality: str, choice) -> None:
+        try:
+            self.session.set_corruption(modality, choice)
+        except ValueError as exc:
+            self.show_message(str(exc), True)
+            return
+        self.request_solve()
+
+    def _reset(self) -> None:
+        self.session.reset_corruptions()
+        for name, choice in self.session.corruptions.items():
+            self.corruption.set_choice(name, choice)
+        self.request_solve()
+
+    def _solver_changed(self, choice) -> None:
+        try:
+            self.session.set_solver(choice)
+        except ValueError as exc:
+            self.show_message(str(exc), True)
+            return
+        self.request_solve()
+        asyncio.ensure_future(self.refresh_table())
+
+    def request_solve(self) -> None:
+        if not self.session.ready:
+            return
+        req = self.session.request()
+        self._submitted_at[req.generation] = time.perf_counter()
+        if len(self._submitted_at) > 2000:
+            self._submitted_at = {k: v for k, v in self._submitted_at.items() if k >= req.generation - 10}
+        self.runner.submit(req)
+
+    def _on_result(self, result) -> None:
+        self.session.accept(result)
+        run = result.corrupted
+        steps = max(run.nstep, 1)
+        self.scrubber.set_steps(steps, self.session.step)
+        step = self.scrubber.value()
+        for plot in self.plots:
+            plot.show_result(result)
+            plot.show_step(step)
+        self.corruption.show_images(result.images)
+        state = ("converged" if run.converged else f"NOT converged ({run.reason})") if run.nstep else run.reason
+        pred = result.class_names[run.prediction]
+        truth = result.class_names[result.label]
+        residual = f" · final residual {run.final_rel:.1e}" if run.nstep else ""
+        self.status_solve.setText(
+            f"sample {result.request.sample} · true {truth} · predicted {pred} · {run.nstep} steps · {state}"
+            f"{residual} · {result.seconds * 1e3:.0f} ms")
+        self.status_device.setText(f"device: {result.device}")
+        if not run.converged and run.nstep:
+            self.show_message(f"The solver did not converge on this input: {run.reason} after {run.nstep} steps "
+                              f"(final relative residual {run.final_rel:.2e}). Plots show the steps it took.", True)
+        elif self.banner.isVisible() and self.last_error.startswith("The solver"):
+            self.hide_message()
+        start = self._submitted_at.pop(result.request.generation, None)
+        if start is not None:
+            self.latencies_ms.append((time.perf_counter() - start) * 1e3)
+        for listener in list(self.result_listeners):
+            listener(result)
+
+    def _on_error(self, request, exc: BaseException) -> None:
+        self.show_message(f"the solve failed: {exc}", True)
+
+    def _step(self, step: int) -> None:
+        self.session.set_step(step)
+        for plot in self.plots:
+            plot.show_step(step)
+
+    # -- messages ---------------------------------------------------------------------------------
+    def show_message(self, text: str, is_error: bool = False) -> None:
+        self.last_error = text if is_error else self.last_error
+        if is_error:
+            self.banner.setText(text)
+            self.banner.show()
+        else:
+            self.statusBar().showMessage(text, 8000)
+
+    def hide_message(self) -> None:
+        self.banner.hide()
+        self.last_error = ""
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802
+        self.scrubber.timer.stop()
+        self.runner.shutdown()
+        super().closeEvent(event)

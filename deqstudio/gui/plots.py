@@ -1,0 +1,347 @@
+"""The diagnostic plots. Each panel takes a SolveResult (numpy only) and a step to mark."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf"]
+FUSED_COLOUR = "#000000"
+FLOOR = 1e-12  # residuals are drawn on a log axis; exact zeros sit on this floor
+
+pg.setConfigOptions(antialias=True, background="w", foreground="k")
+
+
+def colour(i: int) -> str:
+    return PALETTE[i % len(PALETTE)]
+
+
+def _pen(c, width=2.0, dashed=False):
+    pen = pg.mkPen(c, width=width)
+    if dashed:
+        pen.setStyle(QtCore.Qt.PenStyle.DashLine)
+    return pen
+
+
+class PlotPanel(pg.PlotWidget):
+    """A titled plot with a step marker; subclasses fill ``show_result``."""
+
+    title = ""
+    y_label = ""
+    x_label = "solver step"
+
+    legend_offset = (-5, 5)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent=parent)
+        self.setObjectName(type(self).__name__)
+        self.setMinimumSize(260, 180)
+        item = self.getPlotItem()
+        item.setTitle(self.title, size="10pt")
+        item.setLabel("left", self.y_label)
+        item.setLabel("bottom", self.x_label)
+        item.showGrid(x=True, y=True, alpha=0.2)
+        item.setMenuEnabled(False)
+        self.legend = item.addLegend(offset=self.legend_offset, labelTextSize="8pt")
+        self.marker = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#888", width=1))
+        self.marker.setZValue(50)
+        item.addItem(self.marker, ignoreBounds=True)
+        self._note_text = None
+        self.redraws = 0
+        self.result = None
+
+    def set_note(self, text: str) -> None:
+        """A line under the title with the values at the scrubber's step."""
+        if text != self._note_text:
+            self._note_text = text
+            self.getPlotItem().setTitle(f"{self.title}<br><span style='font-size:8pt;color:#444'>{text}</span>", size="10pt")
+
+    def clear_curves(self) -> None:
+        item = self.getPlotItem()
+        for it in list(item.listDataItems()):
+            item.removeItem(it)
+        self.legend.clear()
+
+    def show_result(self, result) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def show_step(self, step: int) -> None:
+        self.marker.setValue(step + 1)
+        self.redraws += 1
+
+    def data_table(self) -> tuple[list[str], list[list]]:
+        """(header, rows) of what is drawn, for CSV export."""
+        header, rows = ["series", "x", "y"], []
+        for it in self.getPlotItem().listDataItems():
+            x, y = it.getData()
+            if x is None:
+                continue
+            name = it.name() or ""
+            rows.extend([name, float(a), float(b)] for a, b in zip(x, y))
+        return header, rows
+
+
+def _steps(n: int) -> np.ndarray:
+    return np.arange(1, n + 1, dtype=float)
+
+
+class ResidualPlot(PlotPanel):
+    title = "Relative residual per block"
+    legend_offset = (5, -5)
+    y_label = "‖f(z) − z‖ / ‖f(z)‖"
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.getPlotItem().setLogMode(y=True)
+        self.tol_line = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen("#aaa", width=1, style=QtCore.Qt.PenStyle.DotLine))
+        self.getPlotItem().addItem(self.tol_line, ignoreBounds=True)
+        self._key = None
+        self._curves: dict = {}
+
+    def _build(self, names) -> None:
+        self.clear_curves()
+        self._curves = {}
+        item = self.getPlotItem()
+        for i, name in enumerate(names):
+            c = FUSED_COLOUR if name == "fused" else colour(i)
+            width = 2.5 if name == "fused" else 1.8
+            self._curves[(name, "corrupted")] = item.plot([], [], pen=_pen(c, width), name=name)
+            self._curves[(name, "clean")] = item.plot([], [], pen=_pen(c, 1.2, dashed=True))
+        self._curves[("joint", "corrupted")] = item.plot([], [], pen=_pen("#999", 1.0), name="joint")
+        self.legend.addItem(pg.PlotDataItem(pen=_pen("#555", 1.2, dashed=True)), "clean (dashed)")
+
+    def show_result(self, result) -> None:
+        self.result = result
+        names = result.block_names
+        if self._key != names:
+            self._build(names)
+            self._key = names
+        for run, tag in ((result.corrupted, "corrupted"), (result.clean, "clean")):
+            x = _steps(run.nstep)
+            for i, name in enumerate(names):
+                y = np.clip(run.block_rel[:, i], FLOOR, None) if run.nstep else np.zeros(0)
+                self._curves[(name, tag)].setData(x, y)
+        self._curves[("joint", "corrupted")].setData(_steps(result.corrupted.nstep),
+                                                     np.clip(result.corrupted.rel, FLOOR, None))
+        self.tol_line.setValue(np.log10(max(result.request.solver.tol, FLOOR)))
+        self.getPlotItem().enableAutoRange()
+        self.redraws += 1
+
+    def show_step(self, step: int) -> None:
+        super().show_step(step)
+        r = self.result
+        if r is not None and r.corrupted.nstep:
+            k = min(step, r.corrupted.nstep - 1)
+            self.set_note(f"step {k + 1}: rel {r.corrupted.rel[k]:.2e}")
+
+
+class GatePlot(PlotPanel):
+    title = "Gate share per modality"
+    y_label = "share of the fused update"
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.getPlotItem().setYRange(0, 1)
+        self._key = None
+        self._curves: dict = {}
+
+    def show_result(self, result) -> None:
+        self.result = result
+        names = result.modality_names
+        if self._key != names:
+            self.clear_curves()
+            item = self.getPlotItem()
+            self._curves = {}
+            for i, name in enumerate(names):
+                self._curves[(name, "corrupted")] = item.plot([], [], pen=_pen(colour(i), 2.0), name=name)
+                self._curves[(name, "clean")] = item.plot([], [], pen=_pen(colour(i), 1.2, dashed=True))
+            self._key = names
+        for run, tag in ((result.corrupted, "corrupted"), (result.clean, "clean")):
+            for i, name in enumerate(names):
+                y = run.gate_share[:, i] if run.nstep else np.zeros(0)
+                self._curves[(name, tag)].setData(_steps(len(y)), y)
+        self.getPlotItem().enableAutoRange(axis="x")
+        self.redraws += 1
+
+    def show_step(self, step: int) -> None:
+        super().show_step(step)
+        r = self.result
+        if r is not None and r.corrupted.nstep:
+            k = min(step, r.corrupted.nstep - 1)
+            self.set_note("  ".join(f"{n} {v:.2f}" for n, v in zip(r.modality_names, r.corrupted.gate_share[k])))
+
+
+class ProbabilityPlot(PlotPanel):
+    title = "Class probabilities"
+    legend_offset = (-5, -5)
+    y_label = "probability"
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.getPlotItem().setYRange(0, 1.02)
+        self._curves: list = []
+        self._key = None
+
+    def show_result(self, result) -> None:
+        self.result = result
+        run = result.corrupted
+        classes = result.class_names
+        final = run.final_probabilities
+        top = list(np.argsort(final)[::-1][:3])
+        if result.label not in top:
+            top.append(result.label)
+        key = (classes, tuple(top))
+        item = self.getPlotItem()
+        if self._key != key:
+            self.clear_curves()
+            self._curves = []
+            for c, name in enumerate(classes):
+                shown = c in top
+                label = f"{name}{' (true)' if c == result.label else ''}" if shown else None
+                pen = _pen(colour(c), 2.2 if shown else 0.8)
+                self._curves.append(item.plot([], [], pen=pen, name=label))
+            self._key = key
+        probs = run.probabilities
+        x = _steps(len(probs))
+        for c, curve in enumerate(self._curves):
+            curve.setData(x, probs[:, c])
+        item.enableAutoRange(axis="x")
+        self.redraws += 1
+
+    def show_step(self, step: int) -> None:
+        super().show_step(step)
+        r = self.result
+        if r is not None and len(r.corrupted.probabilities):
+            k = min(step, len(r.corrupted.probabilities) - 1)
+            p = r.corrupted.probabilities[k]
+            c = int(np.argmax(p))
+            self.set_note(f"step {k + 1}: predicts {r.class_names[c]} ({p[c]:.2f}); true {r.class_names[r.label]}")
+
+
+class ShiftPlot(PlotPanel):
+    title = "Equilibrium shift ‖z*corrupted − z*clean‖"
+    y_label = "L2 distance"
+    x_label = "block"
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.bars = pg.BarGraphItem(x=[], height=[], width=0.6, brush="#4c72b0")
+        self.getPlotItem().addItem(self.bars)
+        self.marker.hide()
+        self.legend.hide()
+
+    def show_result(self, result) -> None:
+        self.result = result
+        names = result.block_names
+        values = np.nan_to_num(result.shift, nan=0.0)
+        x = np.arange(len(names), dtype=float)
+        brushes = [pg.mkBrush(FUSED_COLOUR if n == "fused" else colour(i)) for i, n in enumerate(names)]
+        self.bars.setOpts(x=x, height=values, width=0.6, brushes=brushes)
+        axis = self.getPlotItem().getAxis("bottom")
+        axis.setTicks([[(i, n) for i, n in enumerate(names)]])
+        self.getPlotItem().setXRange(-0.6, max(len(names) - 0.4, 0.6), padding=0)
+        self.getPlotItem().setYRange(0, max(float(values.max()) * 1.15 if len(values) else 1.0, 1e-3), padding=0)
+        self.redraws += 1
+
+    def show_step(self, step: int) -> None:
+        self.redraws += 1
+
+    def data_table(self):
+        r = self.result
+        if r is None:
+            return ["block", "shift"], []
+        return ["block", "shift"], [[n, float(v)] for n, v in zip(r.block_names, r.shift)]
+
+
+class UDMLPanel(QtWidgets.QWidget):
+    """Per modality: injected corruption, predicted noise σ̂, dependency α, weight w, PE and energy."""
+
+    ROWS = ("corruption", "pred. noise, clean", "pred. noise, now", "dependency α", "weight w, clean", "weight w, now",
+            "PE mean σ², now", "energy, now")
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setObjectName("UDMLPanel")
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        self.title = QtWidgets.QLabel()
+        layout.addWidget(self.title)
+        self.table = QtWidgets.QTableWidget(len(self.ROWS), 0)
+        self.table.setVerticalHeaderLabels(self.ROWS)
+        self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.Stretch)
+        self.table.verticalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setVerticalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.table.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Ignored)
+        self.table.setMinimumHeight(120)
+        layout.addWidget(self.table, 3)
+        self.plot = pg.PlotWidget()
+        self.plot.setMinimumHeight(110)
+        item = self.plot.getPlotItem()
+        item.setTitle("fusion weight w (light: clean, dark: corrupted)", size="9pt")
+        item.setLabel("left", "w")
+        item.setMenuEnabled(False)
+        self.bars_clean = pg.BarGraphItem(x=[], height=[], width=0.35, brush="#9ecae1")
+        self.bars_now = pg.BarGraphItem(x=[], height=[], width=0.35, brush="#08519c")
+        item.addItem(self.bars_clean)
+        item.addItem(self.bars_now)
+        layout.addWidget(self.plot, 2)
+        self.result = None
+        self.redraws = 0
+
+    def show_result(self, result) -> None:
+        self.result = result
+        names = result.modality_names
+        clean, now = result.clean, result.corrupted
+        self.table.setColumnCount(len(names))
+        self.table.setHorizontalHeaderLabels(list(names))
+
+        def fmt(values, i, spec="{:.3g}"):
+            return "—" if values is None else spec.format(values[i])
+
+        for i, name in enumerate(names):
+            label = result.corruption_labels.get(name, "clean")
+            alpha = result.dependency.get(name)
+            cells = [label.split(" (")[0], fmt(clean.sigma_hat, i), fmt(now.sigma_hat, i),
+                     "—" if alpha is None else f"{alpha:.3g}", fmt(clean.weights, i, "{:.3f}"),
+                     fmt(now.weights, i, "{:.3f}"), fmt(now.pe, i), fmt(now.energy, i)]
+            for j, text in enumerate(cells):
+                cell = QtWidgets.QTableWidgetItem(text)
+                cell.setTextAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+                if j == 0:
+                    cell.setToolTip(label)
+                self.table.setItem(j, i, cell)
+            header = self.table.horizontalHeaderItem(i)
+            if header is not None:
+                header.setForeground(pg.mkColor(colour(i)))
+        x = np.arange(len(names), dtype=float)
+        if now.weights is not None:
+            self.bars_clean.setOpts(x=x - 0.18, height=clean.weights, width=0.35)
+            self.bars_now.setOpts(x=x + 0.18, height=now.weights, width=0.35)
+            self.plot.getPlotItem().setYRange(0, max(float(np.max([clean.weights, now.weights])) * 1.15, 0.1), padding=0)
+        else:
+            self.bars_clean.setOpts(x=[], height=[])
+            self.bars_now.setOpts(x=[], height=[])
+        self.plot.getPlotItem().getAxis("bottom").setTicks([[(i, n) for i, n in enumerate(names)]])
+        self.plot.getPlotItem().setXRange(-0.6, len(names) - 0.4, padding=0)
+        if now.weights is not None:
+            self.title.setText("<b>UDML</b>: predicted noise, dependency α, weights w")
+            self.title.setToolTip("α: logit magnitude of the single-modality pass over the training set; "
+                                  "w = M·u/Σu with u = 1/(predicted noise² · α)")
+        else:
+            self.title.setText(f"<b>UDML</b> — this {result.fusion} model has no UDML weights")
+        self.redraws += 1
+
+    def show_step(self, step: int) -> None:
+        self.redraws += 1
+
+    def data_table(self):
+        names = list(self.result.modality_names) if self.result is not None else []
+        header = ["quantity", *names]
+        rows = []
+        for j, quantity in enumerate(self.ROWS):
+            rows.append([quantity] + [self.table.item(j, i).text() if self.table.item(j, i) else ""
+                                      for i in range(len(names))])
+        return header, rows

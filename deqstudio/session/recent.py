@@ -1,0 +1,42 @@
+"""Recent files and the last session, remembered across restarts in the user's config folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+def config_dir() -> Path:
+    base = os.environ.get("DEQSTUDIO_CONFIG_DIR") or os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "deqstudio" if not os.environ.get("DEQSTUDIO_CONFIG_DIR") else Path(base)
+
+
+class RecentFiles:
+    """Most recent first, at most ``limit``; a damaged store is treated as empty, never an error."""
+
+    def __init__(self, path: Path | None = None, limit: int = 10) -> None:
+        self.path = path or config_dir() / "recent.json"
+        self.limit = limit
+
+    def paths(self) -> list[str]:
+        try:
+            data = json.loads(self.path.read_text())
+            return [p for p in data.get("recent", []) if isinstance(p, str)][: self.limit]
+        except (OSError, ValueError, AttributeError):
+            return []
+
+    def add(self, path: str) -> None:
+        items = [path] + [p for p in self.paths() if p != path]
+        self._write({"recent": items[: self.limit]})
+
+    def _write(self, data: dict) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".recent.", dir=self.path.parent)
+            with os.fdopen(fd, "w") as fh:
+                json.dump(data, fh)
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # remembering recent files is a convenience; failing to is not an error

@@ -1,0 +1,160 @@
+"""The studio through its real widgets, offscreen: load, corrupt, scrub, play, switch solver, errors."""
+
+import asyncio
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PySide6 import QtCore
+
+from deqstudio.gui.panels import SLIDER_SCALE
+
+
+def _wait_idle(qtbot, win, timeout=30000):
+    qtbot.waitUntil(lambda: not win.runner.busy, timeout=timeout)
+
+
+def _curve(plot, name, tag="corrupted"):
+    curve = plot._curves[(name, tag)]
+    x, y = np.asarray(curve.xData), np.asarray(curve.yData)  # data coordinates, not the log10 display ones
+    return x, y
+
+
+def test_window_opens_with_every_plot_drawn(window):
+    r = window.session.result
+    assert r.block_names == ("strong", "weak", "picture", "fused")
+    x, y = _curve(window.residual, "fused")
+    assert len(x) == r.corrupted.nstep > 1 and np.all(y > 0)
+    assert len(window.probabilities._curves) == 4
+    assert window.udml.table.columnCount() == 3
+    assert window.udml.table.item(0, 0).text() == "clean"
+    assert "converged" in window.status_solve.text()
+    assert window.browser.model.rowCount() == len(window.session.dataset.split("test"))
+    assert window.scrubber.steps == r.corrupted.nstep
+    assert "picture" in window.corruption.controls and window.corruption.controls["picture"].image is not None
+
+
+def test_moving_a_slider_resolves_and_every_plot_follows(window, qtbot):
+    before = {p: p.redraws for p in window.plots}
+    clean_y = _curve(window.residual, "fused")[1].copy()
+    slider = window.corruption.controls["strong"].slider
+    slider.setValue(4 * SLIDER_SCALE)
+    qtbot.waitUntil(lambda: window.session.result.severities["strong"] == 4.0, timeout=30000)
+    _wait_idle(qtbot, window)
+    r = window.session.result
+    assert r.shift[0] > 0  # the corrupted modality's equilibrium moved
+    assert all(p.redraws > before[p] for p in window.plots)
+    dashed = _curve(window.residual, "fused", "clean")[1]
+    np.testing.assert_allclose(dashed, clean_y)  # the clean run stays, dashed
+    assert window.udml.table.item(0, 0).text().startswith("gaussian 4")
+    assert "level 4" in window.corruption.controls["strong"].value.text()
+
+
+def test_image_modality_is_drawn_before_and_after(window, qtbot):
+    ctl = window.corruption.controls["picture"]
+    ctl.kind.setCurrentText("impulse")
+    ctl.slider.setValue(5 * SLIDER_SCALE)
+    qtbot.waitUntil(lambda: window.session.result.severities["picture"] == 5.0, timeout=30000)
+    (_, before), (_, after) = ctl.image.items
+    assert before.image.shape == (8, 8) and not np.array_equal(before.image, after.image)
+
+
+def test_slider_snaps_to_levels(window, qtbot):
+    slider = window.corruption.controls["weak"].slider
+    slider.setValue(2 * SLIDER_SCALE + 5)
+    assert slider.value() == 2 * SLIDER_SCALE
+    slider.setValue(2 * SLIDER_SCALE + 40)
+    assert slider.value() == 2 * SLIDER_SCALE + 40
+    _wait_idle(qtbot, window)
+
+
+def test_scrub_and_play_replay_the_stored_trace(window, qtbot):
+    r = window.session.result
+    completed = window.runner.completed
+    window.scrubber.set_value(0)
+    assert window.session.step == 0
+    assert window.residual.marker.value() == 1
+    assert "step 1:" in window.probabilities._note_text
+    window.scrubber.speed.setCurrentText("60 steps/s")
+    window.scrubber.play.setChecked(True)
+    qtbot.waitUntil(lambda: window.scrubber.value() == r.corrupted.nstep - 1, timeout=10000)
+    qtbot.waitUntil(lambda: not window.scrubber.play.isChecked(), timeout=5000)
+    assert window.runner.completed == completed  # playback never re-solves
+    qtbot.keyClick(window, QtCore.Qt.Key.Key_Left)
+    assert window.scrubber.value() == r.corrupted.nstep - 2
+
+
+def test_switching_solver_resolves_with_it(window, qtbot):
+    window.solver_panel.solver.setCurrentText("fixed_point")
+    qtbot.waitUntil(lambda: window.session.result.request.solver.solver == "fixed_point", timeout=30000)
+    _wait_idle(qtbot, window)
+    assert not window.solver_panel.lam.isEnabled() and window.solver_panel.tau.isEnabled()
+    window.solver_panel.max_iter.setValue(3)
+    qtbot.waitUntil(lambda: window.session.result.request.solver.max_iter == 3, timeout=30000)
+    r = window.session.result
+    assert r.corrupted.nstep == 3 and not r.corrupted.converged
+    assert "NOT converged" in window.status_solve.text()
+    assert window.banner.isVisible() and "did not converge" in window.banner.text()
+
+
+def test_mismatched_dataset_is_a_message_and_the_old_files_stay(window, qtbot, tmp_path):
+    from deqstudio.io.dataset import write_dataset
+    from deqstudio.io.synthetic import SyntheticModality, make_synthetic
+
+    other = write_dataset(make_synthetic(n=60, num_classes=4, modalities=(SyntheticModality("audio", 5),), seed=2),
+                          tmp_path / "other.h5")
+    old = window.session.dataset
+    task = asyncio.ensure_future(window.open_files(dataset=other))
+    qtbot.waitUntil(task.done, timeout=30000)
+    assert task.result() is False
+    assert window.banner.isVisible() and "does not fit this checkpoint" in window.banner.text()
+    assert "'strong' is missing" in window.banner.text()
+    assert window.session.dataset is old
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    task = asyncio.ensure_future(window.open_files(checkpoint=tmp_path / "junk.pt"))
+    qtbot.waitUntil(task.done, timeout=30000)
+    assert "not a torch zip" in window.banner.text()
+    # the app keeps working with what it had open
+    window.corruption.controls["weak"].slider.setValue(3 * SLIDER_SCALE)
+    qtbot.waitUntil(lambda: window.session.result.severities["weak"] == 3.0, timeout=30000)
+
+
+def test_slider_spam_ends_on_the_last_value_without_backlog(window, qtbot):
+    slider = window.corruption.controls["strong"].slider
+    completed = window.runner.completed
+    values = [((i * 37) % 500) for i in range(199)] + [333]
+    for v in values:
+        slider.setValue(v)
+    assert window.runner.busy
+    _wait_idle(qtbot, window, timeout=60000)
+    r = window.session.result
+    assert r.severities["strong"] == pytest.approx(3.33)
+    assert window.runner.completed - completed < 20  # not one solve per move
+    assert not window.runner.busy
+
+
+def test_selecting_a_sample_in_the_browser_solves_it(window, qtbot):
+    view = window.browser.view
+    view.selectRow(5)
+    target = window.browser.model.table.indices[window.browser.proxy.mapToSource(window.browser.proxy.index(5, 0)).row()]
+    qtbot.waitUntil(lambda: window.session.result.request.sample == target, timeout=30000)
+    window.browser.mode.setCurrentText("wrong")
+    shown = window.browser.proxy.rowCount()
+    assert shown == int((~window.browser.model.table.correct).sum())
+
+
+def test_screenshot_command_writes_the_window(small_files, tmp_path):
+    ck, data = small_files
+    out = tmp_path / "shot.png"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "DEQSTUDIO_CONFIG_DIR": str(tmp_path / "cfg")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "deqstudio", "gui", "--checkpoint", str(ck), "--dataset", str(data),
+         "--screenshot", str(out), "--corrupt", "strong=gaussian:3", "--step", "2"],
+        capture_output=True, text=True, timeout=180, env=env)
+    assert proc.returncode == 0, proc.stderr
+    from PySide6 import QtGui
+
+    image = QtGui.QImage(str(out))
+    assert image.width() >= 1200 and image.height() >= 800
