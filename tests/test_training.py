@@ -21,15 +21,20 @@ def synthetic():
 
 def test_deq_udml_learns_well_above_chance(synthetic):
     model, metrics, dependency, info = train_model(
-        synthetic, TrainRequest(fusion="deq-udml", epochs=10, hidden=16, device="cpu", seed=0))
-    assert metrics["test_accuracy"] > 0.7  # chance is 0.25
+        synthetic, TrainRequest(fusion="deq-udml", epochs=10, hidden=16, lr=3e-3, device="cpu", seed=0))
+    # ten epochs are 50 optimiser steps on this small set: at the default 1e-3 the result depends on the
+    # thread count's rounding (0.25 to 0.72); at 3e-3 it is 0.9 to 0.99 over seeds and thread counts
+    assert metrics["test_accuracy"] > 0.8  # chance is 0.25
     # ten epochs of a 16-wide model are not yet contractive on every sample (the bundled models, trained
     # to the end, converge on all of theirs: test_bundled_models); most samples must already converge
     assert metrics["test_converged_fraction"] > 0.6
     alpha = dependency["logit_magnitude"]
     assert set(alpha) == {"strong", "weak", "picture"}
-    # the informative modality is the one the model depends on most
-    assert alpha["strong"] > alpha["weak"]
+    assert all(np.isfinite(v) and v > 0 for v in alpha.values())
+    # dropping the informative modality costs more than dropping the weak one. The released code's logit
+    # magnitude measures how loud a single-modality pass is, not how useful, and need not rank them so
+    drop = dependency["loss_increase"]
+    assert drop["strong"] > drop["weak"]
     torch.testing.assert_close(model.dependency, torch.tensor([alpha[n] for n in model.modality_names]))
     assert [h["phase"] for h in info["history"]][-1] == "uncertainty"
 
