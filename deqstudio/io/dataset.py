@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from . import atomic
 
 FORMAT = "deqstudio-dataset"
 VERSION = 1
@@ -263,32 +264,22 @@ def write_dataset(ds: Dataset, path: str | os.PathLike, compression: str | None 
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise DatasetError(f"{path}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as h5:
-            h5.attrs.update({"format": FORMAT, "version": VERSION, "name": ds.name, "description": ds.description,
-                             "source": ds.source, "license": ds.license})
-            group = h5.create_group("modalities", track_order=True)
-            opts = {"compression": compression, "compression_opts": 9} if compression == "gzip" else {}
-            for name, m in ds.modalities.items():
-                arr = m.data.reshape(len(ds), *m.image_shape) if m.kind == "image" else m.data
-                dset = group.create_dataset(name, data=arr.astype(np.float32), shuffle=bool(opts), track_times=False, **opts)
-                dset.attrs["kind"] = m.kind
-                if m.image_shape:
-                    dset.attrs["image_shape"] = np.asarray(m.image_shape, dtype=np.int64)
-            labels = h5.create_dataset("labels", data=ds.labels.astype(np.int64), track_times=False, **opts)
-            labels.attrs["class_names"] = np.asarray(ds.class_names, dtype=h5py.string_dtype())
-            splits = h5.create_group("splits")
-            for split, idx in ds.splits.items():
-                splits.create_dataset(split, data=np.asarray(idx, dtype=np.int64), track_times=False)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic.atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        h5.attrs.update({"format": FORMAT, "version": VERSION, "name": ds.name, "description": ds.description,
+                         "source": ds.source, "license": ds.license})
+        group = h5.create_group("modalities", track_order=True)
+        opts = {"compression": compression, "compression_opts": 9} if compression == "gzip" else {}
+        for name, m in ds.modalities.items():
+            arr = m.data.reshape(len(ds), *m.image_shape) if m.kind == "image" else m.data
+            dset = group.create_dataset(name, data=arr.astype(np.float32), shuffle=bool(opts), track_times=False, **opts)
+            dset.attrs["kind"] = m.kind
+            if m.image_shape:
+                dset.attrs["image_shape"] = np.asarray(m.image_shape, dtype=np.int64)
+        labels = h5.create_dataset("labels", data=ds.labels.astype(np.int64), track_times=False, **opts)
+        labels.attrs["class_names"] = np.asarray(ds.class_names, dtype=h5py.string_dtype())
+        splits = h5.create_group("splits")
+        for split, idx in ds.splits.items():
+            splits.create_dataset(split, data=np.asarray(idx, dtype=np.int64), track_times=False)
     return path
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
+
+from ..io import atomic
 
 
 def config_dir() -> Path:
@@ -34,9 +35,6 @@ class RecentFiles:
     def _write(self, data: dict) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".recent.", dir=self.path.parent)
-            with os.fdopen(fd, "w") as fh:
-                json.dump(data, fh)
-            os.replace(tmp, self.path)
+            atomic.write_text(self.path, json.dumps(data))
         except OSError:
             pass  # remembering recent files is a convenience; failing to is not an error

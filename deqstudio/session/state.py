@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 
 from ..core.corruptions import kinds_for
+from ..io import atomic
 from .engine import BrowseTable, CorruptionChoice, Engine, ModelInfo, SolveRequest, SolveResult, SolverChoice
 from .signals import Signal
 
@@ -186,16 +185,7 @@ class Session:
 
     def save(self, path) -> Path:
         path = Path(path)
-        text = json.dumps(self.to_dict(), indent=2)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic.write_text(path, json.dumps(self.to_dict(), indent=2))
 
     def load(self, path) -> None:
         """Restore a saved session; a bad file is a LoadError and changes nothing."""
