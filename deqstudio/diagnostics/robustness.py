@@ -1,0 +1,270 @@
+"""Robustness curves and noise calibration from one sweep over modalities, kinds and severities."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..core.corruptions import kinds_for
+from .evaluation import BatchOutcome, CancelFn, Cancelled, Corruption, Evaluator, ProgressFn, spearman
+from .results import write_csv, write_hdf5
+
+LEVELS = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
+
+
+def area_under_curve(levels, accuracy) -> float:
+    """Mean accuracy over the severity range (trapezoid rule, normalised by the range)."""
+    levels, accuracy = np.asarray(levels, float), np.asarray(accuracy, float)
+    if len(levels) < 2 or not np.all(np.isfinite(accuracy)):
+        return float("nan")
+    return float(np.trapezoid(accuracy, levels) / (levels[-1] - levels[0]))
+
+
+@dataclass
+class RobustnessSweep:
+    """One curve per (modality, kind): accuracy, steps and predicted noise against severity.
+
+    ``noise_estimate`` is the mean UDML σ̂ of the corrupted modality, ``pe_estimate`` the mean
+    predicted variance (the PE baseline); both NaN for models without UDML. ``*_spearman`` rank-
+    correlate the per-sample estimate with the injected severity. Cells a cancelled sweep did not
+    reach are NaN and ``complete`` is False.
+    """
+
+    model: str
+    split: str
+    levels: np.ndarray  # (L,)
+    modality: np.ndarray  # (C,) str
+    kind: np.ndarray  # (C,) str
+    accuracy: np.ndarray  # (C, L)
+    mean_steps: np.ndarray
+    converged_fraction: np.ndarray
+    noise_estimate: np.ndarray
+    pe_estimate: np.ndarray
+    noise_spearman: np.ndarray  # (C,)
+    pe_spearman: np.ndarray
+    samples: int
+    complete: bool = True
+    baseline: str = ""
+    baseline_accuracy: np.ndarray | None = None
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def auc(self) -> np.ndarray:
+        return np.array([area_under_curve(self.levels, a) for a in self.accuracy])
+
+    @property
+    def baseline_auc(self) -> np.ndarray:
+        if self.baseline_accuracy is None:
+            return np.full(len(self.modality), np.nan)
+        return np.array([area_under_curve(self.levels, a) for a in self.baseline_accuracy])
+
+    @property
+    def relative_robustness(self) -> np.ndarray:
+        """AUC over the baseline's AUC: above 1, more robust than the baseline."""
+        return self.auc / self.baseline_auc
+
+    def curve(self, modality: str, kind: str = "gaussian") -> int:
+        for i, (m, k) in enumerate(zip(self.modality, self.kind)):
+            if m == modality and k == kind:
+                return i
+        raise KeyError(f"no curve for {modality}={kind}")
+
+    COLUMNS = ("modality", "kind", "severity", "accuracy", "mean_steps", "converged_fraction", "noise_estimate",
+               "pe_estimate", "baseline_accuracy", "auc", "relative_robustness", "noise_spearman", "pe_spearman")
+
+    def rows(self) -> list[list]:
+        auc, rel = self.auc, self.relative_robustness
+        base = self.baseline_accuracy if self.baseline_accuracy is not None else np.full_like(self.accuracy, np.nan)
+        out = []
+        for c in range(len(self.modality)):
+            for j, level in enumerate(self.levels):
+                out.append([self.modality[c], self.kind[c], level, self.accuracy[c, j], self.mean_steps[c, j],
+                            self.converged_fraction[c, j], self.noise_estimate[c, j], self.pe_estimate[c, j],
+                            base[c, j], auc[c], rel[c], self.noise_spearman[c], self.pe_spearman[c]])
+        return out
+
+    def to_csv(self, path: str | os.PathLike) -> Path:
+        return write_csv(path, self.COLUMNS, self.rows())
+
+    def to_hdf5(self, path: str | os.PathLike) -> Path:
+        arrays = {k: getattr(self, k) for k in ("levels", "modality", "kind", "accuracy", "mean_steps",
+                                                  "converged_fraction", "noise_estimate", "pe_estimate",
+                                                  "noise_spearman", "pe_spearman")}
+        arrays["auc"] = self.auc
+        if self.baseline_accuracy is not None:
+            arrays["baseline_accuracy"] = self.baseline_accuracy
+        attrs = {"model": self.model, "split": self.split, "samples": self.samples, "complete": self.complete,
+                 "baseline": self.baseline, "seconds": self.seconds}
+        return write_hdf5(path, "robustness", arrays, attrs)
+
+    def to_json(self) -> dict:
+        """Keyed by modality (``MOD=KIND`` when several kinds were swept): the curve's lists and scores."""
+        out = {}
+        for c, (m, k) in enumerate(zip(self.modality, self.kind)):
+            entry = {
+                "kind": str(k), "levels": [float(v) for v in self.levels],
+                "accuracy": _floats(self.accuracy[c]), "mean_steps": _floats(self.mean_steps[c]),
+                "converged_fraction": _floats(self.converged_fraction[c]),
+                "noise_estimate": _floats(self.noise_estimate[c]), "pe_estimate": _floats(self.pe_estimate[c]),
+                "auc": _float(self.auc[c]), "noise_spearman": _float(self.noise_spearman[c]),
+                "pe_spearman": _float(self.pe_spearman[c]),
+            }
+            if self.baseline_accuracy is not None:
+                entry["baseline_accuracy"] = _floats(self.baseline_accuracy[c])
+                entry["relative_robustness"] = _float(self.relative_robustness[c])
+            out[str(m) if len(set(self.kind)) == 1 else f"{m}={k}"] = entry
+        return out
+
+
+def _float(v) -> float | None:
+    return float(v) if np.isfinite(v) else None
+
+
+def _floats(values) -> list:
+    return [_float(v) for v in values]
+
+
+def sweep_plan(evaluator: Evaluator, modalities=None, kinds=None) -> list[tuple[str, str]]:
+    """(modality, kind) pairs: every named modality with each named kind that applies to it.
+
+    kinds ``None`` means gaussian noise; ``("all",)`` every kind the modality admits.
+    """
+    specs = {m.name: m for m in evaluator.config.modalities}
+    names = list(modalities) if modalities else list(specs)
+    for n in names:
+        if n not in specs:
+            raise ValueError(f"unknown modality {n!r}; the model has {', '.join(specs)}")
+    plan = []
+    for n in names:
+        allowed = kinds_for(specs[n].kind)
+        wanted = allowed if kinds and tuple(kinds) == ("all",) else (kinds or ("gaussian",))
+        for k in wanted:
+            if k in allowed:
+                plan.append((n, k))
+            elif len(wanted) == 1 and len(names) == 1:
+                raise ValueError(f"corruption {k!r} does not apply to the {specs[n].kind} modality {n!r}")
+    if not plan:
+        raise ValueError("nothing to sweep: no named corruption kind applies to the named modalities")
+    return plan
+
+
+def robustness_sweep(
+    evaluator: Evaluator,
+    *,
+    modalities=None,
+    kinds=None,
+    levels=LEVELS,
+    split: str = "test",
+    seed: int = 0,
+    settings=None,
+    baseline: Evaluator | None = None,
+    model_name: str = "",
+    baseline_name: str = "",
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+) -> RobustnessSweep:
+    import time
+
+    t0 = time.perf_counter()
+    plan = sweep_plan(evaluator, modalities, kinds)
+    levels = np.asarray(levels, dtype=np.float64)
+    ids = evaluator.dataset.split(split)
+    names = list(evaluator.names)
+    shape = (len(plan), len(levels))
+    acc, steps, conv, noise, pe, base = (np.full(shape, np.nan) for _ in range(6))
+    per_sample_noise = [[] for _ in plan]
+    per_sample_pe = [[] for _ in plan]
+    per_sample_level = [[] for _ in plan]
+    clean: dict[str, BatchOutcome] = {}
+    total, done, complete = len(plan) * len(levels), 0, True
+
+    def outcome(ev: Evaluator, key: str, corruptions) -> BatchOutcome:
+        if not corruptions:
+            if key not in clean:
+                clean[key] = ev.run(ids, None, settings, cancel)
+            return clean[key]
+        return ev.run(ids, corruptions, settings, cancel)
+
+    try:
+        for c, (m, k) in enumerate(plan):
+            mi = names.index(m)
+            for j, level in enumerate(levels):
+                corr = {m: Corruption(k, float(level), seed)} if level > 0 else None
+                r = outcome(evaluator, "model", corr)
+                acc[c, j], steps[c, j], conv[c, j] = r.accuracy, r.steps.mean(), r.converged.mean()
+                if r.sigma_hat is not None:
+                    noise[c, j], pe[c, j] = r.sigma_hat[:, mi].mean(), r.pe[:, mi].mean()
+                    per_sample_noise[c].append(r.sigma_hat[:, mi])
+                    per_sample_pe[c].append(r.pe[:, mi])
+                    per_sample_level[c].append(np.full(len(ids), level))
+                if baseline is not None:
+                    base[c, j] = outcome(baseline, "baseline", corr).accuracy
+                done += 1
+                if progress is not None:
+                    progress(done / total)
+    except Cancelled:
+        complete = False
+
+    def rho(values, c):
+        if not values[c]:
+            return np.nan
+        return spearman(np.concatenate(per_sample_level[c]), np.concatenate(values[c]))
+
+    return RobustnessSweep(
+        model=model_name, split=split, levels=levels, modality=np.array([m for m, _ in plan]),
+        kind=np.array([k for _, k in plan]), accuracy=acc, mean_steps=steps, converged_fraction=conv,
+        noise_estimate=noise, pe_estimate=pe,
+        noise_spearman=np.array([rho(per_sample_noise, c) for c in range(len(plan))]),
+        pe_spearman=np.array([rho(per_sample_pe, c) for c in range(len(plan))]),
+        samples=len(ids), complete=complete, baseline=baseline_name,
+        baseline_accuracy=base if baseline is not None else None, seconds=time.perf_counter() - t0,
+    )
+
+
+@dataclass
+class TippingPoints:
+    """Per sample, the smallest severity that flips the prediction or breaks convergence (NaN: none)."""
+
+    modality: str
+    kind: str
+    levels: np.ndarray
+    sample_ids: np.ndarray
+    flip: np.ndarray
+    diverge: np.ndarray
+    clean_prediction: np.ndarray
+    labels: np.ndarray
+
+    def to_csv(self, path) -> Path:
+        rows = [[i, lab, p, f, d] for i, lab, p, f, d in zip(self.sample_ids, self.labels, self.clean_prediction,
+                                                             self.flip, self.diverge)]
+        return write_csv(path, ("sample", "label", "clean_prediction", "flip_severity", "diverge_severity"), rows)
+
+    def to_hdf5(self, path) -> Path:
+        arrays = {k: getattr(self, k) for k in ("levels", "sample_ids", "flip", "diverge", "clean_prediction", "labels")}
+        return write_hdf5(path, "tipping_points", arrays, {"modality": self.modality, "kind": self.kind})
+
+
+def tipping_points(
+    evaluator: Evaluator, ids, modality: str, kind: str = "gaussian", levels=None, seed: int = 0, settings=None,
+    progress: ProgressFn | None = None, cancel: CancelFn | None = None,
+) -> TippingPoints:
+    """Scan severities upward; a sample's tipping point is the first level where it flips (or stops converging)."""
+    sweep_plan(evaluator, [modality], [kind])
+    levels = np.asarray(levels if levels is not None else np.arange(0.25, 5.001, 0.25), dtype=np.float64)
+    ids = np.asarray(ids, dtype=np.int64)
+    clean = evaluator.run(ids, None, settings, cancel)
+    flip, diverge = np.full(len(ids), np.nan), np.full(len(ids), np.nan)
+    for j, level in enumerate(levels):
+        try:
+            r = evaluator.run(ids, {modality: Corruption(kind, float(level), seed)}, settings, cancel)
+        except Cancelled:
+            break
+        flip[np.isnan(flip) & (r.predictions != clean.predictions)] = level
+        diverge[np.isnan(diverge) & ~r.converged & clean.converged] = level
+        if progress is not None:
+            progress((j + 1) / len(levels))
+    return TippingPoints(modality, kind, levels, ids, flip, diverge, clean.predictions, clean.labels)
