@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=15, help="timed repeats per case (default 15)")
     bench.add_argument("--quick", action="store_true", help="d=128 only, 5 repeats")
     bench.add_argument("--device", default="cpu", help="cpu or cuda")
+    bench.add_argument("--no-gui", action="store_true", help="skip the studio measurements (the gui object)")
+    bench.add_argument("--gui-only", action="store_true", help="only the studio measurements")
 
     gui = sub.add_parser("gui", help="open the studio (the default command)")
     gui.add_argument("--checkpoint", help="checkpoint file (default: the bundled demo model)")
@@ -131,7 +133,16 @@ def _bench(args: argparse.Namespace) -> int:
         return 2
     dims, repeats = ((128,), 5) if args.quick else ((128, 512), max(1, args.repeats))
     progress = None if args.json else (lambda msg: print(f"  measuring {msg} ...", file=sys.stderr))
-    rows, have_torchdeq = bench_solvers(dims=dims, repeats=repeats, device=args.device, progress=progress)
+    rows, have_torchdeq = [], False
+    if not args.gui_only:
+        rows, have_torchdeq = bench_solvers(dims=dims, repeats=repeats, device=args.device, progress=progress)
+    gui = None
+    if not args.no_gui:
+        from .gui.bench import bench_gui
+
+        if progress:
+            progress("the studio (window shown, 100 slider moves, playback)")
+        gui = bench_gui(moves=20 if args.quick else 100)
     report = {
         "deqstudio": __version__,
         "torch": torch.__version__,
@@ -144,16 +155,23 @@ def _bench(args: argparse.Namespace) -> int:
         "torchdeq": have_torchdeq,
         "solver": [r.to_dict() for r in rows],
     }
+    if gui is not None:
+        report["gui"] = gui
     if not have_torchdeq:
         report["torchdeq_hint"] = TORCHDEQ_HINT
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"map: {MAP_DESCRIPTION}; tol 1e-4 (rel); medians over {repeats} repeats; {report['threads']} threads")
-    print(format_table(rows))
-    print("ovh = ms / (evaluations × one f call); speedup = torchdeq ms / ours, same map, tolerance and inputs")
-    if not have_torchdeq:
-        print(TORCHDEQ_HINT)
+    if rows:
+        print(f"map: {MAP_DESCRIPTION}; tol 1e-4 (rel); medians over {repeats} repeats; {report['threads']} threads")
+        print(format_table(rows))
+        print("ovh = ms / (evaluations × one f call); speedup = torchdeq ms / ours, same map, tolerance and inputs")
+        if not have_torchdeq:
+            print(TORCHDEQ_HINT)
+    if gui is not None:
+        print(f"studio ({gui['platform']}, {gui['device']}): slider→plot p50 {gui['slider_to_plot_ms_p50']:.1f} ms, "
+              f"p95 {gui['slider_to_plot_ms_p95']:.1f} ms over {gui['slider_moves']} moves; playback "
+              f"{gui['playback_fps']:.0f} frames/s; window shown {gui['window_shown_s']:.2f} s after process start")
     return 0
 
 

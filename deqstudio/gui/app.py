@@ -67,7 +67,10 @@ def run_gui(checkpoint=None, dataset=None, session_path=None, screenshot=None, s
     window = MainWindow()
     window.resize(width, height)
     window.show()
+    app.processEvents()
     window.window_shown_s = time.perf_counter() - LAUNCHED_AT
+    if os.environ.get("DEQSTUDIO_WINDOW_SHOWN_AT"):
+        print(f"DEQSTUDIO_WINDOW_SHOWN_AT={time.time()}", flush=True)
     exit_code = 0
 
     async def start():

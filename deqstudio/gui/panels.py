@@ -147,7 +147,11 @@ class SampleBrowser(QtWidgets.QWidget):
         if t is None:
             return
         rows = np.flatnonzero(t.indices == index)
-        if len(rows):
+        if not len(rows):  # a sample outside the listed split: nothing in the list is the shown sample
+            self.view.blockSignals(True)
+            self.view.clearSelection()
+            self.view.blockSignals(False)
+        else:
             proxy_index = self.proxy.mapFromSource(self.model.index(int(rows[0]), 0))
             if proxy_index.isValid():
                 self.view.blockSignals(True)

@@ -42,7 +42,7 @@ class PlotPanel(pg.PlotWidget):
         item.setTitle(self.title, size="10pt")
         item.setLabel("left", self.y_label)
         item.setLabel("bottom", self.x_label)
-        item.showGrid(x=True, y=True, alpha=0.2)
+        # no grid: pyqtgraph draws it into the axis pictures, which tripled every repaint (deqstudio bench)
         item.setMenuEnabled(False)
         self.legend = item.addLegend(offset=self.legend_offset, labelTextSize="8pt")
         self.marker = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#888", width=1))
@@ -290,13 +290,24 @@ class UDMLPanel(QtWidgets.QWidget):
         layout.addWidget(self.plot, 2)
         self.result = None
         self.redraws = 0
+        self._columns = None
 
     def show_result(self, result) -> None:
         self.result = result
         names = result.modality_names
         clean, now = result.clean, result.corrupted
-        self.table.setColumnCount(len(names))
-        self.table.setHorizontalHeaderLabels(list(names))
+        if self._columns != names:  # a new model: rebuild the columns; otherwise only texts change
+            self._columns = names
+            self.table.setColumnCount(len(names))
+            self.table.setHorizontalHeaderLabels(list(names))
+            for i in range(len(names)):
+                self.table.horizontalHeaderItem(i).setForeground(pg.mkColor(colour(i)))
+                for j in range(self.table.rowCount()):
+                    cell = QtWidgets.QTableWidgetItem()
+                    cell.setTextAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+                    self.table.setItem(j, i, cell)
+            self.plot.getPlotItem().getAxis("bottom").setTicks([[(i, n) for i, n in enumerate(names)]])
+            self.plot.getPlotItem().setXRange(-0.6, len(names) - 0.4, padding=0)
 
         def fmt(values, i, spec="{:.3g}"):
             return "—" if values is None else spec.format(values[i])
@@ -308,14 +319,10 @@ class UDMLPanel(QtWidgets.QWidget):
                      "—" if alpha is None else f"{alpha:.3g}", fmt(clean.weights, i, "{:.3f}"),
                      fmt(now.weights, i, "{:.3f}"), fmt(now.pe, i), fmt(now.energy, i)]
             for j, text in enumerate(cells):
-                cell = QtWidgets.QTableWidgetItem(text)
-                cell.setTextAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
-                if j == 0:
-                    cell.setToolTip(label)
-                self.table.setItem(j, i, cell)
-            header = self.table.horizontalHeaderItem(i)
-            if header is not None:
-                header.setForeground(pg.mkColor(colour(i)))
+                cell = self.table.item(j, i)
+                if cell.text() != text:
+                    cell.setText(text)
+            self.table.item(0, i).setToolTip(label)
         x = np.arange(len(names), dtype=float)
         if now.weights is not None:
             self.bars_clean.setOpts(x=x - 0.18, height=clean.weights, width=0.35)
@@ -324,8 +331,6 @@ class UDMLPanel(QtWidgets.QWidget):
         else:
             self.bars_clean.setOpts(x=[], height=[])
             self.bars_now.setOpts(x=[], height=[])
-        self.plot.getPlotItem().getAxis("bottom").setTicks([[(i, n) for i, n in enumerate(names)]])
-        self.plot.getPlotItem().setXRange(-0.6, len(names) - 0.4, padding=0)
         if now.weights is not None:
             self.title.setText("<b>UDML</b>: predicted noise, dependency α, weights w")
             self.title.setToolTip("α: logit magnitude of the single-modality pass over the training set; "

@@ -165,6 +165,7 @@ class Engine:
 
         check_compatible(checkpoint.config, dataset)
         self._torch = torch
+        self._batch_threads = torch.get_num_threads()
         self.checkpoint = checkpoint
         self.dataset = dataset
         self.model = checkpoint.model.eval()
@@ -287,6 +288,8 @@ class Engine:
 
     def solve(self, request: SolveRequest) -> SolveResult:
         t0 = time.perf_counter()
+        # one sample's small ops: a second intra-op thread only adds hand-off jitter (p95 73 ms vs 14 ms)
+        self._torch.set_num_threads(1)
         wanted = request.solver.device
         if wanted != self.device and not (wanted.startswith("cuda") and self.notice):
             self.set_device(wanted)
@@ -327,6 +330,7 @@ class Engine:
     def browse(self, split: str = "test", choice: SolverChoice | None = None, batch: int = 200) -> BrowseTable:
         """Label, prediction, steps and final residual for every sample of a split (clean)."""
         torch = self._torch
+        torch.set_num_threads(self._batch_threads)
         choice = choice or SolverChoice(device=self.device)
         idx = self.dataset.split(split)
         preds, steps, rels, conv = [], [], [], []

@@ -1,0 +1,135 @@
+"""The studio's responsiveness, measured through the real window (`deqstudio bench` → ``gui``).
+
+slider_to_plot_ms: a corruption slider is moved programmatically (``QSlider.setValue``, as a drag
+delivers it) and the clock stops when the result of that value has been drawn by every plot
+(each plot repainted synchronously). playback_fps: frames per second of stepping the scrubber
+through the stored trace with every plot repainted per frame. window_shown_s: a child
+``deqstudio gui --screenshot`` process reports the wall time its window was shown; the clock
+starts just before the process is spawned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SHOWN_MARKER = "DEQSTUDIO_WINDOW_SHOWN_AT"
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q / 100
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def window_shown_seconds(repeats: int = 3) -> float:
+    """Median over ``repeats`` fresh processes of spawn → window shown."""
+    times = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            env = dict(os.environ, **{SHOWN_MARKER: "1", "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "offscreen")})
+            start = time.time()
+            proc = subprocess.run([sys.executable, "-m", "deqstudio", "gui", "--screenshot", str(Path(tmp) / "s.png")],
+                                  env=env, capture_output=True, text=True, timeout=300)
+            for line in proc.stdout.splitlines():
+                if line.startswith(SHOWN_MARKER):
+                    times.append(float(line.split("=", 1)[1]) - start)
+    if not times:
+        raise RuntimeError("the studio process did not report its window being shown")
+    return statistics.median(times)
+
+
+def _draw_now(window) -> None:
+    """Paint every plot synchronously (a graphics view paints in its viewport)."""
+    for plot in window.plots:
+        target = plot.viewport() if hasattr(plot, "viewport") else plot
+        target.repaint()
+
+
+async def _measure(window, app, moves: int, frames: int) -> dict:
+    from .panels import SLIDER_SCALE
+
+    await window.runner.wait_idle(timeout=120)
+    name = window.session.info.modality_names[0]
+    slider = window.corruption.controls[name].slider
+    done: dict = {}
+
+    def listener(result):
+        if "target" in done and result.severities.get(name) == done["target"]:
+            _draw_now(window)
+            done["at"] = time.perf_counter()
+            if not done["drawn"].done():
+                done["drawn"].set_result(None)
+
+    window.result_listeners.append(listener)
+    latencies = []
+    try:
+        for i in range(moves):
+            value = int((0.5 + (i % 9) * 0.5) * SLIDER_SCALE)  # severities 0.5 … 4.5, never twice in a row
+            done.clear()
+            done["target"] = value / SLIDER_SCALE
+            done["drawn"] = asyncio.get_event_loop().create_future()
+            t0 = time.perf_counter()
+            slider.setValue(value)
+            await asyncio.wait_for(done["drawn"], timeout=60)
+            latencies.append((done["at"] - t0) * 1e3)
+    finally:
+        window.result_listeners.remove(listener)
+    steps = window.scrubber.steps
+    t0 = time.perf_counter()
+    for k in range(frames):
+        window.scrubber.set_value(k % steps)
+        _draw_now(window)
+    fps = frames / (time.perf_counter() - t0)
+    return {
+        "slider_to_plot_ms_p50": round(_percentile(latencies, 50), 2),
+        "slider_to_plot_ms_p95": round(_percentile(latencies, 95), 2),
+        "slider_moves": moves,
+        "playback_fps": round(fps, 1),
+        "playback_frames": frames,
+        "solver_steps_per_frame_set": steps,
+    }
+
+
+def bench_gui(moves: int = 100, frames: int = 300, shown_repeats: int = 3) -> dict:
+    """Open the default model in a real window (offscreen without a display) and measure it."""
+    import qasync
+
+    from ..paths import default_checkpoint, default_dataset
+    from .app import _application
+    from .main_window import MainWindow
+
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    shown = window_shown_seconds(shown_repeats)
+    app = _application()
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    window = MainWindow()
+    window.resize(1500, 940)
+    window.show()
+    result: dict = {}
+
+    async def run():
+        try:
+            await window.open_files(default_checkpoint(), default_dataset())
+            window.request_solve()
+            result.update(await _measure(window, app, moves, frames))
+            result["device"] = window.session.result.device
+        finally:
+            window.close()
+            loop.stop()
+
+    with loop:
+        loop.create_task(run())
+        loop.run_forever()
+    result["window_shown_s"] = round(shown, 3)
+    result["platform"] = app.platformName()
+    return result
