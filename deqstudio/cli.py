@@ -59,10 +59,45 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default="auto", help="auto, cpu or cuda")
     train.add_argument("--quiet", action="store_true", help="no per-epoch progress")
 
+    solve = sub.add_parser("solve", help="solve one sample (clean and corrupted) and print the trace")
+    _files(solve)
+    solve.add_argument("--sample", type=int, help="dataset index (default: the first test sample)")
+    _corrupt_and_solver(solve)
+    solve.add_argument("--json", action="store_true", help="print one JSON object (keys in the README)")
+
+    sweep = sub.add_parser("sweep", help="robustness curve and noise calibration over a split")
+    _files(sweep)
+    sweep.add_argument("--modality", help="one modality (default: every modality)")
+    sweep.add_argument("--kind", help="corruption kind (default gaussian; 'all' for every kind that applies)")
+    sweep.add_argument("--split", default="test", help="train, val or test (default test)")
+    sweep.add_argument("--out", help="also write the table: .csv or .h5")
+    sweep.add_argument("--json", action="store_true", help="print one JSON object (keys in the README)")
+
+    report = sub.add_parser("report", help="write a report folder: every plot (PNG, SVG, PDF, CSV), trace, provenance, report.html")
+    _files(report)
+    report.add_argument("--out", required=True, help="folder to write (created if missing)")
+    report.add_argument("--sample", type=int, help="dataset index (default: the first test sample)")
+    _corrupt_and_solver(report)
+    report.add_argument("--sweep", action="store_true", help="add the robustness and calibration sweep")
+
     inspect = sub.add_parser("inspect", help="summarise a checkpoint or a dataset file")
     inspect.add_argument("path")
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
+
+
+def _files(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", help="checkpoint file (default: the bundled demo model)")
+    p.add_argument("--dataset", help="dataset file (default: the bundled UCI Multiple Features)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+
+
+def _corrupt_and_solver(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--corrupt", action="append", default=[], metavar="MOD=KIND:SEVERITY",
+                   help="corrupt a modality, e.g. pix=gaussian:3 (repeatable)")
+    p.add_argument("--solver", help="anderson (default), fixed_point or broyden")
+    p.add_argument("--max-iter", type=int, help="solver step limit (default 50)")
+    p.add_argument("--tol", type=float, help="solver tolerance (default 1e-4)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -230,3 +265,119 @@ def _inspect(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     print(json.dumps(info, indent=2) if args.json else format_description(info))
     return 0
+
+
+def _device_ok(device: str) -> str | None:
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        return f"unknown device {device!r}; expected cpu or cuda"
+    return None
+
+
+@command("solve")
+def _solve(args: argparse.Namespace) -> int:
+    from .session import headless
+    from .session.traces import result_to_json
+
+    if (problem := _device_ok(args.device)) is not None:
+        return _fail(problem)
+    try:
+        loaded = headless.load(args.checkpoint, args.dataset, device=args.device)
+        choice = headless.solver_choice(args.solver, loaded.engine.device, args.max_iter, args.tol)
+        result = headless.solve(loaded, args.sample, args.corrupt, choice)
+    except headless.HeadlessError as exc:
+        return _fail(str(exc))
+    data = result_to_json(result)
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    run = result.corrupted
+    print(f"sample {data['sample']} · true {data['label']} · predicted {data['prediction']} "
+          f"(p = {run.final_probabilities[run.prediction]:.3f}) · {result.fusion} on {result.device}")
+    print(f"corruptions: {', '.join(data['corruptions']) or 'none'}")
+    if run.nstep:
+        state = "converged" if run.converged else f"NOT converged ({run.reason})"
+        print(f"{result.request.solver.solver}: {run.nstep} steps, {state}, final relative residual {run.final_rel:.2e}")
+        names = result.block_names
+        print(f"\n{'step':>4}  {'rel':>9}  " + "  ".join(f"{n:>9}" for n in names) + "  prediction")
+        for k in range(run.nstep):
+            p = run.probabilities[k]
+            blocks = "  ".join(f"{v:9.2e}" for v in run.block_rel[k])
+            print(f"{k + 1:>4}  {run.rel[k]:9.2e}  {blocks}  {result.class_names[int(p.argmax())]} ({p.max():.2f})")
+    udml = data["udml"]
+    if udml["weights"] is not None:
+        print("\nUDML  " + "  ".join(f"{m}: σ̂ {udml['noise'][m]:.3g}, α {udml['dependency'].get(m, float('nan')):.3g}, "
+                                    f"w {udml['weights'][m]:.3f}" for m in result.modality_names))
+    return 0
+
+
+@command("sweep")
+def _sweep(args: argparse.Namespace) -> int:
+    from .session import headless
+
+    if (problem := _device_ok(args.device)) is not None:
+        return _fail(problem)
+    if args.out and not args.out.lower().endswith((".csv", ".h5", ".hdf5")):
+        return _fail(f"--out {args.out}: use a .csv or .h5 file name")
+    progress = None if args.json else _fraction_line("sweep")
+    try:
+        loaded = headless.load(args.checkpoint, args.dataset, device=args.device)
+        swept = headless.sweep(loaded, args.modality, args.kind, args.split, progress=progress)
+        if args.out:
+            (swept.to_csv if args.out.lower().endswith(".csv") else swept.to_hdf5)(args.out)
+    except (headless.HeadlessError, OSError) as exc:
+        return _fail(str(exc))
+    finally:
+        if progress:
+            print(file=sys.stderr)
+    ck, ds = loaded.checkpoint, loaded.dataset
+    report = {"checkpoint": str(ck.path), "dataset": ds.name, "split": swept.split, "samples": swept.samples,
+              "levels": [float(v) for v in swept.levels], "seconds": round(swept.seconds, 3),
+              "complete": swept.complete, "modalities": swept.to_json()}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{ck.path.name} on {ds.name}, {swept.split} split ({swept.samples} samples), {swept.seconds:.1f} s")
+    levels = "  ".join(f"{v:>5g}" for v in swept.levels)
+    print(f"{'curve':<18} {'':>9}  {levels}    AUC   UDML ρ   PE ρ")
+    for name, entry in report["modalities"].items():
+        acc = "  ".join(f"{v:5.3f}" if v is not None else "    –" for v in entry["accuracy"])
+        rho = lambda v: f"{v:6.2f}" if v is not None else "     –"  # noqa: E731
+        print(f"{name:<18} {'accuracy':>9}  {acc}  {entry['auc']:.3f}  {rho(entry['noise_spearman'])}  {rho(entry['pe_spearman'])}")
+        if any(v is not None for v in entry["noise_estimate"]):
+            est = "  ".join(f"{v:5.2f}" if v is not None else "    –" for v in entry["noise_estimate"])
+            print(f"{'':<18} {'σ̂':>9}  {est}")
+    if args.out:
+        print(f"saved {args.out}")
+    return 0
+
+
+@command("report")
+def _report(args: argparse.Namespace) -> int:
+    from .session import headless
+
+    if (problem := _device_ok(args.device)) is not None:
+        return _fail(problem)
+    from .gui.export import ExportError
+    from .gui.headless_report import build_report
+
+    try:
+        choice = headless.solver_choice(args.solver, args.device, args.max_iter, args.tol)
+        folder, summary = build_report(args.out, args.checkpoint, args.dataset, args.sample, args.corrupt, choice,
+                                       device=args.device, sweep=args.sweep,
+                                       progress=_fraction_line("sweep") if args.sweep else None)
+    except (headless.HeadlessError, ExportError) as exc:
+        if args.sweep:
+            print(file=sys.stderr)
+        return _fail(str(exc))
+    if args.sweep:
+        print(file=sys.stderr)
+    print(f"saved {folder}/report.html ({len(summary['figures'])} figures, each as PNG, SVG, PDF and CSV)")
+    return 0
+
+
+def _fraction_line(what: str):
+    def show(fraction: float) -> None:
+        bar = "#" * int(20 * fraction)
+        print(f"\r{what} [{bar:<20}] {100 * fraction:3.0f}%", end="", file=sys.stderr, flush=True)
+
+    return show

@@ -76,6 +76,16 @@ class RobustnessSweep:
     COLUMNS = ("modality", "kind", "severity", "accuracy", "mean_steps", "converged_fraction", "noise_estimate",
                "pe_estimate", "baseline_accuracy", "auc", "relative_robustness", "noise_spearman", "pe_spearman")
 
+    def misclassified(self, curve: int, level_index: int) -> np.ndarray:
+        """Sample ids wrong at that point of a curve, those right when clean first (needs per-sample data)."""
+        if "predictions" not in self.extra:
+            return np.zeros(0, dtype=np.int64)
+        ids, labels, preds = self.extra["sample_ids"], self.extra["labels"], self.extra["predictions"]
+        wrong = (preds[curve, level_index] >= 0) & (preds[curve, level_index] != labels)
+        clean_right = preds[curve, 0] == labels if self.levels[0] == 0 else np.ones(len(ids), bool)
+        order = np.argsort(~clean_right[wrong], kind="stable")
+        return ids[wrong][order]
+
     def rows(self) -> list[list]:
         auc, rel = self.auc, self.relative_robustness
         base = self.baseline_accuracy if self.baseline_accuracy is not None else np.full_like(self.accuracy, np.nan)
@@ -176,6 +186,7 @@ def robustness_sweep(
     names = list(evaluator.names)
     shape = (len(plan), len(levels))
     acc, steps, conv, noise, pe, base = (np.full(shape, np.nan) for _ in range(6))
+    predictions = np.full((*shape, len(ids)), -1, dtype=np.int64)  # -1: not evaluated (cancelled)
     per_sample_noise = [[] for _ in plan]
     per_sample_pe = [[] for _ in plan]
     per_sample_level = [[] for _ in plan]
@@ -196,6 +207,7 @@ def robustness_sweep(
                 corr = {m: Corruption(k, float(level), seed)} if level > 0 else None
                 r = outcome(evaluator, "model", corr)
                 acc[c, j], steps[c, j], conv[c, j] = r.accuracy, r.steps.mean(), r.converged.mean()
+                predictions[c, j] = r.predictions
                 if r.sigma_hat is not None:
                     noise[c, j], pe[c, j] = r.sigma_hat[:, mi].mean(), r.pe[:, mi].mean()
                     per_sample_noise[c].append(r.sigma_hat[:, mi])
@@ -222,6 +234,7 @@ def robustness_sweep(
         pe_spearman=np.array([rho(per_sample_pe, c) for c in range(len(plan))]),
         samples=len(ids), complete=complete, baseline=baseline_name,
         baseline_accuracy=base if baseline is not None else None, seconds=time.perf_counter() - t0,
+        extra={"sample_ids": ids, "labels": evaluator.dataset.labels[ids].astype(np.int64), "predictions": predictions},
     )
 
 

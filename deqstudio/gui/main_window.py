@@ -8,7 +8,13 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from ..session.analyses import convergence_job, robustness_job
+from ..session.provenance import provenance
 from ..session.runner import Runner
+from ..session.traces import write_trace_hdf5
+from .analysis_window import AnalysisWindow
+from .export import ExportError, export_plot
+from .report import SOLVE_FIGURES, solve_figures, sweep_figures, write_report
 from ..session.state import LoadError, Session
 from .panels import CorruptionPanel, SampleBrowser, SolverPanel
 from .plots import GatePlot, ProbabilityPlot, ResidualPlot, ShiftPlot, UDMLPanel
@@ -18,6 +24,7 @@ from ..session.recent import RecentFiles
 CHECKPOINT_FILTER = "DEQ Studio checkpoints (*.pt *.pth *.ckpt);;All files (*)"
 DATASET_FILTER = "DEQ Studio datasets (*.h5 *.hdf5);;All files (*)"
 SESSION_FILTER = "DEQ Studio sessions (*.json);;All files (*)"
+EXPORT_FILTER = "PNG image (*.png);;SVG vector image (*.svg);;PDF document (*.pdf);;CSV data (*.csv)"
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -35,6 +42,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.last_error = ""
         self._submitted_at: dict[int, float] = {}
         self.latencies_ms: list[float] = []
+        self.analysis_windows: list = []
         self._build(devices)
         self._connect()
 
@@ -117,6 +125,16 @@ class MainWindow(QtWidgets.QMainWindow):
         file.addAction("&Load session…", self._ask_load_session)
         file.addSeparator()
         file.addAction("&Quit", QtGui.QKeySequence.StandardKey.Quit, self.close)
+        export = bar.addMenu("E&xport")
+        plot_menu = export.addMenu("Export &plot")
+        for slug, title, _ in SOLVE_FIGURES:
+            plot_menu.addAction(f"{title}…", lambda slug=slug, title=title: self._ask_export_plot(slug, title))
+        export.addAction("Export &trace (HDF5)…", self._ask_export_trace)
+        export.addAction("Export &report…", self._ask_export_report)
+        analysis = bar.addMenu("&Analysis")
+        analysis.addAction("&Robustness sweep (all modalities, Gaussian noise)", lambda: self.start_analysis("robustness"))
+        analysis.addAction("Robustness sweep (every corruption &kind)", lambda: self.start_analysis("robustness", kinds=("all",)))
+        analysis.addAction("&Convergence statistics (all solvers)", lambda: self.start_analysis("convergence"))
         view = bar.addMenu("&Playback")
         view.addAction("Play / pause\tSpace", self.scrubber.toggle_play)
         view.addAction("Step back\tLeft", lambda: self.scrubber.nudge(-1))
@@ -350,6 +368,123 @@ class MainWindow(QtWidgets.QMainWindow):
         for plot in self.plots:
             plot.show_step(step)
 
+    # -- export -----------------------------------------------------------------------------------
+    def plot_widgets(self) -> dict:
+        return {"residual": self.residual, "gates": self.gates, "probabilities": self.probabilities,
+                "udml": self.udml, "equilibrium_shift": self.shift}
+
+    def current_provenance(self, what: str) -> dict:
+        s = self.session
+        return provenance(s.checkpoint, s.dataset, s.result, what=what)
+
+    def _exportable(self) -> bool:
+        if self.session.result is None:
+            self.show_message("Nothing to export yet: open a checkpoint and a dataset and let the sample solve.", True)
+            return False
+        return True
+
+    def export_plot(self, slug: str, path: str, width: int | None = None) -> bool:
+        if not self._exportable():
+            return False
+        widget = self.plot_widgets()[slug]
+        try:
+            files = export_plot(widget, path, width=width, provenance=self.current_provenance(f"plot {slug}"),
+                                title=dict((a, b) for a, b, _ in SOLVE_FIGURES)[slug])
+        except ExportError as exc:
+            self.show_message(f"Export failed: {exc}", True)
+            return False
+        self.statusBar().showMessage(f"saved {files[0]} (+ provenance sidecar)", 6000)
+        return True
+
+    def export_trace(self, path: str) -> bool:
+        if not self._exportable():
+            return False
+        try:
+            write_trace_hdf5(self.session.result, path, self.current_provenance("trace"))
+        except OSError as exc:
+            self.show_message(f"Export failed: {exc}", True)
+            return False
+        self.statusBar().showMessage(f"saved {path}", 6000)
+        return True
+
+    def export_report(self, folder: str) -> bool:
+        if not self._exportable():
+            return False
+        figures = solve_figures(self.plot_widgets())
+        analyses = []
+        for win in self.analysis_windows:
+            if win.result is not None and win.kind == "robustness":
+                figures += sweep_figures(*win.plots)
+                analyses = [("robustness_sweep", win.result)]
+        try:
+            write_report(folder, figures, self.current_provenance("report"), result=self.session.result,
+                         analyses=analyses, title=f"DEQ Studio report — sample {self.session.sample}")
+        except ExportError as exc:
+            self.show_message(f"Export failed: {exc}", True)
+            return False
+        self.statusBar().showMessage(f"saved the report to {folder}/report.html", 8000)
+        return True
+
+    def _ask_export_plot(self, slug: str, title: str) -> None:
+        path, chosen = QtWidgets.QFileDialog.getSaveFileName(self, f"Export {title}", f"{slug}.png", EXPORT_FILTER)
+        if not path:
+            return
+        if "." not in Path(path).name:
+            path += "." + chosen.split("*.")[-1].rstrip(")")
+        width = None
+        if path.lower().endswith(".png"):
+            width, ok = QtWidgets.QInputDialog.getInt(self, "PNG width", "width in pixels:", 1600, 200, 8000, 100)
+            if not ok:
+                return
+        self.export_plot(slug, path, width)
+
+    def _ask_export_trace(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export trace", f"trace-sample-{self.session.sample}.h5",
+                                                        "HDF5 (*.h5)")
+        if path:
+            self.export_trace(path)
+
+    def _ask_export_report(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export report to a new or existing folder",
+                                                        f"report-sample-{self.session.sample}", "Folders (*)")
+        if path:
+            self.export_report(path)
+
+    # -- analyses ---------------------------------------------------------------------------------
+    def start_analysis(self, kind: str, kinds=None) -> AnalysisWindow | None:
+        s = self.session
+        if not s.ready:
+            self.show_message("Open a checkpoint and a dataset first.", True)
+            return None
+        if kind == "convergence" and not s.info.is_deq:
+            self.show_message(f"A {s.info.fusion} model has no solver: there are no convergence statistics.", True)
+            return None
+        job = (robustness_job(s.engine, s.split, kinds=kinds) if kind == "robustness"
+               else convergence_job(s.engine, s.split))
+        window = AnalysisWindow(job.start(), kind, self.current_provenance(f"analysis {kind}"))
+        window.open_sample.connect(self.open_sample_with)
+        self.analysis_windows = [w for w in self.analysis_windows if w.isVisible()] + [window]
+        window.show()
+        return window
+
+    def open_sample_with(self, index: int, corruption: str) -> None:
+        """Show ``index`` in the main view, with ``MOD=KIND:SEVERITY`` applied (others reset) when given."""
+        from ..core.corruptions import CorruptionSpec
+        from ..session.engine import CorruptionChoice
+
+        s = self.session
+        if corruption:
+            spec = CorruptionSpec.parse(corruption)
+            s.reset_corruptions()
+            s.set_corruption(spec.modality, CorruptionChoice(spec.kind, spec.severity, spec.seed))
+            for name, choice in s.corruptions.items():
+                self.corruption.set_choice(name, choice)
+        s.set_sample(index)
+        self.browser.select_sample(index)
+        self.request_solve()
+        self.raise_()
+        self.activateWindow()
+
     # -- messages ---------------------------------------------------------------------------------
     def show_message(self, text: str, is_error: bool = False) -> None:
         self.last_error = text if is_error else self.last_error
@@ -364,6 +499,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.last_error = ""
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802
+        for win in self.analysis_windows:
+            win.close()
         self.scrubber.timer.stop()
         self.runner.shutdown()
         super().closeEvent(event)

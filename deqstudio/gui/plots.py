@@ -44,7 +44,7 @@ class PlotPanel(pg.PlotWidget):
         item.setLabel("bottom", self.x_label)
         # no grid: pyqtgraph draws it into the axis pictures, which tripled every repaint (deqstudio bench)
         item.setMenuEnabled(False)
-        self.legend = item.addLegend(offset=self.legend_offset, labelTextSize="8pt")
+        self.legend = item.addLegend(offset=self.legend_offset, labelTextSize="9pt")
         self.marker = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#888", width=1))
         self.marker.setZValue(50)
         item.addItem(self.marker, ignoreBounds=True)
@@ -75,7 +75,7 @@ class PlotPanel(pg.PlotWidget):
         """(header, rows) of what is drawn, for CSV export."""
         header, rows = ["series", "x", "y"], []
         for it in self.getPlotItem().listDataItems():
-            x, y = it.getData()
+            x, y = it.xData, it.yData  # data coordinates; getData() gives log10 values on a log axis
             if x is None:
                 continue
             name = it.name() or ""

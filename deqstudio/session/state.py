@@ -204,7 +204,15 @@ class Session:
             sample = int(data.get("sample", 0))
         except (TypeError, ValueError) as exc:
             raise LoadError(f"{path.name}: invalid settings ({exc})") from None
-        self.open(data.get("checkpoint"), data.get("dataset"))
+        def resolve(value):
+            if not value:
+                return None
+            if not isinstance(value, str):
+                raise LoadError(f"{path.name}: file paths must be strings, got {value!r}")
+            p = Path(value).expanduser()
+            return p if p.is_absolute() else (path.parent / p).resolve()  # relative to the session file
+
+        self.open(resolve(data.get("checkpoint")), resolve(data.get("dataset")))
         self.set_solver(solver)
         for m, c in corruptions.items():
             if m in self.corruptions:

@@ -1,0 +1,141 @@
+"""Exporting what the studio draws: PNG, SVG, PDF and CSV per plot, a provenance sidecar beside each file.
+
+Every file is written atomically (a temporary file in the target folder, then one rename), so a failed
+export leaves any earlier file at the target intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from PySide6 import QtCore, QtGui, QtSvg, QtWidgets
+
+from ..diagnostics.results import write_csv
+from ..io import atomic
+
+FORMATS = ("png", "svg", "pdf", "csv")
+SCREEN_DPI = 96  # PDF pages at screen resolution: at 300 dpi pyqtgraph's text and pens garble
+DEFAULT_PNG_WIDTH = 1600
+
+
+class ExportError(OSError):
+    """An export could not be written; the message names the file and the reason."""
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + ".provenance.json")
+
+
+def write_json(path: str | os.PathLike, data: dict) -> Path:
+    return atomic.write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _fmt(path: Path) -> str:
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise ExportError(f"cannot export to {path.name}: unknown format {path.suffix or '(none)'!r}; "
+                          f"use one of {', '.join('.' + f for f in FORMATS)}")
+    return fmt
+
+
+def _size(widget: QtWidgets.QWidget) -> QtCore.QSize:
+    size = widget.size()
+    if size.width() < 50 or size.height() < 50:
+        size = widget.sizeHint().expandedTo(QtCore.QSize(640, 400))
+        widget.resize(size)
+    return size
+
+
+def _paint(widget: QtWidgets.QWidget, device: QtGui.QPaintDevice, size: QtCore.QSize, scale: float = 1.0) -> None:
+    """Draw the widget onto a paint device; plots render their scene as vectors, other widgets as themselves."""
+    painter = QtGui.QPainter(device)
+    try:
+        painter.setRenderHints(QtGui.QPainter.RenderHint.Antialiasing | QtGui.QPainter.RenderHint.TextAntialiasing)
+        painter.scale(scale, scale)
+        if isinstance(widget, QtWidgets.QGraphicsView):
+            target = QtCore.QRectF(0, 0, size.width(), size.height())
+            QtWidgets.QGraphicsView.render(widget, painter, target, widget.viewport().rect(),
+                                           QtCore.Qt.AspectRatioMode.IgnoreAspectRatio)
+        else:
+            QtWidgets.QWidget.render(widget, painter, QtCore.QPoint(), QtGui.QRegion(),
+                                     QtWidgets.QWidget.RenderFlag.DrawChildren)
+    finally:
+        painter.end()
+
+
+def render_png(widget: QtWidgets.QWidget, path: str | os.PathLike, width: int | None = None) -> Path:
+    """The widget scaled to ``width`` pixels (its height in proportion), white background."""
+    size = _size(widget)
+    width = int(width or DEFAULT_PNG_WIDTH)
+    if not 16 <= width <= 20000:
+        raise ExportError(f"PNG width must be between 16 and 20000 pixels, got {width}")
+    scale = width / size.width()
+    image = QtGui.QImage(width, max(1, round(size.height() * scale)), QtGui.QImage.Format.Format_ARGB32)
+    image.setDevicePixelRatio(scale)  # drawn as on a high-density screen: text and pens stay in proportion
+    image.fill(QtGui.QColor("white"))
+    _paint(widget, image, size)
+    with atomic.atomic_path(path) as tmp:
+        if not image.save(str(tmp), "PNG"):
+            raise ExportError(f"cannot write {path}: the PNG encoder failed")
+    return Path(path)
+
+
+def render_svg(widget: QtWidgets.QWidget, path: str | os.PathLike, title: str = "") -> Path:
+    size = _size(widget)
+    with atomic.atomic_path(path) as tmp:
+        gen = QtSvg.QSvgGenerator()
+        gen.setFileName(str(tmp))
+        gen.setSize(size)
+        gen.setViewBox(QtCore.QRect(QtCore.QPoint(0, 0), size))
+        gen.setResolution(SCREEN_DPI)
+        gen.setTitle(title or widget.objectName())
+        gen.setDescription("exported by DEQ Studio")
+        _paint(widget, gen, size)
+    return Path(path)
+
+
+def render_pdf(widget: QtWidgets.QWidget, path: str | os.PathLike, title: str = "") -> Path:
+    """One page the size of the widget, at 96 dpi."""
+    size = _size(widget)
+    with atomic.atomic_path(path) as tmp:
+        writer = QtGui.QPdfWriter(str(tmp))
+        writer.setResolution(SCREEN_DPI)
+        points = QtCore.QSizeF(size.width() * 72.0 / SCREEN_DPI, size.height() * 72.0 / SCREEN_DPI)
+        writer.setPageSize(QtGui.QPageSize(points, QtGui.QPageSize.Unit.Point, "plot"))
+        writer.setPageMargins(QtCore.QMarginsF(0, 0, 0, 0))
+        writer.setTitle(title or widget.objectName())
+        writer.setCreator("DEQ Studio")
+        _paint(widget, writer, size)
+        del writer  # the PDF is finished when the writer goes away
+    return Path(path)
+
+
+def write_plot_csv(widget, path: str | os.PathLike) -> Path:
+    header, rows = widget.data_table()
+    return write_csv(path, header, rows)
+
+
+def export_plot(widget, path: str | os.PathLike, *, width: int | None = None, provenance: dict | None = None,
+                title: str = "") -> list[Path]:
+    """Write the plot in the format its suffix names, plus the provenance sidecar; return the files."""
+    path = Path(path)
+    fmt = _fmt(path)
+    try:
+        if fmt == "png":
+            written = render_png(widget, path, width)
+        elif fmt == "svg":
+            written = render_svg(widget, path, title)
+        elif fmt == "pdf":
+            written = render_pdf(widget, path, title)
+        else:
+            written = write_plot_csv(widget, path)
+        files = [written]
+        if provenance is not None:
+            record = dict(provenance, exported=path.name, plot=title or widget.objectName())
+            files.append(write_json(sidecar_path(path), record))
+    except atomic.WriteError as exc:
+        raise ExportError(str(exc)) from None
+    return files

@@ -1,0 +1,171 @@
+"""A report folder: every current plot as PNG/SVG/PDF/CSV, the trace as HDF5, provenance, report.html.
+
+The studio's "Export report" and the headless ``deqstudio report`` both call ``write_report``. The folder
+is assembled in a temporary sibling folder and its files are renamed into place, so a failure leaves no
+half-written report and keeps any earlier files.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..io import atomic
+from ..session.traces import write_trace_hdf5
+from .export import ExportError, render_pdf, render_png, render_svg, write_json, write_plot_csv
+
+PNG_WIDTH = 1400
+
+
+@dataclass
+class Figure:
+    slug: str  # file stem
+    title: str
+    widget: object  # a plot panel with data_table()
+    caption: str = ""
+
+
+def _prepare_folder(out: Path) -> Path:
+    out = out.expanduser()
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"cannot write the report to {out}: it is a file, not a folder")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise ExportError(f"cannot write the report to {out}: folder {parent} does not exist")
+    try:
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent))
+    except OSError as exc:
+        raise ExportError(f"cannot write the report to {out}: folder {parent} is not writable "
+                          f"({exc.strerror or exc})") from None
+
+
+def _move_into(tmp: Path, out: Path) -> None:
+    if not out.exists():
+        os.chmod(tmp, atomic.default_mode(folder=True))
+        os.replace(tmp, out)
+        return
+    if not os.access(out, os.W_OK):
+        raise PermissionError(13, "Permission denied", str(out))
+    for item in sorted(tmp.iterdir()):
+        target = out / item.name
+        if target.is_dir() and not item.is_dir():
+            raise ExportError(f"cannot write {target}: a folder of that name is in the way")
+        os.replace(item, target)
+    tmp.rmdir()
+
+
+def write_report(out: str | os.PathLike, figures: list[Figure], provenance: dict, result=None, analyses=(),
+                 title: str = "DEQ Studio report") -> Path:
+    """Write the folder; ``analyses`` are (slug, object with to_csv/to_hdf5) pairs. Returns the folder."""
+    out = Path(out)
+    tmp = _prepare_folder(out)
+    try:
+        files: dict[str, dict[str, str]] = {}
+        for fig in figures:
+            names = {fmt: f"{fig.slug}.{fmt}" for fmt in ("png", "svg", "pdf", "csv")}
+            render_png(fig.widget, tmp / names["png"], PNG_WIDTH)
+            render_svg(fig.widget, tmp / names["svg"], fig.title)
+            render_pdf(fig.widget, tmp / names["pdf"], fig.title)
+            write_plot_csv(fig.widget, tmp / names["csv"])
+            files[fig.slug] = names
+        data_files = []
+        if result is not None:
+            write_trace_hdf5(result, tmp / "trace.h5", provenance)
+            data_files.append(("trace.h5", "solver trace of the sample, clean and corrupted (HDF5)"))
+        for slug, analysis in analyses:
+            analysis.to_csv(tmp / f"{slug}.csv")
+            analysis.to_hdf5(tmp / f"{slug}.h5")
+            data_files += [(f"{slug}.csv", f"{slug} table (CSV)"), (f"{slug}.h5", f"{slug} arrays (HDF5)")]
+        record = dict(provenance, files=sorted(p.name for p in tmp.iterdir()) + ["provenance.json", "report.html"])
+        write_json(tmp / "provenance.json", record)
+        atomic.write_text(tmp / "report.html", report_html(title, figures, files, data_files, provenance, result))
+        _move_into(tmp, out)
+    except atomic.WriteError as exc:
+        raise ExportError(str(exc)) from None
+    except OSError as exc:
+        if isinstance(exc, ExportError):
+            raise
+        raise ExportError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _summary_rows(provenance: dict, result) -> list[tuple[str, str]]:
+    ck, ds = provenance.get("checkpoint", {}), provenance.get("dataset", {})
+    rows = [
+        ("checkpoint", f"{Path(ck.get('path', '')).name} ({ck.get('fusion', '?')}, sha256 {ck.get('sha256', '')[:12]}…)"),
+        ("dataset", f"{ds.get('name', '?')} ({ds.get('samples', '?')} samples, sha256 {ds.get('sha256', '')[:12]}…)"),
+    ]
+    if result is not None:
+        run = result.corrupted
+        state = "converged" if run.converged else f"not converged ({run.reason})"
+        rows += [
+            ("sample", f"{result.request.sample} (true class {result.class_names[result.label]})"),
+            ("corruptions", ", ".join(result.request.corruption_specs()) or "none"),
+            ("prediction", f"{result.class_names[run.prediction]} "
+                           f"(p = {run.final_probabilities[run.prediction]:.3f})"),
+            ("solver", f"{result.request.solver.solver}, tol {result.request.solver.tol:g} "
+                       f"({result.request.solver.stop_mode}), max {result.request.solver.max_iter} steps"),
+            ("solve", f"{run.nstep} steps, {state}" + (f", final relative residual {run.final_rel:.2e}" if run.nstep else "")),
+            ("device", result.device),
+        ]
+    pk = provenance.get("packages", {})
+    rows.append(("software", ", ".join(f"{k} {v}" for k, v in pk.items())))
+    rows.append(("created", provenance.get("created", "")))
+    return rows
+
+
+def report_html(title: str, figures, files, data_files, provenance: dict, result) -> str:
+    e = html.escape
+    parts = [
+        "<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>", f"<title>{e(title)}</title>",
+        "<style>body{font-family:'DejaVu Sans',Arial,sans-serif;max-width:1200px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left}"
+        "figure{margin:2em 0}img{max-width:100%;border:1px solid #eee}figcaption{font-size:0.9em;color:#444}"
+        "a{color:#1f5f9f}</style></head><body>",
+        f"<h1>{e(title)}</h1>", "<table>",
+    ]
+    parts += [f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in _summary_rows(provenance, result)]
+    parts.append("</table>")
+    for fig in figures:
+        names = files[fig.slug]
+        links = " · ".join(f"<a href='{e(names[f])}'>{f.upper()}</a>" for f in ("svg", "pdf", "csv", "png"))
+        caption = e(fig.caption) + (" — " if fig.caption else "") + links
+        parts.append(f"<figure><h2>{e(fig.title)}</h2><img src='{e(names['png'])}' alt='{e(fig.title)}'>"
+                     f"<figcaption>{caption}</figcaption></figure>")
+    if data_files:
+        parts.append("<h2>Data</h2><ul>")
+        parts += [f"<li><a href='{e(name)}'>{e(name)}</a> — {e(desc)}</li>" for name, desc in data_files]
+        parts.append("</ul>")
+    parts.append("<p>Provenance (checkpoint and dataset hashes, corruption and solver settings, package versions): "
+                 "<a href='provenance.json'>provenance.json</a></p></body></html>")
+    return "\n".join(parts) + "\n"
+
+
+SOLVE_FIGURES = (
+    ("residual", "Relative residual per block", "solid: corrupted input; dashed: clean; dotted line: tolerance"),
+    ("gates", "Gate share per modality", "share of the fused update from each modality, per solver step"),
+    ("probabilities", "Class probabilities per step", "the model's prediction read out at each solver step"),
+    ("udml", "UDML noise, dependency and weights", "predicted noise σ̂, dependency α, fusion weights w, PE and energy"),
+    ("equilibrium_shift", "Equilibrium shift", "‖z*corrupted − z*clean‖ per block"),
+)
+
+
+def solve_figures(widgets: dict) -> list[Figure]:
+    """Figures for the panels of one solved sample, keyed as SOLVE_FIGURES."""
+    return [Figure(slug, title, widgets[slug], caption) for slug, title, caption in SOLVE_FIGURES if slug in widgets]
+
+
+def sweep_figures(robustness_widget, calibration_widget) -> list[Figure]:
+    return [
+        Figure("robustness", "Accuracy under corruption", robustness_widget,
+               "accuracy vs severity per modality; AUC is the area under the curve over the severity span"),
+        Figure("calibration", "Noise calibration", calibration_widget,
+               "mean predicted σ̂ vs severity; ρ: Spearman rank correlation per sample, UDML and the PE baseline"),
+    ]

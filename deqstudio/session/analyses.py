@@ -1,0 +1,89 @@
+"""Dataset-scale analyses run for the studio on a background thread, with progress and cancel.
+
+A job polls nothing itself: the window reads ``progress`` and ``done`` on a timer. Cancelling keeps
+whatever the analysis had finished (its result has ``complete = False``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable
+
+
+class AnalysisJob:
+    def __init__(self, title: str, work: Callable[[Callable[[float], None], Callable[[], bool]], object]) -> None:
+        self.title = title
+        self._work = work
+        self._cancel = threading.Event()
+        self.progress = 0.0
+        self.result = None
+        self.error: str = ""
+        self.seconds = 0.0
+        self._thread: threading.Thread | None = None
+        self._done = threading.Event()
+
+    def start(self) -> "AnalysisJob":
+        self._thread = threading.Thread(target=self._run, name=f"deqstudio-{self.title}", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            self.result = self._work(self._set_progress, self._cancel.is_set)
+        except Exception as exc:  # noqa: BLE001 — shown to the user as a message
+            self.error = f"{self.title} failed: {exc}"
+        finally:
+            self.seconds = time.perf_counter() - t0
+            self._done.set()
+
+    def _set_progress(self, fraction: float) -> None:
+        self.progress = float(fraction)
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+
+def _evaluator(engine):
+    from ..diagnostics.evaluation import Evaluator
+
+    return Evaluator(engine.model, engine.dataset, device=engine.device)
+
+
+def _model_name(engine) -> str:
+    path = engine.checkpoint.path
+    return path.name if path else engine.config.fusion
+
+
+def robustness_job(engine, split: str = "test", kinds=None, modalities=None) -> AnalysisJob:
+    """Accuracy, steps and predicted noise vs severity for each modality (and kind)."""
+    from ..diagnostics.robustness import robustness_sweep
+
+    def work(progress, cancel):
+        return robustness_sweep(_evaluator(engine), modalities=modalities, kinds=kinds, split=split,
+                                model_name=_model_name(engine), progress=progress, cancel=cancel)
+
+    return AnalysisJob("robustness sweep", work)
+
+
+def convergence_job(engine, split: str = "test", solvers=("anderson", "fixed_point", "broyden"), max_iter: int = 100) -> AnalysisJob:
+    """Steps to converge and final residuals per solver over a split."""
+    from ..diagnostics.convergence import convergence_stats
+
+    def work(progress, cancel):
+        return convergence_stats(_evaluator(engine), solvers=solvers, split=split, max_iter=max_iter,
+                                 model_name=_model_name(engine), progress=progress, cancel=cancel)
+
+    return AnalysisJob("convergence statistics", work)

@@ -1,0 +1,75 @@
+"""What it takes to reproduce an export: files with their hashes, sample, corruptions, solver, versions."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import sys
+from importlib import metadata
+
+from .. import __version__
+
+PACKAGES = ("torch", "numpy", "h5py", "PySide6-Essentials", "pyqtgraph", "qasync")
+PROVENANCE_FORMAT = "deqstudio-provenance"
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "deqstudio": __version__}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def checkpoint_record(checkpoint) -> dict:
+    if checkpoint is None:
+        return {}
+    c = checkpoint.config
+    return {
+        "path": str(checkpoint.path) if checkpoint.path else "",
+        "sha256": checkpoint.sha256 or "",
+        "fusion": c.fusion,
+        "modalities": list(c.modality_names),
+        "hidden": c.hidden,
+        "test_accuracy": (checkpoint.metrics or {}).get("test_accuracy"),
+    }
+
+
+def dataset_record(dataset) -> dict:
+    if dataset is None:
+        return {}
+    return {"name": dataset.name, "path": str(dataset.path) if dataset.path else "", "sha256": dataset.sha256,
+            "samples": len(dataset), "classes": list(dataset.class_names)}
+
+
+def provenance(checkpoint=None, dataset=None, result=None, *, what: str = "", analyses=(), device: str = "") -> dict:
+    """A JSON-ready record; ``result`` is a SolveResult (sample, corruptions, solver) or None."""
+    record = {
+        "format": PROVENANCE_FORMAT,
+        "version": 1,
+        "what": what,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(["deqstudio", *sys.argv[1:]]) if sys.argv and "deqstudio" in sys.argv[0] else "",
+        "checkpoint": checkpoint_record(checkpoint),
+        "dataset": dataset_record(dataset),
+        "packages": package_versions(),
+        "platform": platform.platform(),
+    }
+    if result is not None:
+        req = result.request
+        record.update({
+            "sample": req.sample,
+            "label": result.class_names[result.label] if result.class_names else result.label,
+            "corruptions": req.corruption_specs(),
+            "corruption_settings": {m: {"kind": c.kind, "severity": c.severity, "seed": c.seed}
+                                    for m, c in req.corruptions if c.active},
+            "solver": req.solver.to_dict(),
+            "device": result.device,
+        })
+    elif device:
+        record["device"] = device
+    if analyses:
+        record["analyses"] = list(analyses)
+    return record

@@ -1,0 +1,121 @@
+"""A solved sample as plain data: the headless ``solve --json`` object and the HDF5 trace file."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..io import atomic
+from .engine import RunView, SolveResult
+
+TRACE_FORMAT = "deqstudio-trace"
+RUN_ARRAYS = ("rel", "abs", "block_rel", "probabilities", "gates", "gate_share", "final_probabilities", "z_star",
+              "sigma_hat", "weights", "pe", "energy")
+
+
+def _finite_or_none(v) -> float | None:
+    v = float(v)
+    return v if np.isfinite(v) else None
+
+
+def _list(values) -> list:
+    return [_finite_or_none(v) for v in np.asarray(values, dtype=np.float64).ravel()]
+
+
+def _per_modality(names, values) -> dict | None:
+    if values is None:
+        return None
+    return {n: _finite_or_none(v) for n, v in zip(names, values)}
+
+
+def run_to_json(result: SolveResult, run: RunView) -> dict:
+    names = result.modality_names
+    probs = run.final_probabilities
+    return {
+        "prediction": result.class_names[run.prediction],
+        "prediction_index": run.prediction,
+        "probabilities": {c: _finite_or_none(p) for c, p in zip(result.class_names, probs)},
+        "nstep": run.nstep,
+        "converged": run.converged,
+        "reason": run.reason,
+        "final_rel_residual": _finite_or_none(run.final_rel) if run.nstep else None,
+        "rel_residual": _list(run.rel),
+        "block_rel_residual": {b: _list(run.block_rel[:, i]) for i, b in enumerate(result.block_names)},
+        "gates": {m: _list(run.gate_share[:, i]) for i, m in enumerate(names)},
+        "probabilities_per_step": {c: _list(run.probabilities[:, i]) for i, c in enumerate(result.class_names)},
+        "udml": {
+            "noise": _per_modality(names, run.sigma_hat),
+            "dependency": {m: _finite_or_none(result.dependency[m]) for m in names if m in result.dependency} or None,
+            "weights": _per_modality(names, run.weights),
+            "pe": _per_modality(names, run.pe),
+            "energy": _per_modality(names, run.energy),
+        },
+        "solve_ms": run.wall_ms,
+    }
+
+
+def result_to_json(result: SolveResult) -> dict:
+    """The corrupted run's fields at the top level (what was asked for), the clean run under ``clean``."""
+    out = {
+        "sample": result.request.sample,
+        "label": result.class_names[result.label],
+        "label_index": result.label,
+        "fusion": result.fusion,
+        "corruptions": result.request.corruption_specs(),
+        "solver": result.request.solver.to_dict(),
+        "device": result.device,
+    }
+    out.update(run_to_json(result, result.corrupted))
+    out["equilibrium_shift"] = {b: _finite_or_none(v) for b, v in zip(result.block_names, result.shift)}
+    out["clean"] = run_to_json(result, result.clean)
+    return out
+
+
+def write_trace_hdf5(result: SolveResult, path: str | os.PathLike, provenance: dict | None = None) -> Path:
+    """``/clean`` and ``/corrupted`` groups of per-step arrays, names as attributes; written atomically."""
+    import h5py
+
+    with atomic.atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        h5.attrs["format"] = TRACE_FORMAT
+        h5.attrs["version"] = 1
+        h5.attrs["sample"] = result.request.sample
+        h5.attrs["label"] = result.label
+        h5.attrs["modality_names"] = [n.encode() for n in result.modality_names] or np.zeros(0, "S1")
+        h5.attrs["block_names"] = [n.encode() for n in result.block_names] or np.zeros(0, "S1")
+        h5.attrs["class_names"] = [n.encode() for n in result.class_names]
+        h5.attrs["corruptions"] = json.dumps(result.request.corruption_specs())
+        h5.attrs["solver"] = json.dumps(result.request.solver.to_dict())
+        if provenance is not None:
+            h5.attrs["provenance"] = json.dumps(provenance)
+        h5.create_dataset("equilibrium_shift", data=np.asarray(result.shift, dtype=np.float64))
+        for tag, run in (("clean", result.clean), ("corrupted", result.corrupted)):
+            g = h5.create_group(tag)
+            g.attrs["nstep"] = run.nstep
+            g.attrs["converged"] = run.converged
+            g.attrs["reason"] = run.reason
+            g.attrs["best_step"] = run.best_step
+            g.attrs["prediction"] = run.prediction
+            for key in RUN_ARRAYS:
+                value = getattr(run, key)
+                if value is not None:
+                    g.create_dataset(key, data=np.asarray(value))
+    return Path(path)
+
+
+def read_trace_hdf5(path: str | os.PathLike) -> dict:
+    """{'attrs': {...}, 'clean': {name: array, ...}, 'corrupted': {...}} as written above."""
+    import h5py
+
+    with h5py.File(path, "r") as h5:
+        if h5.attrs.get("format") != TRACE_FORMAT:
+            raise ValueError(f"{Path(path).name}: not a DEQ Studio trace file")
+        out = {"attrs": {k: (v.decode() if isinstance(v, bytes) else v) for k, v in h5.attrs.items()},
+               "equilibrium_shift": h5["equilibrium_shift"][()]}
+        for tag in ("clean", "corrupted"):
+            g = h5[tag]
+            out[tag] = {k: g[k][()] for k in g}
+            out[tag].update({k: g.attrs[k] for k in g.attrs})
+    return out

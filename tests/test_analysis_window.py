@@ -1,0 +1,57 @@
+"""Analysis windows: progress, cancel with partial results kept, clicking a point opens the sample."""
+
+import numpy as np
+
+
+def _finished(qtbot, win, timeout=120000):
+    qtbot.waitUntil(lambda: win.job.done and not win.timer.isActive(), timeout=timeout)
+
+
+def test_robustness_window_draws_curves_and_a_click_opens_a_failing_sample(window, qtbot):
+    win = window.start_analysis("robustness")
+    qtbot.addWidget(win)
+    _finished(qtbot, win)
+    r = win.result
+    assert r.complete and r.accuracy.shape == (3, 6) and np.isfinite(r.accuracy).all()
+    assert "done" in win.status.text() and win.bar.value() == 1000
+    names = [it.name() for it in win.plots[0].getPlotItem().listDataItems()]
+    assert len(names) == 3 and all("AUC" in n for n in names)
+    # the worst point of the worst curve: a sample the model gets wrong there opens in the main view
+    c, j = np.unravel_index(np.nanargmin(r.accuracy), r.accuracy.shape)
+    wrong = r.misclassified(c, j)
+    assert len(wrong)
+    win._point_clicked(names[c], float(r.levels[j]))
+    sample = int(wrong[0])
+    qtbot.waitUntil(lambda: window.session.result.request.sample == sample and not window.runner.busy, timeout=30000)
+    spec = f"{r.modality[c]}={r.kind[c]}:{r.levels[j]:g}"
+    assert window.session.result.request.corruption_specs() == ([spec] if r.levels[j] > 0 else [])
+    assert str(sample) in win.hint.text()
+
+
+def test_cancelled_sweep_keeps_its_partial_results(window, qtbot, tmp_path):
+    win = window.start_analysis("robustness", kinds=("all",))
+    qtbot.addWidget(win)
+    win.cancel()
+    _finished(qtbot, win)
+    r = win.result
+    assert not r.complete and "partial" in win.status.text()
+    assert np.isnan(r.accuracy).any()  # the curves after the cancel are empty ...
+    done = np.isfinite(r.accuracy)
+    assert (r.extra["predictions"][done] >= 0).all()  # ... and those before it are kept, sample by sample
+    files = win.export_to(str(tmp_path / "partial"))
+    assert (tmp_path / "partial.csv").exists() and (tmp_path / "partial.h5").exists()
+    assert any(str(f).endswith("robustnessplot.svg") for f in files)
+
+
+def test_convergence_window_histogram_click_opens_the_sample(window, qtbot):
+    win = window.start_analysis("convergence")
+    qtbot.addWidget(win)
+    _finished(qtbot, win)
+    stats = win.result
+    assert list(stats.solvers) == ["anderson", "fixed_point", "broyden"]
+    slowest = int(np.argmax(stats.steps[0]))
+    win._point_clicked("anderson", float(stats.steps[0, slowest]))
+    target = int(stats.sample_ids[slowest])
+    qtbot.waitUntil(lambda: window.session.result.request.sample == target, timeout=30000)
+    header, rows = win.plots[0].data_table()
+    assert header[:3] == ["solver", "sample", "steps"] and len(rows) == stats.steps.size
