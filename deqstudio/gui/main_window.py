@@ -43,6 +43,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._submitted_at: dict[int, float] = {}
         self.latencies_ms: list[float] = []
         self.analysis_windows: list = []
+        self._closing = False
         self._build(devices)
         self._connect()
 
@@ -123,6 +124,7 @@ class MainWindow(QtWidgets.QMainWindow):
         file.addSeparator()
         file.addAction("&Save session…", QtGui.QKeySequence.StandardKey.Save, self._ask_save_session)
         file.addAction("&Load session…", self._ask_load_session)
+        self.restore_action = file.addAction("Reopen &last session", self.restore_last_session)
         file.addSeparator()
         file.addAction("&Quit", QtGui.QKeySequence.StandardKey.Quit, self.close)
         export = bar.addMenu("E&xport")
@@ -332,6 +334,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.runner.submit(req)
 
     def _on_result(self, result) -> None:
+        if self._closing:
+            return
         self.session.accept(result)
         run = result.corrupted
         steps = max(run.nstep, 1)
@@ -498,7 +502,26 @@ class MainWindow(QtWidgets.QMainWindow):
         self.banner.hide()
         self.last_error = ""
 
+    @property
+    def last_session_path(self) -> Path:
+        return self.recent.path.parent / "last-session.json"
+
+    def restore_last_session(self) -> bool:
+        """Load the session saved when the studio was last closed (File › Reopen last session)."""
+        if not self.last_session_path.exists():
+            self.show_message("No last session is remembered yet: one is saved each time the studio closes.", True)
+            return False
+        self.load_session(str(self.last_session_path))
+        return self.session.ready
+
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802
+        self._closing = True
+        if self.session.ready:
+            try:
+                self.last_session_path.parent.mkdir(parents=True, exist_ok=True)
+                self.session.save(self.last_session_path)
+            except OSError:
+                pass  # remembering the session is a convenience; closing must not fail over it
         for win in self.analysis_windows:
             win.close()
         self.scrubber.timer.stop()

@@ -125,13 +125,19 @@ class Session:
         for name in list(self.corruptions):
             self.set_corruption(name, replace(self.corruptions[name], severity=0.0))
 
-    def set_solver(self, choice: SolverChoice) -> None:
+    @staticmethod
+    def _check_solver(choice: SolverChoice) -> None:
         from ..core.solvers import available_solvers
 
         if choice.solver not in available_solvers():
             raise ValueError(f"unknown solver {choice.solver!r}")
-        if choice.max_iter < 1 or not (choice.tol > 0):
-            raise ValueError("max_iter must be at least 1 and tol positive")
+        if not isinstance(choice.max_iter, int) or choice.max_iter < 1 or not (isinstance(choice.tol, (int, float)) and choice.tol > 0):
+            raise ValueError("max_iter must be a whole number of at least 1 and tol positive")
+        if choice.stop_mode not in ("rel", "abs"):
+            raise ValueError(f"unknown stop mode {choice.stop_mode!r}")
+
+    def set_solver(self, choice: SolverChoice) -> None:
+        self._check_solver(choice)
         if choice != self.solver:
             self.solver = choice
             self.solver_changed.emit(choice)
@@ -200,9 +206,14 @@ class Session:
             raise LoadError(f"{path.name}: session version {data.get('version')!r} is not supported")
         try:
             solver = SolverChoice(**data.get("solver", {}))
-            corruptions = {m: CorruptionChoice(**c) for m, c in data.get("corruptions", {}).items()}
+            self._check_solver(solver)
+            corruptions = {str(m): CorruptionChoice(**c) for m, c in dict(data.get("corruptions", {})).items()}
+            for c in corruptions.values():
+                if not 0 <= float(c.severity) <= 5:
+                    raise ValueError(f"severity {c.severity!r} is outside 0..5")
             sample = int(data.get("sample", 0))
-        except (TypeError, ValueError) as exc:
+            step = int(data.get("step", -1))
+        except (TypeError, ValueError, AttributeError) as exc:
             raise LoadError(f"{path.name}: invalid settings ({exc})") from None
         def resolve(value):
             if not value:
@@ -216,9 +227,15 @@ class Session:
         self.set_solver(solver)
         for m, c in corruptions.items():
             if m in self.corruptions:
-                self.set_corruption(m, c)
-        self.set_sample(sample)
-        self.set_step(int(data.get("step", -1)))
+                try:
+                    self.set_corruption(m, c)
+                except ValueError as exc:
+                    self.message.emit(f"{path.name}: {exc}; left clean", True)
+        if self.dataset is not None and 0 <= sample < len(self.dataset):
+            self.set_sample(sample)
+        else:
+            self.message.emit(f"{path.name}: sample {sample} is not in the dataset; showing sample {self.sample}", True)
+        self.set_step(step)
 
 
 def available_devices() -> tuple[str, ...]:

@@ -1,0 +1,194 @@
+"""Numerical faults, GPU fallback, load and closing: reported, drawn, and the next solve is fine."""
+
+import asyncio
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from deqstudio.gui.panels import SLIDER_SCALE
+from deqstudio.io.checkpoint import load_checkpoint, save_checkpoint
+from deqstudio.io.dataset import read_dataset, write_dataset
+
+
+def _idle(qtbot, win, timeout=60000):
+    qtbot.waitUntil(lambda: not win.runner.busy, timeout=timeout)
+
+
+def _open(qtbot, win, checkpoint=None, dataset=None):
+    done = asyncio.ensure_future(win.open_files(checkpoint, dataset))
+    qtbot.waitUntil(done.done, timeout=60000)
+    _idle(qtbot, win)
+    return done.result()
+
+
+@pytest.fixture(scope="module")
+def diverging_checkpoint(small_files, tmp_path_factory):
+    ck = load_checkpoint(small_files[0])
+    with torch.no_grad():
+        for p in ck.model.fusion.parameters():
+            p.mul_(12.0)  # far from a contraction
+    path = tmp_path_factory.mktemp("faults") / "diverging.pt"
+    return save_checkpoint(path, ck.model, metrics=ck.metrics, dataset=ck.dataset, dependency=ck.dependency)
+
+
+@pytest.fixture(scope="module")
+def overflowing_dataset(small_files, tmp_path_factory):
+    ds = read_dataset(small_files[1])
+    first = int(ds.split("test")[0])
+    ds.modalities["strong"].data[first] = 3.0e38  # finite in the file, overflows once normalised
+    path = tmp_path_factory.mktemp("faults") / "overflow.h5"
+    return write_dataset(ds, path), first
+
+
+def test_a_diverging_model_is_reported_drawn_and_the_next_solve_is_fine(window, qtbot, diverging_checkpoint, small_files):
+    assert _open(qtbot, window, checkpoint=diverging_checkpoint)
+    run = window.session.result.corrupted
+    assert not run.converged and run.reason in ("diverged", "max_iter", "non-finite")
+    assert "NOT converged" in window.status_solve.text() and run.reason in window.status_solve.text()
+    assert window.banner.isVisible() and "did not converge" in window.banner.text()
+    x, _ = window.residual._curves[("fused", "corrupted")].getData()
+    assert len(x) == run.nstep > 0  # the steps it took are drawn
+    assert _open(qtbot, window, checkpoint=small_files[0])
+    assert window.session.result.corrupted.converged and not window.banner.isVisible()
+
+
+def test_nan_in_the_middle_of_a_solve_is_a_reason_not_a_crash(window, qtbot, overflowing_dataset, small_files):
+    path, sample = overflowing_dataset
+    assert _open(qtbot, window, dataset=path)
+    window._choose_sample(sample)
+    qtbot.waitUntil(lambda: window.session.result.request.sample == sample, timeout=30000)
+    _idle(qtbot, window)
+    run = window.session.result.corrupted
+    assert not run.converged and run.reason in ("non-finite", "diverged")
+    assert run.reason in window.status_solve.text() and window.banner.isVisible()
+    other = int(window.session.dataset.split("test")[1])
+    window._choose_sample(other)
+    qtbot.waitUntil(lambda: window.session.result.request.sample == other, timeout=30000)
+    _idle(qtbot, window)
+    assert window.session.result.corrupted.converged
+
+
+def test_a_singular_anderson_system_still_solves(window, qtbot):
+    panel = window.solver_panel
+    panel.lam.setCurrentText("0")
+    panel.m.setValue(10)
+    qtbot.waitUntil(lambda: window.session.result.request.solver.lam == 0.0, timeout=30000)
+    _idle(qtbot, window)
+    run = window.session.result.corrupted
+    assert run.nstep > 0 and np.isfinite(run.rel).all()
+    assert run.converged or run.reason in window.status_solve.text()
+
+
+def test_gpu_out_of_memory_falls_back_to_the_cpu_with_a_notice(window, qtbot, monkeypatch):
+    engine = window.session.engine
+    real_run = engine._run
+    calls = {"n": 0}
+
+    def run_once_out_of_memory(inputs, choice):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_run(inputs, choice)
+
+    monkeypatch.setattr(engine, "_run", run_once_out_of_memory)
+    window.corruption.controls["weak"].slider.setValue(2 * SLIDER_SCALE)
+    qtbot.waitUntil(lambda: window.session.result.severities["weak"] == 2.0, timeout=30000)
+    _idle(qtbot, window)
+    assert calls["n"] >= 2 and window.session.result.device == "cpu"
+    assert "ran out of memory" in window.session.result.notice
+    assert "ran out of memory" in window.statusBar().currentMessage()
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def test_a_thousand_slider_changes_leave_no_backlog_and_no_growing_memory(window, qtbot, capsys):
+    slider = window.corruption.controls["strong"].slider
+    runner = window.runner
+
+    def burst(offset):
+        before = runner.completed + runner.dropped
+        for i in range(1000):
+            slider.setValue(((i + offset) % 50) * SLIDER_SCALE // 10)
+            assert not runner._waiting or runner._busy  # one in flight, at most one waiting
+        slider.setValue(37 * SLIDER_SCALE // 10)
+        qtbot.waitUntil(lambda: window.session.result.severities["strong"] == 3.7 and not runner.busy, timeout=60000)
+        return runner.completed + runner.dropped - before
+
+    burst(0)  # warm caches and allocator
+    rss_1 = _rss_mb()
+    solved = burst(1)
+    rss_2 = _rss_mb()
+    solved += burst(2)
+    rss_3 = _rss_mb()
+    assert solved < 50  # the bursts collapsed: at most one solve in flight plus one queued at any time
+    assert window.session.result.severities["strong"] == 3.7
+    assert rss_3 - rss_1 < 40, (rss_1, rss_2, rss_3)
+    with capsys.disabled():
+        print(f"\n  RSS after warm-up {rss_1:.1f} MB, after 1001 more changes {rss_2:.1f} MB, after 2002 {rss_3:.1f} MB;"
+              f" {solved} solves for 2002 changes")
+
+
+def test_closing_the_window_during_a_solve_exits_cleanly(qtbot, event_loop_qt, small_files, tmp_path):
+    from deqstudio.gui.main_window import MainWindow
+    from deqstudio.session.recent import RecentFiles
+
+    win = MainWindow(recent=RecentFiles(tmp_path / "recent.json"))
+    qtbot.addWidget(win)
+    win.show()
+    assert _open(qtbot, win, *small_files)
+    win.corruption.controls["strong"].slider.setValue(3 * SLIDER_SCALE)
+    assert win.runner.busy
+    win.close()  # waits for the solve in flight, drops its result
+    assert not win.runner._waiting
+    saved = json.loads((tmp_path / "last-session.json").read_text())
+    assert saved["corruptions"]["strong"]["severity"] == 3.0
+
+
+def test_the_last_session_comes_back_after_a_restart(qtbot, event_loop_qt, small_files, tmp_path):
+    from deqstudio.gui.main_window import MainWindow
+    from deqstudio.session.recent import RecentFiles
+
+    first = MainWindow(recent=RecentFiles(tmp_path / "recent.json"))
+    qtbot.addWidget(first)
+    assert _open(qtbot, first, *small_files)
+    sample = int(first.session.dataset.split("test")[4])
+    first._choose_sample(sample)
+    first.corruption.controls["picture"].kind.setCurrentText("blur")
+    first.corruption.controls["picture"].slider.setValue(2 * SLIDER_SCALE)
+    qtbot.waitUntil(lambda: first.session.result.severities["picture"] == 2.0, timeout=30000)
+    _idle(qtbot, first)
+    first.close()
+
+    second = MainWindow(recent=RecentFiles(tmp_path / "recent.json"))
+    qtbot.addWidget(second)
+    assert str(small_files[0].resolve()) in second.recent.paths()
+    assert second.restore_last_session()
+    qtbot.waitUntil(lambda: second.session.result is not None and second.session.result.request.sample == sample,
+                    timeout=60000)
+    _idle(qtbot, second)
+    assert second.session.corruptions["picture"].kind == "blur"
+    assert second.session.result.severities["picture"] == 2.0
+    second.close()
+
+
+@pytest.mark.parametrize("content, words", [
+    ("{not json", "not a readable session file"),
+    ('{"format": "something-else"}', "not a DEQ Studio session file"),
+    ('{"format": "deqstudio-session", "version": 99}', "version 99"),
+    ('{"format": "deqstudio-session", "version": 1, "solver": {"solver": "newton"}}', "unknown solver"),
+    ('{"format": "deqstudio-session", "version": 1, "solver": {"warp": 9}}', "invalid settings"),
+    ('{"format": "deqstudio-session", "version": 1, "checkpoint": "missing.pt"}', "missing.pt"),
+])
+def test_a_bad_session_file_is_a_message_and_what_was_open_stays(window, qtbot, tmp_path, content, words):
+    before = (window.session.checkpoint.path, window.session.sample, window.session.solver)
+    path = tmp_path / "bad-session.json"
+    path.write_text(content)
+    window.load_session(str(path))
+    assert window.banner.isVisible() and words in window.banner.text()
+    assert (window.session.checkpoint.path, window.session.sample, window.session.solver) == before
