@@ -28,6 +28,7 @@ def held_curve(rel: np.ndarray, nstep: np.ndarray, horizon: int) -> np.ndarray:
     out[:, :k] = rel[:, :k]
     steps = np.minimum(np.asarray(nstep).astype(int), horizon)
     out[np.arange(horizon)[None, :] >= steps[:, None]] = np.nan
+    out[~np.isfinite(out)] = np.nan  # an overflowed step is a gap, filled with the last finite value
     for j in range(1, horizon):  # forward fill
         gap = np.isnan(out[:, j])
         out[gap, j] = out[gap, j - 1]
@@ -56,7 +57,7 @@ class ConvergenceStats:
     def fused_at(self, steps=TABLE_STEPS) -> np.ndarray:
         """(S, len(steps)): the paper's Table 9 view, mean z_fuse relative residual at those steps (1-based)."""
         k = self.mean_fused_rel_per_step.shape[1]
-        return np.stack([[row[s - 1] if s <= k else np.nan for s in steps] for row in self.mean_fused_rel_per_step])
+        return np.stack([[row[s - 1] if 1 <= s <= k else np.nan for s in steps] for row in self.mean_fused_rel_per_step])
 
     def to_csv(self, path: str | os.PathLike) -> Path:
         rows = []

@@ -250,6 +250,7 @@ class TippingPoints:
     diverge: np.ndarray
     clean_prediction: np.ndarray
     labels: np.ndarray
+    complete: bool = True  # False: cancelled; NaN then also means "not reached", not only "never flips"
 
     def to_csv(self, path) -> Path:
         rows = [[i, lab, p, f, d] for i, lab, p, f, d in zip(self.sample_ids, self.labels, self.clean_prediction,
@@ -258,7 +259,8 @@ class TippingPoints:
 
     def to_hdf5(self, path) -> Path:
         arrays = {k: getattr(self, k) for k in ("levels", "sample_ids", "flip", "diverge", "clean_prediction", "labels")}
-        return write_hdf5(path, "tipping_points", arrays, {"modality": self.modality, "kind": self.kind})
+        return write_hdf5(path, "tipping_points", arrays, {"modality": self.modality, "kind": self.kind,
+                                                           "complete": self.complete})
 
 
 def tipping_points(
@@ -271,13 +273,15 @@ def tipping_points(
     ids = np.asarray(ids, dtype=np.int64)
     clean = evaluator.run(ids, None, settings, cancel)
     flip, diverge = np.full(len(ids), np.nan), np.full(len(ids), np.nan)
+    complete = True
     for j, level in enumerate(levels):
         try:
             r = evaluator.run(ids, {modality: Corruption(kind, float(level), seed)}, settings, cancel)
         except Cancelled:
+            complete = False
             break
         flip[np.isnan(flip) & (r.predictions != clean.predictions)] = level
         diverge[np.isnan(diverge) & ~r.converged & clean.converged] = level
         if progress is not None:
             progress((j + 1) / len(levels))
-    return TippingPoints(modality, kind, levels, ids, flip, diverge, clean.predictions, clean.labels)
+    return TippingPoints(modality, kind, levels, ids, flip, diverge, clean.predictions, clean.labels, complete)

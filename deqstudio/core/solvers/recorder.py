@@ -119,7 +119,7 @@ class Recorder:
             joint = np.sqrt(np.square(norms).sum(axis=2))
             abs_ = joint[0]
             crit = abs_ if self.stop_mode == "abs" else abs_ / (joint[1] + _EPS)
-            going = crit > self.tol
+            going = np.isfinite(crit) & (crit > self.tol)  # an infinite residual stops the sample too
             diverged = None
             if self.divergence_factor is not None:
                 self.min_abs = np.fmin(self.min_abs, abs_)
