@@ -172,7 +172,9 @@ class MainWindow(QtWidgets.QMainWindow):
         try:
             prepared = await self.runner.run_exclusive(self.session.prepare, checkpoint, dataset)
         except LoadError as exc:
-            self.show_message(str(exc), True)
+            kept = " Nothing was changed: what was open stays open." if self.session.ready else \
+                " Open a DEQ Studio checkpoint (.pt) and dataset (.h5) to begin."
+            self.show_message(f"Could not open it. {exc}.{kept}".replace("..", "."), True)
             self.statusBar().clearMessage()
             return False
         except Exception as exc:  # noqa: BLE001 — an unexpected failure is still a message
