@@ -59,7 +59,7 @@ def kinds_for(modality_kind: str) -> tuple[str, ...]:
 def _check_severity(severity: float) -> float:
     try:
         s = float(severity)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"severity must be a number from 0 to 5, got {severity!r}") from None
     if not (0.0 <= s <= MAX_SEVERITY):
         raise ValueError(f"severity must be from 0 to 5, got {severity!r}")
@@ -167,7 +167,7 @@ def corrupt(
         raise ValueError(f"sample_ids has {len(ids)} entries for {n} rows")
     try:
         seed = int(seed)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"seed must be an integer, got {seed!r}") from None
 
     if CORRUPTIONS[kind].image_only:

@@ -174,7 +174,7 @@ class MainWindow(QtWidgets.QMainWindow):
         except LoadError as exc:
             kept = " Nothing was changed: what was open stays open." if self.session.ready else \
                 " Open a DEQ Studio checkpoint (.pt) and dataset (.h5) to begin."
-            self.show_message(f"Could not open it. {exc}.{kept}".replace("..", "."), True)
+            self.show_message(f"Could not open it. {str(exc).rstrip('.')}.{kept}", True)
             self.statusBar().clearMessage()
             return False
         except Exception as exc:  # noqa: BLE001 — an unexpected failure is still a message

@@ -15,8 +15,10 @@ than tensors and plain containers is refused before anything in it runs.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,14 @@ FORMAT = "deqstudio-checkpoint"
 VERSION = 1
 _ZIP_MAGIC = b"PK\x03\x04"
 _MAX_BYTES = 2 * 1024**3
+_MAX_PARAMETERS = _MAX_BYTES // 4  # a config that needs more float32 values than the largest file could hold
+_MAX_DEPTH = 32  # nesting of the plain-data metadata
+_GLOBAL = re.compile(r"GLOBAL\s+([\w.]+)")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_CONFIG_INTS = ("num_classes", "hidden", "encoder_hidden", "unrolled_steps", "max_iter", "backward_max_iter",
+                "phantom_steps", "jac_vectors")
+_CONFIG_REALS = ("dropout", "tol", "backward_tol", "phantom_tau", "jac_weight")
+_CONFIG_STRS = ("fusion", "ablation", "solver", "stop_mode", "backward")
 
 
 class CheckpointError(ValueError):
@@ -110,7 +120,9 @@ def save_checkpoint(
 
 
 def _fail(path: Path, problem: str) -> CheckpointError:
-    return CheckpointError(f"{path.name}: {problem}")
+    # one line, of a readable length, whatever values from the file the problem quotes
+    problem = " ".join(problem.split())
+    return CheckpointError(f"{path.name}: {problem if len(problem) <= 400 else problem[:397] + '...'}")
 
 
 def _read_payload(path: Path) -> dict:
@@ -132,8 +144,12 @@ def _read_payload(path: Path) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported object"
-        raise _fail(path, f"refused: it holds objects other than tensors and plain data ({first[:160]})") from None
+        text = _ANSI.sub("", str(exc))
+        found = _GLOBAL.search(text)
+        lines = text.strip().splitlines()
+        what = f"it asks for {found.group(1)}" if found else (lines[0][:160] if lines else "unsupported object")
+        raise _fail(path, f"refused: it holds objects other than tensors and plain data ({what}); "
+                          "nothing in it was run") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as exc:
         raise _fail(path, f"the archive is truncated or corrupt ({type(exc).__name__})") from None
     except Exception as exc:  # noqa: BLE001 — any other failure of a hostile file is still a refusal
@@ -157,8 +173,70 @@ def _check_state_dict(path: Path, model: FusionModel, state: Any) -> None:
         got = state[name]
         if tuple(got.shape) != tuple(tensor.shape):
             raise _fail(path, f"tensor {name!r} has shape {tuple(got.shape)}, its config needs {tuple(tensor.shape)}")
+        if got.layout != torch.strided or got.is_quantized:
+            raise _fail(path, f"tensor {name!r} is not a plain dense tensor ({got.layout})")
+        stored = got.untyped_storage().nbytes() // max(1, got.element_size())
+        if got.numel() > stored:  # a broadcast (stride-0) view: a tiny file declaring enormous weights
+            raise _fail(path, f"tensor {name!r} of shape {tuple(got.shape)} has {got.numel()} values but stores "
+                              f"only {stored} (a broadcast view, not real weights)")
         if got.is_floating_point() and not bool(torch.isfinite(got).all()):
             raise _fail(path, f"tensor {name!r} holds NaN or Inf values")
+
+
+def _check_config(config: ModelConfig) -> None:
+    """Field types ModelConfig leaves unchecked: numbers where numbers belong (inspect formats them)."""
+    for name in _CONFIG_INTS:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+    for name in _CONFIG_REALS:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+    for name in _CONFIG_STRS:
+        if not isinstance(getattr(config, name), str):
+            raise ValueError(f"{name} must be a string, got {getattr(config, name)!r}")
+    if not isinstance(config.solver_options, dict):
+        raise ValueError(f"solver_options must be a dict, got {type(config.solver_options).__name__}")
+
+
+def _plain_problem(value: Any, where: str, depth: int = 0) -> str | None:
+    """Where metadata holds something other than plain data (numbers, strings, lists, dicts), or None."""
+    if depth > _MAX_DEPTH:
+        return f"{where} is nested more than {_MAX_DEPTH} levels deep"
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                return f"{where} has a {type(key).__name__} key"
+            problem = _plain_problem(item, f"{where}.{key}", depth + 1)
+            if problem:
+                return problem
+        return None
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            problem = _plain_problem(item, f"{where}[{i}]", depth + 1)
+            if problem:
+                return problem
+        return None
+    return f"{where} is a {type(value).__name__}"
+
+
+def _check_metadata(path: Path, key: str, value: Any) -> None:
+    if not isinstance(value, dict):
+        raise _fail(path, f"{key!r} must be a dict")
+    problem = _plain_problem(value, key)
+    if problem:
+        raise _fail(path, f"{key!r} must hold plain data (numbers, strings, lists, dicts): {problem}")
+    if key == "dependency":
+        for score in ("logit_magnitude", "loss_increase"):
+            table = value.get(score)
+            if table is None:
+                continue
+            if not isinstance(table, dict) or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in table.values()):
+                raise _fail(path, f"'dependency' {score} must map modality names to numbers")
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
@@ -175,17 +253,32 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             raise _fail(path, f"missing {key!r}")
     try:
         config = ModelConfig.from_dict(payload["config"])
-    except (ValueError, TypeError) as exc:
+        _check_config(config)
+    except (ValueError, TypeError, OverflowError) as exc:
         raise _fail(path, f"invalid model config: {exc}") from None
-    model = FusionModel(config)
-    _check_state_dict(path, model, payload["state_dict"])
-    model.load_state_dict(payload["state_dict"], strict=True)
+    # The config's shapes come from a model on the meta device (nothing allocated), so a config
+    # declaring an enormous model is refused before any memory is taken for it.
+    try:
+        with torch.device("meta"):
+            skeleton = FusionModel(config)
+    except Exception as exc:  # noqa: BLE001 — whatever a hostile config makes the constructor raise
+        raise _fail(path, f"invalid model config: cannot build its model ({type(exc).__name__}: "
+                          f"{(str(exc).splitlines() or [''])[0][:160]})") from None
+    size = sum(t.numel() for t in skeleton.state_dict().values())
+    if size > _MAX_PARAMETERS:
+        raise _fail(path, f"its config describes a model of {size:,} parameters, more than any checkpoint file holds")
+    _check_state_dict(path, skeleton, payload["state_dict"])
+    try:
+        model = FusionModel(config)
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except (RuntimeError, ValueError, TypeError, MemoryError) as exc:
+        raise _fail(path, f"the weights do not fit its model ({type(exc).__name__}: "
+                          f"{(str(exc).splitlines() or [''])[0][:160]})") from None
     model.eval()
     extra = {}
     for key in ("metrics", "dataset", "dependency", "training"):
         value = payload.get(key, {})
-        if not isinstance(value, dict):
-            raise _fail(path, f"{key!r} must be a dict")
+        _check_metadata(path, key, value)
         extra[key] = value
     return Checkpoint(path=path, sha256=file_sha256(path), config=config, model=model, **extra)
 

@@ -28,6 +28,11 @@ MAX_ELEMENTS = 200_000_000  # refuse declared shapes above ~800 MB of float32 be
 class DatasetError(ValueError):
     """A dataset file that cannot be used; the message names the file and the problem."""
 
+    def __init__(self, message: str) -> None:
+        # one line, of a readable length, whatever values from the file the message quotes
+        message = " ".join(str(message).split())
+        super().__init__(message if len(message) <= 400 else message[:397] + "...")
+
 
 @dataclass
 class Modality:
@@ -162,6 +167,8 @@ def _read_int_array(h5, path: str, what: str, file: str) -> np.ndarray:
         raise DatasetError(f"{file}: {path} must hold integer {what}, got dtype {obj.dtype}")
     if obj.ndim != 1:
         raise DatasetError(f"{file}: {path} must be one-dimensional, got shape {obj.shape}")
+    if obj.shape[0] > MAX_ELEMENTS:
+        raise DatasetError(f"{file}: {path} declares {obj.shape[0]} entries, too large to load")
     return np.asarray(obj[()], dtype=np.int64)
 
 
@@ -183,6 +190,8 @@ def read_dataset(path: str | os.PathLike) -> Dataset:
         raise DatasetError(f"{label}: no such file")
     if path.is_dir():
         raise DatasetError(f"{label}: is a folder, not a dataset file")
+    if path.stat().st_size == 0:
+        raise DatasetError(f"{label}: the file is empty (0 bytes)")
     try:
         h5 = h5py.File(path, "r")
     except OSError as exc:
@@ -198,7 +207,9 @@ def read_dataset(path: str | os.PathLike) -> Dataset:
             except (TypeError, ValueError):
                 version = -1
             if version != VERSION:
-                raise DatasetError(f"{label}: dataset format version {h5.attrs.get('version')!r} is not supported (expected {VERSION})")
+                shown = h5.attrs.get("version")
+                shown = shown.item() if isinstance(shown, np.generic) else shown  # 7, not np.int64(7)
+                raise DatasetError(f"{label}: dataset format version {shown!r} is not supported (expected {VERSION})")
             group = h5.get("modalities")
             if not isinstance(group, h5py.Group):
                 raise DatasetError(f"{label}: missing group /modalities")
@@ -225,11 +236,15 @@ def read_dataset(path: str | os.PathLike) -> Dataset:
                 if shape_attr is not None:
                     try:
                         image_shape = tuple(int(v) for v in np.asarray(shape_attr).reshape(-1))
-                    except (TypeError, ValueError):
+                    except (TypeError, ValueError, OverflowError):
                         raise DatasetError(f"{label}: /modalities/{name} has an unreadable image_shape") from None
                 elif kind == "image" and obj.ndim == 3:
                     image_shape = (int(obj.shape[1]), int(obj.shape[2]))
-                data = np.asarray(obj[()], dtype=np.float32).reshape(n, -1)
+                raw = np.asarray(obj[()])
+                with np.errstate(over="ignore", invalid="ignore"):
+                    data = raw.astype(np.float32).reshape(n, int(np.prod(obj.shape[1:])))
+                if raw.dtype.itemsize > 4 and np.isfinite(raw).all() and not np.isfinite(data).all():
+                    raise DatasetError(f"{label}: /modalities/{name} has values beyond the float32 range (about 3.4e38)")
                 modalities[name] = Modality(name, kind, data, image_shape)
             names_attr = h5["labels"].attrs.get("class_names")
             if names_attr is None:
@@ -242,7 +257,9 @@ def read_dataset(path: str | os.PathLike) -> Dataset:
             attrs = {k: _attr_str(h5.attrs, k) for k in ("name", "description", "source", "license")}
     except DatasetError:
         raise
-    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+    except MemoryError:
+        raise DatasetError(f"{label}: too large to load into memory") from None
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError, OverflowError) as exc:
         raise DatasetError(f"{label}: unreadable HDF5 content ({exc})") from None
     try:
         ds = Dataset(
