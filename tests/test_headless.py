@@ -1,6 +1,7 @@
 """The headless commands: solve, sweep and report, their JSON keys and their error messages."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,3 +131,21 @@ def test_report_into_a_file_is_a_message(capsys, tmp_path):
     code, _, err = _run(capsys, "report", "--out", str(blocker))
     assert code == 2 and "not a folder" in err
     assert blocker.read_text() == "not a folder"
+
+
+BAD_MANIFEST = json.loads((Path(__file__).parent / "data" / "bad" / "MANIFEST.json").read_text())
+BAD_FILES = sorted((n, e) for n, e in BAD_MANIFEST["files"].items() if not e.get("valid_alone"))
+
+
+@pytest.mark.parametrize("command", ["solve", "sweep", "report"])
+def test_every_bad_file_through_the_headless_commands_is_one_error_line(command, capsys, tmp_path):
+    bad = Path(__file__).parent / "data" / "bad"
+    for name, entry in BAD_FILES:
+        option = "--checkpoint" if entry["target"] == "checkpoint" else "--dataset"
+        extra = ["--out", str(tmp_path / name)] if command == "report" else []
+        code, out, err = _run(capsys, command, option, str(bad / name), *extra)
+        assert code == 2 and out == "", (command, name)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (command, name, err)
+        assert entry.get("loader_keyword", entry["keyword"]) in lines[0], (command, name, err)
+        assert not (tmp_path / name).exists()
