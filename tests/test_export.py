@@ -104,6 +104,7 @@ def test_trace_hdf5_round_trips(window, qtbot, tmp_path):
     np.testing.assert_array_equal(back["equilibrium_shift"], r.shift)
     assert json.loads(back["attrs"]["corruptions"]) == ["weak=mask:2"]
     assert json.loads(back["attrs"]["provenance"])["dataset"]["sha256"] == window.session.dataset.sha256
+    _check_sidecar(path, window)
 
 
 def test_report_folder_has_every_plot_and_an_html_page(window, qtbot, tmp_path):

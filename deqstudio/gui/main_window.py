@@ -13,7 +13,7 @@ from ..session.provenance import provenance
 from ..session.runner import Runner
 from ..session.traces import write_trace_hdf5
 from .analysis_window import AnalysisWindow
-from .export import ExportError, export_plot
+from .export import ExportError, export_plot, sidecar_path, write_json
 from .report import SOLVE_FIGURES, solve_figures, sweep_figures, write_report
 from ..session.state import LoadError, Session
 from .panels import CorruptionPanel, SampleBrowser, SolverPanel
@@ -405,8 +405,10 @@ class MainWindow(QtWidgets.QMainWindow):
     def export_trace(self, path: str) -> bool:
         if not self._exportable():
             return False
+        record = self.current_provenance("trace")
         try:
-            write_trace_hdf5(self.session.result, path, self.current_provenance("trace"))
+            write_trace_hdf5(self.session.result, path, record)
+            write_json(sidecar_path(path), dict(record, exported=Path(path).name))
         except OSError as exc:
             self.show_message(f"Export failed: {exc}", True)
             return False
