@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Callable
 
@@ -305,8 +306,14 @@ def _solve(args: argparse.Namespace) -> int:
             print(f"{k + 1:>4}  {run.rel[k]:9.2e}  {blocks}  {result.class_names[int(p.argmax())]} ({p.max():.2f})")
     udml = data["udml"]
     if udml["weights"] is not None:
-        print("\nUDML  " + "  ".join(f"{m}: σ̂ {udml['noise'][m]:.3g}, α {udml['dependency'].get(m, float('nan')):.3g}, "
-                                    f"w {udml['weights'][m]:.3f}" for m in result.modality_names))
+        def num(table, m, spec=".3g"):
+            value = (table or {}).get(m)
+            return "–" if value is None else format(value, spec)
+
+        print("\nUDML  " + "  ".join(f"{m}: σ̂ {num(udml['noise'], m)}, α {num(udml['dependency'], m)}, "
+                                    f"w {num(udml['weights'], m, '.3f')}" for m in result.modality_names))
+    if result.notice:
+        print(f"note: {result.notice}", file=sys.stderr)
     return 0
 
 
@@ -323,7 +330,15 @@ def _sweep(args: argparse.Namespace) -> int:
         loaded = headless.load(args.checkpoint, args.dataset, device=args.device)
         swept = headless.sweep(loaded, args.modality, args.kind, args.split, progress=progress)
         if args.out:
+            from .io import atomic
+            from .session.provenance import provenance
+
             (swept.to_csv if args.out.lower().endswith(".csv") else swept.to_hdf5)(args.out)
+            record = provenance(loaded.checkpoint, loaded.dataset, None, what="sweep", device=loaded.engine.device)
+            record.update(settings={"split": swept.split, "modality": args.modality or "all",
+                                    "kind": args.kind or "gaussian", "levels": [float(v) for v in swept.levels]},
+                          exported=os.path.basename(args.out))
+            atomic.write_text(args.out + ".provenance.json", json.dumps(record, indent=2) + "\n")
     except (headless.HeadlessError, OSError) as exc:
         return _fail(str(exc))
     finally:
@@ -371,6 +386,8 @@ def _report(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     if args.sweep:
         print(file=sys.stderr)
+    if summary["notice"]:
+        print(f"note: {summary['notice']}", file=sys.stderr)
     print(f"saved {folder}/report.html ({len(summary['figures'])} figures, each as PNG, SVG, PDF and CSV)")
     return 0
 

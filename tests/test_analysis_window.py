@@ -55,3 +55,37 @@ def test_convergence_window_histogram_click_opens_the_sample(window, qtbot):
     qtbot.waitUntil(lambda: window.session.result.request.sample == target, timeout=30000)
     header, rows = win.plots[0].data_table()
     assert header[:3] == ["solver", "sample", "steps"] and len(rows) == stats.steps.size
+
+
+def test_an_analysis_of_a_model_no_longer_open_keeps_its_results_but_opens_nothing(window, qtbot, small_files):
+    import asyncio
+
+    win = window.start_analysis("robustness")
+    qtbot.addWidget(win)
+    _finished(qtbot, win)
+    done = asyncio.ensure_future(window.open_files(small_files[0], small_files[1]))  # a new engine
+    qtbot.waitUntil(done.done, timeout=60000)
+    qtbot.waitUntil(lambda: not window.runner.busy, timeout=30000)
+    assert win.stale and "no longer" in win.hint.text()
+    sample = window.session.sample
+    name = next(iter(win.plots[0].curve_of))
+    win._point_clicked(name, 5.0)
+    assert window.session.sample == sample and window.session.result.request.corruption_specs() == []
+
+
+def test_sessions_store_absolute_paths(tmp_path, monkeypatch, small_files):
+    import json
+    import os
+
+    from deqstudio.session.state import Session
+
+    monkeypatch.chdir(small_files[0].parent)
+    s = Session()
+    s.open(small_files[0].name, small_files[1].name)  # relative, as typed on a command line
+    s.save(tmp_path / "s.json")
+    saved = json.loads((tmp_path / "s.json").read_text())
+    assert os.path.isabs(saved["checkpoint"]) and os.path.isabs(saved["dataset"])
+    monkeypatch.chdir(tmp_path)
+    again = Session()
+    again.load(tmp_path / "s.json")
+    assert again.ready

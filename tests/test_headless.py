@@ -149,3 +149,26 @@ def test_every_bad_file_through_the_headless_commands_is_one_error_line(command,
         assert len(lines) == 1 and lines[0].startswith("error: "), (command, name, err)
         assert entry.get("loader_keyword", entry["keyword"]) in lines[0], (command, name, err)
         assert not (tmp_path / name).exists()
+
+
+def test_report_replaces_an_earlier_report_whole_and_refuses_other_folders(capsys, tmp_path):
+    out_dir = tmp_path / "rep"
+    assert _run(capsys, "report", "--out", str(out_dir), "--sweep")[0] == 0
+    assert (out_dir / "robustness.png").exists()
+    assert _run(capsys, "report", "--out", str(out_dir), "--sample", "1602")[0] == 0
+    assert not (out_dir / "robustness.png").exists()  # no stale figures from the earlier report
+    assert json.loads((out_dir / "provenance.json").read_text())["sample"] == 1602
+    assert [p.name for p in tmp_path.iterdir()] == ["rep"]  # nothing left beside it
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    code, _, err = _run(capsys, "report", "--out", str(mine))
+    assert code == 2 and "holds other files" in err
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+def test_sweep_out_writes_a_provenance_sidecar(capsys, tmp_path):
+    table = tmp_path / "sweep.h5"
+    assert _run(capsys, "sweep", "--modality", "fou", "--out", str(table))[0] == 0
+    side = json.loads((tmp_path / "sweep.h5.provenance.json").read_text())
+    assert side["what"] == "sweep" and side["settings"]["modality"] == "fou" and len(side["checkpoint"]["sha256"]) == 64

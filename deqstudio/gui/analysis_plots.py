@@ -35,10 +35,12 @@ class AnalysisPlot(pg.PlotWidget):
         item.setMenuEnabled(False)
         self.legend = item.addLegend(offset=self.legend_offset, labelTextSize="9pt")
         self.analysis = None
+        self.curve_of: dict[str, int] = {}  # legend name → curve index of the analysis
 
     def clear_all(self) -> None:
         self.getPlotItem().clear()
         self.legend.clear()
+        self.curve_of = {}
 
     def _severity_axis(self, levels) -> None:
         self.getPlotItem().getAxis("bottom").setTicks([[(float(v), f"{v:g}") for v in levels]])
@@ -92,6 +94,7 @@ class RobustnessPlot(AnalysisPlot):
             keep = np.isfinite(sweep.accuracy[c])
             col, sym = _style(sweep, c)
             self._series(sweep.levels[keep], sweep.accuracy[c][keep], col, name, symbol=sym)
+            self.curve_of[name] = c
             if sweep.baseline_accuracy is not None:
                 self._series(sweep.levels[keep], sweep.baseline_accuracy[c][keep], col,
                              f"{_curve_name(sweep, c)}, baseline", dashed=True, symbol=sym)
@@ -128,6 +131,7 @@ class CalibrationPlot(AnalysisPlot):
             name = f"{_curve_name(sweep, c)}  ρ {rho:.2f} / {sweep.pe_spearman[c]:.2f}"
             col, sym = _style(sweep, c)
             self._series(sweep.levels[keep], sweep.noise_estimate[c][keep], col, name, symbol=sym)
+            self.curve_of[name] = c
             drawn += 1
         _fit_legend(self, drawn)
         self._severity_axis(sweep.levels)

@@ -15,9 +15,11 @@ class AnalysisWindow(QtWidgets.QWidget):
     open_sample = QtCore.Signal(int, str)
     finished = QtCore.Signal(object)
 
-    def __init__(self, job, kind: str, provenance: dict, parent=None) -> None:
+    def __init__(self, job, kind: str, provenance: dict, parent=None, source=None) -> None:
         super().__init__(parent, QtCore.Qt.WindowType.Window)
         self.job, self.kind, self.provenance = job, kind, provenance
+        self.source = source  # what the analysis ran on (the engine); clicks act only while it is current
+        self.stale = False
         self.setWindowTitle(f"DEQ Studio — {job.title}")
         self.resize(1100, 560)
         layout = QtWidgets.QVBoxLayout(self)
@@ -84,13 +86,18 @@ class AnalysisWindow(QtWidgets.QWidget):
         self.status.setText(f"{self.job.title}: done in {self.job.seconds:.1f} s{partial}")
         self.export_button.setEnabled(True)
 
+    def mark_stale(self) -> None:
+        """Another model or dataset was opened: results stay readable, clicks no longer open samples."""
+        self.stale = True
+        self.hint.setText("Another model or dataset is open now: these results are kept, but clicking no longer "
+                          "opens samples.")
+
     def _point_clicked(self, series: str, x: float) -> None:
         r = self.result
-        if r is None:
+        if r is None or self.stale:
             return
         if self.kind == "robustness":
-            curve = next((c for c in range(len(r.modality)) if series.startswith(str(r.modality[c]))
-                          and (len(set(r.kind)) == 1 or f"· {r.kind[c]}" in series)), None)
+            curve = next((p.curve_of[series] for p in self.plots if series in p.curve_of), None)
             if curve is None:
                 return
             j = int(np.argmin(np.abs(r.levels - x)))
@@ -115,7 +122,8 @@ class AnalysisWindow(QtWidgets.QWidget):
         from pathlib import Path
 
         stem = Path(stem)
-        files = [self.result.to_csv(stem.with_suffix(".csv")), self.result.to_hdf5(stem.with_suffix(".h5"))]
+        files = [self.result.to_csv(stem.with_name(stem.name + ".csv")),
+                 self.result.to_hdf5(stem.with_name(stem.name + ".h5"))]
         for p in self.plots:
             for fmt in ("png", "svg", "pdf", "csv"):
                 files += export_plot(p, stem.with_name(f"{stem.name}-{p.objectName().lower()}.{fmt}"), title=p.title)

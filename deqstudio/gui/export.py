@@ -20,7 +20,7 @@ SCREEN_DPI = 96  # PDF pages at screen resolution: at 300 dpi pyqtgraph's text a
 DEFAULT_PNG_WIDTH = 1600
 
 
-class ExportError(OSError):
+class ExportError(atomic.WriteError):
     """An export could not be written; the message names the file and the reason."""
 
 

@@ -9,8 +9,7 @@ PANEL_SIZE = (900, 520)
 
 
 def _application():
-    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # a report never needs (or opens) a screen
     from PySide6 import QtWidgets
 
     return QtWidgets.QApplication.instance() or QtWidgets.QApplication(["deqstudio"])
@@ -26,7 +25,11 @@ def build_report(out, checkpoint=None, dataset=None, sample=None, corruptions=()
     from .report import solve_figures, sweep_figures, write_report
 
     app = _application()
+    from dataclasses import replace
+
     loaded = headless.load(checkpoint, dataset, device=device)
+    if solver is not None:
+        solver = replace(solver, device=loaded.engine.device)
     result = headless.solve(loaded, sample, corruptions, solver)
     widgets = {"residual": ResidualPlot(), "gates": GatePlot(), "probabilities": ProbabilityPlot(),
                "udml": UDMLPanel(), "equilibrium_shift": ShiftPlot()}
@@ -56,7 +59,7 @@ def build_report(out, checkpoint=None, dataset=None, sample=None, corruptions=()
     folder = write_report(out, figures, record, result=result, analyses=analyses,
                           title=f"DEQ Studio report — sample {result.request.sample} of {loaded.dataset.name}")
     summary = {"folder": str(folder), "figures": [f.slug for f in figures],
-               "sweep_seconds": swept.seconds if swept is not None else None}
+               "sweep_seconds": swept.seconds if swept is not None else None, "notice": result.notice}
     for w in widgets.values():
         w.deleteLater()
     return folder, summary

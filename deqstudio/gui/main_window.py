@@ -267,6 +267,9 @@ class MainWindow(QtWidgets.QMainWindow):
     # -- session events ---------------------------------------------------------------------------
     def _on_loaded(self, info) -> None:
         s = self.session
+        for win in self.analysis_windows:
+            if win.source is not s.engine:
+                win.mark_stale()
         self.corruption.set_modalities(info.modality_names, info.modality_kinds, s.corruptions)
         from ..session.state import available_devices
 
@@ -420,13 +423,15 @@ class MainWindow(QtWidgets.QMainWindow):
             return False
         figures = solve_figures(self.plot_widgets())
         analyses = []
-        for win in self.analysis_windows:
-            if win.result is not None and win.kind == "robustness":
-                figures += sweep_figures(*win.plots)
-                analyses = [("robustness_sweep", win.result)]
+        sweeps = [w for w in self.analysis_windows if w.kind == "robustness" and w.result is not None
+                  and not w.stale and w.isVisible()]
+        if sweeps:  # the newest open sweep of the model that is loaded now
+            figures += sweep_figures(*sweeps[-1].plots)
+            analyses = [("robustness_sweep", sweeps[-1].result)]
+        result = self.session.result
         try:
-            write_report(folder, figures, self.current_provenance("report"), result=self.session.result,
-                         analyses=analyses, title=f"DEQ Studio report — sample {self.session.sample}")
+            write_report(folder, figures, self.current_provenance("report"), result=result,
+                         analyses=analyses, title=f"DEQ Studio report — sample {result.request.sample}")
         except ExportError as exc:
             self.show_message(f"Export failed: {exc}", True)
             return False
@@ -469,7 +474,9 @@ class MainWindow(QtWidgets.QMainWindow):
             return None
         job = (robustness_job(s.engine, s.split, kinds=kinds) if kind == "robustness"
                else convergence_job(s.engine, s.split))
-        window = AnalysisWindow(job.start(), kind, self.current_provenance(f"analysis {kind}"))
+        record = provenance(s.checkpoint, s.dataset, None, what=f"analysis {kind}", device=s.engine.device)
+        record["settings"] = job.settings
+        window = AnalysisWindow(job.start(), kind, record, source=s.engine)
         window.open_sample.connect(self.open_sample_with)
         self.analysis_windows = [w for w in self.analysis_windows if w.isVisible()] + [window]
         window.show()
@@ -481,8 +488,12 @@ class MainWindow(QtWidgets.QMainWindow):
         from ..session.engine import CorruptionChoice
 
         s = self.session
+        if not s.ready or not 0 <= index < len(s.dataset):
+            return
         if corruption:
             spec = CorruptionSpec.parse(corruption)
+            if spec.modality not in s.corruptions:
+                return
             s.reset_corruptions()
             s.set_corruption(spec.modality, CorruptionChoice(spec.kind, spec.severity, spec.seed))
             for name, choice in s.corruptions.items():

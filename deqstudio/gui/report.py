@@ -43,25 +43,44 @@ def _prepare_folder(out: Path) -> Path:
                           f"({exc.strerror or exc})") from None
 
 
+def _is_earlier_report(folder: Path) -> bool:
+    try:
+        import json
+
+        record = json.loads((folder / "provenance.json").read_text())
+        return record.get("format") == "deqstudio-provenance" and record.get("what") == "report"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _check_target(out: Path) -> None:
+    """A new folder, an empty one, or an earlier report (replaced whole); never someone's other files."""
+    if out.is_dir() and any(out.iterdir()) and not _is_earlier_report(out):
+        raise ExportError(f"cannot write the report to {out}: the folder holds other files; "
+                          "choose a new or empty folder (an earlier report there is replaced)")
+
+
 def _move_into(tmp: Path, out: Path) -> None:
-    if not out.exists():
-        os.chmod(tmp, atomic.default_mode(folder=True))
-        os.replace(tmp, out)
+    os.chmod(tmp, atomic.default_mode(folder=True))
+    if out.is_dir():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+        os.replace(out, old / out.name)  # the earlier report (or empty folder) steps aside ...
+        try:
+            os.replace(tmp, out)  # ... the new one takes its place in one rename ...
+        except OSError:
+            os.replace(old / out.name, out)  # ... or the earlier one comes back
+            shutil.rmtree(old, ignore_errors=True)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
         return
-    if not os.access(out, os.W_OK):
-        raise PermissionError(13, "Permission denied", str(out))
-    for item in sorted(tmp.iterdir()):
-        target = out / item.name
-        if target.is_dir() and not item.is_dir():
-            raise ExportError(f"cannot write {target}: a folder of that name is in the way")
-        os.replace(item, target)
-    tmp.rmdir()
+    os.replace(tmp, out)
 
 
 def write_report(out: str | os.PathLike, figures: list[Figure], provenance: dict, result=None, analyses=(),
                  title: str = "DEQ Studio report") -> Path:
     """Write the folder; ``analyses`` are (slug, object with to_csv/to_hdf5) pairs. Returns the folder."""
-    out = Path(out)
+    out = Path(out).expanduser()
+    _check_target(out)
     tmp = _prepare_folder(out)
     try:
         files: dict[str, dict[str, str]] = {}
@@ -102,7 +121,16 @@ def _summary_rows(provenance: dict, result) -> list[tuple[str, str]]:
         ("checkpoint", f"{Path(ck.get('path', '')).name} ({ck.get('fusion', '?')}, sha256 {ck.get('sha256', '')[:12]}…)"),
         ("dataset", f"{ds.get('name', '?')} ({ds.get('samples', '?')} samples, sha256 {ds.get('sha256', '')[:12]}…)"),
     ]
-    if result is not None:
+    if result is not None and result.corrupted.nstep == 0:
+        run = result.corrupted
+        rows += [
+            ("sample", f"{result.request.sample} (true class {result.class_names[result.label]})"),
+            ("corruptions", ", ".join(result.request.corruption_specs()) or "none"),
+            ("prediction", f"{result.class_names[run.prediction]} (p = {run.final_probabilities[run.prediction]:.3f})"),
+            ("solver", f"none: a {result.fusion} model has no fixed point to solve"),
+            ("device", result.device),
+        ]
+    elif result is not None:
         run = result.corrupted
         state = "converged" if run.converged else f"not converged ({run.reason})"
         rows += [

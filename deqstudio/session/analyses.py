@@ -12,8 +12,10 @@ from typing import Callable
 
 
 class AnalysisJob:
-    def __init__(self, title: str, work: Callable[[Callable[[float], None], Callable[[], bool]], object]) -> None:
+    def __init__(self, title: str, work: Callable[[Callable[[float], None], Callable[[], bool]], object],
+                 settings: dict | None = None) -> None:
         self.title = title
+        self.settings = dict(settings or {})  # what the analysis runs with, for its provenance
         self._work = work
         self._cancel = threading.Event()
         self.progress = 0.0
@@ -75,7 +77,12 @@ def robustness_job(engine, split: str = "test", kinds=None, modalities=None) -> 
         return robustness_sweep(_evaluator(engine), modalities=modalities, kinds=kinds, split=split,
                                 model_name=_model_name(engine), progress=progress, cancel=cancel)
 
-    return AnalysisJob("robustness sweep", work)
+    from ..diagnostics.robustness import LEVELS
+
+    settings = {"split": split, "modalities": list(modalities) if modalities else "all",
+                "kinds": list(kinds) if kinds else ["gaussian"], "levels": list(LEVELS), "seed": 0,
+                "solver": "the model's own settings"}
+    return AnalysisJob("robustness sweep", work, settings)
 
 
 def convergence_job(engine, split: str = "test", solvers=("anderson", "fixed_point", "broyden"), max_iter: int = 100) -> AnalysisJob:
@@ -86,4 +93,5 @@ def convergence_job(engine, split: str = "test", solvers=("anderson", "fixed_poi
         return convergence_stats(_evaluator(engine), solvers=solvers, split=split, max_iter=max_iter,
                                  model_name=_model_name(engine), progress=progress, cancel=cancel)
 
-    return AnalysisJob("convergence statistics", work)
+    return AnalysisJob("convergence statistics", work,
+                       {"split": split, "solvers": list(solvers), "max_iter": max_iter, "tol": "the model's own"})

@@ -180,8 +180,8 @@ class Session:
         return {
             "format": SESSION_FORMAT,
             "version": SESSION_VERSION,
-            "checkpoint": str(self.checkpoint.path) if self.checkpoint is not None and self.checkpoint.path else None,
-            "dataset": str(self.dataset.path) if self.dataset is not None and self.dataset.path else None,
+            "checkpoint": str(Path(self.checkpoint.path).resolve()) if self.checkpoint is not None and self.checkpoint.path else None,
+            "dataset": str(Path(self.dataset.path).resolve()) if self.dataset is not None and self.dataset.path else None,
             "sample": self.sample,
             "split": self.split,
             "corruptions": {m: asdict(c) for m, c in self.corruptions.items()},
