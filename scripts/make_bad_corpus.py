@@ -228,6 +228,10 @@ def build(out: Path) -> Corpus:
     c.torch_save("ck_no_format.pt", ck, "a plain state dict without any of our keys", "format is None", dict(sd))
     c.torch_save("ck_future_version.pt", ck, "format version from the future", "version 99 is not supported",
                  {**payload, "version": 99})
+    c.torch_save("ck_version_tensor.pt", ck, "the version is a tensor, not an integer", "checkpoint version tensor",
+                 {**payload, "version": torch.ones(2)})
+    c.torch_save("ck_config_tensor.pt", ck, "config field hidden is a tensor", "config.hidden is a Tensor",
+                 {**payload, "config": {**payload["config"], "hidden": torch.ones(3)}})
     c.torch_save("ck_missing_config.pt", ck, "no 'config' key", "missing 'config'",
                  {k: v for k, v in payload.items() if k != "config"})
     c.torch_save("ck_missing_state_dict.pt", ck, "no 'state_dict' key", "missing 'state_dict'",

@@ -243,14 +243,18 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Read, validate and rebuild the model (in eval mode); raises ``CheckpointError``."""
     path = Path(path)
     payload = _read_payload(path)
-    if payload.get("format") != FORMAT:
-        raise _fail(path, f"not a DEQ Studio checkpoint (format is {payload.get('format')!r}, expected {FORMAT!r})")
+    fmt = payload.get("format")
+    if not isinstance(fmt, str) or fmt != FORMAT:  # isinstance first: a tensor here must not be compared
+        raise _fail(path, f"not a DEQ Studio checkpoint (format is {fmt!r}, expected {FORMAT!r})")
     version = payload.get("version")
-    if version != VERSION:
+    if type(version) is not int or version != VERSION:
         raise _fail(path, f"checkpoint version {version!r} is not supported (this app reads version {VERSION})")
     for key in ("config", "state_dict"):
         if key not in payload:
             raise _fail(path, f"missing {key!r}")
+    problem = _plain_problem(payload["config"], "config")
+    if problem:  # before ModelConfig sees it: a tensor field would make its checks raise RuntimeError
+        raise _fail(path, f"invalid model config: it must hold plain data, but {problem}")
     try:
         config = ModelConfig.from_dict(payload["config"])
         _check_config(config)
