@@ -158,3 +158,42 @@ def test_screenshot_command_writes_the_window(small_files, tmp_path):
 
     image = QtGui.QImage(str(out))
     assert image.width() >= 1200 and image.height() >= 800
+
+
+def _assert_every_curve_in_view(plot, log_y=False):
+    (x0, x1), (y0, y1) = plot.getPlotItem().getViewBox().viewRange()
+    for curve in plot.getPlotItem().listDataItems():
+        x, y = np.asarray(curve.xData), np.asarray(curve.yData)
+        if x.size == 0:
+            continue
+        y = np.log10(y) if log_y else y
+        assert x0 <= x.min() and x.max() <= x1, (plot, curve.name())
+        assert y0 <= np.nanmin(y) and np.nanmax(y) <= y1, (plot, curve.name())
+
+
+def test_plots_fit_every_curve_and_back_to_clean_redraws_the_corrupted_run(window, qtbot):
+    """The plots set their own ranges (no autorange during paint): every curve must still be in view."""
+    slider = window.corruption.controls["strong"].slider
+    for value in (5 * SLIDER_SCALE, 0):
+        slider.setValue(value)
+        qtbot.waitUntil(lambda: window.session.result.severities["strong"] == value / SLIDER_SCALE, timeout=30000)
+        _wait_idle(qtbot, window)
+        _assert_every_curve_in_view(window.residual, log_y=True)
+        _assert_every_curve_in_view(window.gates)
+        _assert_every_curve_in_view(window.probabilities)
+        shift_top = window.shift.getPlotItem().getViewBox().viewRange()[1][1]
+        assert np.nan_to_num(window.session.result.shift).max() <= shift_top
+    r = window.session.result
+    assert r.corrupted is r.clean
+    for name in r.block_names:  # the corrupted (solid) curves are the clean run again, not the level-5 one
+        np.testing.assert_allclose(_curve(window.residual, name)[1], _curve(window.residual, name, "clean")[1])
+    for name in r.modality_names:
+        np.testing.assert_allclose(_curve(window.gates, name)[1], _curve(window.gates, name, "clean")[1])
+
+
+def test_nice_ranges():
+    from deqstudio.gui.plots import nice_ceiling, step_range
+
+    assert [nice_ceiling(v) for v in (0.7, 1.0, 1.1, 2.2, 5.7, 7.0, 9.0, 1234)] == [0.8, 1.0, 1.5, 2.5, 6.0, 8.0, 10.0, 1500]
+    assert nice_ceiling(0) == 1.0 and nice_ceiling(float("nan")) == 1.0
+    assert step_range(1) == (1.0, 5.0) and step_range(12) == (1.0, 15.0) and step_range(15) == (1.0, 15.0)

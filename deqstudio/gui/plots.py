@@ -42,6 +42,8 @@ class PlotPanel(pg.PlotWidget):
         item.setTitle(self.title, size="10pt")
         item.setLabel("left", self.y_label)
         item.setLabel("bottom", self.x_label)
+        # tick labels that only ever widen the axis: a shrinking axis re-lays out and repaints the plot
+        item.getAxis("left").setStyle(autoReduceTextSpace=False)
         # no grid: pyqtgraph draws it into the axis pictures, which tripled every repaint (deqstudio bench)
         item.setMenuEnabled(False)
         self.legend = item.addLegend(offset=self.legend_offset, labelTextSize="9pt")
@@ -54,9 +56,14 @@ class PlotPanel(pg.PlotWidget):
 
     def set_note(self, text: str) -> None:
         """A line under the title with the values at the scrubber's step."""
-        if text != self._note_text:
-            self._note_text = text
-            self.getPlotItem().setTitle(f"{self.title}<br><span style='font-size:8pt;color:#444'>{text}</span>", size="10pt")
+        if text == self._note_text:
+            return
+        html = f"{self.title}<br><span style='font-size:8pt;color:#444'>{text}</span>"
+        if self._note_text is None:
+            self.getPlotItem().setTitle(html, size="10pt")
+        else:
+            _retext_label(self.getPlotItem().titleLabel, html)
+        self._note_text = text
 
     def clear_curves(self) -> None:
         item = self.getPlotItem()
@@ -83,6 +90,37 @@ class PlotPanel(pg.PlotWidget):
         return header, rows
 
 
+def _retext_label(label: pg.LabelItem, html: str) -> None:
+    """Change a title's text without ``LabelItem.setText``, which re-measures the label and re-lays out the
+    whole plot (a second repaint per result); the title row has a fixed height, so re-centring suffices."""
+    colour_ = pg.mkColor(label.opts.get("color") or pg.getConfigOption("foreground"))
+    label.text = html
+    label.item.setHtml(f"<span style='color: {colour_.name()}; font-size: {label.opts['size']}'>{html}</span>")
+    bounds = label.itemRect()
+    bounds.moveCenter(label.rect().center())
+    label.item.setPos(bounds.topLeft() - label.itemRect().topLeft())
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest of 1, 1.5, 2, 2.5, 3, 4, 5, 6, 8 × 10^k at or above ``value`` (> 0).
+
+    Ranges are rounded out to such values so that most new results keep the axes as they were: pyqtgraph
+    re-lays out an axis's tick labels only when its range changes.
+    """
+    if not np.isfinite(value) or value <= 0:
+        return 1.0
+    decade = 10.0 ** np.floor(np.log10(value))
+    for m in (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0):
+        if m * decade >= value * (1 - 1e-9):
+            return float(m * decade)
+    return float(10 * decade)
+
+
+def step_range(n: int) -> tuple[float, float]:
+    """The x range for ``n`` solver steps, in steps of 5 so that most results keep the axis."""
+    return 1.0, float(max(5, int(np.ceil(max(n, 1) / 5.0)) * 5))
+
+
 def _steps(n: int) -> np.ndarray:
     return np.arange(1, n + 1, dtype=float)
 
@@ -99,6 +137,7 @@ class ResidualPlot(PlotPanel):
         self.getPlotItem().addItem(self.tol_line, ignoreBounds=True)
         self._key = None
         self._curves: dict = {}
+        self._drawn_clean = None
 
     def _build(self, names) -> None:
         self.clear_curves()
@@ -118,15 +157,29 @@ class ResidualPlot(PlotPanel):
         if self._key != names:
             self._build(names)
             self._key = names
+            self._drawn_clean = None
         for run, tag in ((result.corrupted, "corrupted"), (result.clean, "clean")):
+            if tag == "clean" and run is self._drawn_clean:  # the engine reuses the clean run while only corruptions change
+                continue
             x = _steps(run.nstep)
             for i, name in enumerate(names):
                 y = np.clip(run.block_rel[:, i], FLOOR, None) if run.nstep else np.zeros(0)
                 self._curves[(name, tag)].setData(x, y)
         self._curves[("joint", "corrupted")].setData(_steps(result.corrupted.nstep),
                                                      np.clip(result.corrupted.rel, FLOOR, None))
-        self.tol_line.setValue(np.log10(max(result.request.solver.tol, FLOOR)))
-        self.getPlotItem().enableAutoRange()
+        self._drawn_clean = result.clean
+        tol = max(result.request.solver.tol, FLOOR)
+        self.tol_line.setValue(np.log10(tol))
+        # An explicit range, rounded out to whole decades: autorange would be computed during the first
+        # paint, change the axes and force a second paint of every result.
+        shown = [np.clip(a, FLOOR, None).ravel() for r in (result.corrupted, result.clean) if r.nstep
+                 for a in (r.block_rel, r.rel)]
+        values = np.concatenate(shown + [np.array([tol])])
+        values = values[np.isfinite(values)]
+        lo, hi = np.floor(np.log10(values.min())), np.ceil(np.log10(values.max()))
+        item = self.getPlotItem()
+        item.setYRange(lo, max(hi, lo + 1), padding=0.02)
+        item.setXRange(*step_range(max(result.corrupted.nstep, result.clean.nstep)), padding=0.02)
         self.redraws += 1
 
     def show_step(self, step: int) -> None:
@@ -146,6 +199,7 @@ class GatePlot(PlotPanel):
         self.getPlotItem().setYRange(0, 1)
         self._key = None
         self._curves: dict = {}
+        self._drawn_clean = None
 
     def show_result(self, result) -> None:
         self.result = result
@@ -158,11 +212,15 @@ class GatePlot(PlotPanel):
                 self._curves[(name, "corrupted")] = item.plot([], [], pen=_pen(colour(i), 2.0), name=name)
                 self._curves[(name, "clean")] = item.plot([], [], pen=_pen(colour(i), 1.2, dashed=True))
             self._key = names
+            self._drawn_clean = None
         for run, tag in ((result.corrupted, "corrupted"), (result.clean, "clean")):
+            if tag == "clean" and run is self._drawn_clean:
+                continue
             for i, name in enumerate(names):
                 y = run.gate_share[:, i] if run.nstep else np.zeros(0)
                 self._curves[(name, tag)].setData(_steps(len(y)), y)
-        self.getPlotItem().enableAutoRange(axis="x")
+        self._drawn_clean = result.clean
+        self.getPlotItem().setXRange(*step_range(max(result.corrupted.nstep, result.clean.nstep)), padding=0.02)
         self.redraws += 1
 
     def show_step(self, step: int) -> None:
@@ -207,7 +265,7 @@ class ProbabilityPlot(PlotPanel):
         x = _steps(len(probs))
         for c, curve in enumerate(self._curves):
             curve.setData(x, probs[:, c])
-        item.enableAutoRange(axis="x")
+        item.setXRange(*step_range(len(probs)), padding=0.02)
         self.redraws += 1
 
     def show_step(self, step: int) -> None:
@@ -229,6 +287,7 @@ class ShiftPlot(PlotPanel):
         super().__init__(parent)
         self.bars = pg.BarGraphItem(x=[], height=[], width=0.6, brush="#4c72b0")
         self.getPlotItem().addItem(self.bars)
+        self._names = None
         self.marker.hide()
         self.legend.hide()
 
@@ -239,10 +298,11 @@ class ShiftPlot(PlotPanel):
         x = np.arange(len(names), dtype=float)
         brushes = [pg.mkBrush(FUSED_COLOUR if n == "fused" else colour(i)) for i, n in enumerate(names)]
         self.bars.setOpts(x=x, height=values, width=0.6, brushes=brushes)
-        axis = self.getPlotItem().getAxis("bottom")
-        axis.setTicks([[(i, n) for i, n in enumerate(names)]])
-        self.getPlotItem().setXRange(-0.6, max(len(names) - 0.4, 0.6), padding=0)
-        self.getPlotItem().setYRange(0, max(float(values.max()) * 1.15 if len(values) else 1.0, 1e-3), padding=0)
+        if names != self._names:
+            self._names = names
+            self.getPlotItem().getAxis("bottom").setTicks([[(i, n) for i, n in enumerate(names)]])
+            self.getPlotItem().setXRange(-0.6, max(len(names) - 0.4, 0.6), padding=0)
+        self.getPlotItem().setYRange(0, nice_ceiling(max(float(values.max()) * 1.1 if len(values) else 1.0, 1e-3)), padding=0)
         self.redraws += 1
 
     def show_step(self, step: int) -> None:
@@ -272,7 +332,9 @@ class UDMLPanel(QtWidgets.QWidget):
         self.table.setVerticalHeaderLabels(self.ROWS)
         self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.Stretch)
-        self.table.verticalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        # fixed rows: sizing them to their contents re-lays out the table whenever a value changes
+        self.table.verticalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.Fixed)
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
         self.table.setVerticalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.table.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Ignored)
         self.table.setMinimumHeight(120)
@@ -327,7 +389,7 @@ class UDMLPanel(QtWidgets.QWidget):
         if now.weights is not None:
             self.bars_clean.setOpts(x=x - 0.18, height=clean.weights, width=0.35)
             self.bars_now.setOpts(x=x + 0.18, height=now.weights, width=0.35)
-            self.plot.getPlotItem().setYRange(0, max(float(np.max([clean.weights, now.weights])) * 1.15, 0.1), padding=0)
+            self.plot.getPlotItem().setYRange(0, nice_ceiling(max(float(np.max([clean.weights, now.weights])) * 1.1, 0.1)), padding=0)
         else:
             self.bars_clean.setOpts(x=[], height=[])
             self.bars_now.setOpts(x=[], height=[])
