@@ -245,7 +245,7 @@ def build(out: Path) -> Corpus:
     c.torch_save("ck_config_bad_type.pt", ck, "config field tol is a string, not a number", "tol",
                  {**payload, "config": {**payload["config"], "tol": "tiny"}})
     c.torch_save("ck_config_inf_image_shape.pt", ck, "config declares an image modality of shape (inf, 1)",
-                 "invalid model config",
+                 "image_shape must be two positive integers",
                  {**payload, "config": {**payload["config"], "modalities": [
                      {"name": "alpha", "input_dim": 6, "kind": "image", "image_shape": [float("inf"), 1]}]}})
     c.torch_save("ck_huge_config.pt", ck,

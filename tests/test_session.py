@@ -125,3 +125,21 @@ def test_session_file_round_trip(session, tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(LoadError, match="not a readable session file"):
         other.load(tmp_path / "bad.json")
+
+
+def test_an_analysis_runs_on_its_own_copy_of_the_model(session):
+    """Moving or changing the studio's model while an analysis runs must not change (or break) the analysis."""
+    import torch
+
+    from deqstudio.session.analyses import convergence_job
+
+    undisturbed = convergence_job(session.engine, "test", solvers=("anderson",), max_iter=30).start()
+    assert undisturbed.wait(120) and not undisturbed.error
+    job = convergence_job(session.engine, "test", solvers=("anderson",), max_iter=30)
+    with torch.no_grad():  # what a device move or another checkpoint would do to the studio's model
+        for p in session.engine.model.parameters():
+            p.mul_(-3.0)
+    job.start()
+    assert job.wait(120) and not job.error
+    np.testing.assert_array_equal(job.result.steps, undisturbed.result.steps)
+    np.testing.assert_allclose(job.result.final_rel, undisturbed.result.final_rel)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -32,10 +33,22 @@ class ModalitySpec:
         if self.kind == "image":
             if self.image_shape is None or len(self.image_shape) != 2:
                 raise ValueError(f"image modality {self.name!r} needs image_shape (H, W)")
+            if not all(_is_count(v) for v in self.image_shape):
+                raise ValueError(f"image modality {self.name!r}: image_shape must be two positive integers, "
+                                 f"got {tuple(self.image_shape)!r}")
             h, w = (int(v) for v in self.image_shape)
             if h * w != self.input_dim:
                 raise ValueError(f"image modality {self.name!r}: image_shape {h}x{w} does not hold {self.input_dim} features")
             object.__setattr__(self, "image_shape", (h, w))
+
+
+def _is_count(value) -> bool:
+    """A positive whole number: an int, or an integral float as JSON round trips may give."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, numbers.Integral):
+        return value >= 1
+    return isinstance(value, numbers.Real) and float(value).is_integer() and value >= 1
 
 
 @dataclass(frozen=True)

@@ -59,9 +59,13 @@ class AnalysisJob:
 
 
 def _evaluator(engine):
+    """An evaluator on a copy of the engine's model, taken now (on the UI thread): the studio may move its
+    model to another device or load another one while the analysis runs on its own thread."""
+    import copy
+
     from ..diagnostics.evaluation import Evaluator
 
-    return Evaluator(engine.model, engine.dataset, device=engine.device)
+    return Evaluator(copy.deepcopy(engine.model), engine.dataset, device=engine.device)
 
 
 def _model_name(engine) -> str:
@@ -73,8 +77,10 @@ def robustness_job(engine, split: str = "test", kinds=None, modalities=None) -> 
     """Accuracy, steps and predicted noise vs severity for each modality (and kind)."""
     from ..diagnostics.robustness import robustness_sweep
 
+    evaluator = _evaluator(engine)
+
     def work(progress, cancel):
-        return robustness_sweep(_evaluator(engine), modalities=modalities, kinds=kinds, split=split,
+        return robustness_sweep(evaluator, modalities=modalities, kinds=kinds, split=split,
                                 model_name=_model_name(engine), progress=progress, cancel=cancel)
 
     from ..diagnostics.robustness import LEVELS
@@ -89,8 +95,10 @@ def convergence_job(engine, split: str = "test", solvers=("anderson", "fixed_poi
     """Steps to converge and final residuals per solver over a split."""
     from ..diagnostics.convergence import convergence_stats
 
+    evaluator = _evaluator(engine)
+
     def work(progress, cancel):
-        return convergence_stats(_evaluator(engine), solvers=solvers, split=split, max_iter=max_iter,
+        return convergence_stats(evaluator, solvers=solvers, split=split, max_iter=max_iter,
                                  model_name=_model_name(engine), progress=progress, cancel=cancel)
 
     return AnalysisJob("convergence statistics", work,
