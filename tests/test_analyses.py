@@ -515,12 +515,12 @@ def test_real_sweep_exports(tmp_path, real_sweep):
 
 
 # Cells in sweep order: (fou, 0) (fou, 1) (fou, 2) (zer, 0) (zer, 1) (zer, 2). The cancel callback is
-# asked before each evaluation; (zer, 0) is the clean evaluation already made for (fou, 0), reused
-# without evaluating (so without asking), which is why cancelling after 3 cells still fills 4.
+# asked before each cell and each evaluation, so a cancel after 3 cells stops there, even though
+# (zer, 0) would only have reused the clean evaluation made for (fou, 0).
 CANCEL_CASES = {
     0: [[0, 0, 0], [0, 0, 0]],
     2: [[1, 1, 0], [0, 0, 0]],
-    3: [[1, 1, 1], [1, 0, 0]],
+    3: [[1, 1, 1], [0, 0, 0]],
     4: [[1, 1, 1], [1, 0, 0]],
     5: [[1, 1, 1], [1, 1, 0]],
 }

@@ -204,6 +204,8 @@ def robustness_sweep(
         for c, (m, k) in enumerate(plan):
             mi = names.index(m)
             for j, level in enumerate(levels):
+                if cancel is not None and cancel():  # also before a cell the clean cache would fill
+                    raise Cancelled()
                 corr = {m: Corruption(k, float(level), seed)} if level > 0 else None
                 r = outcome(evaluator, "model", corr)
                 acc[c, j], steps[c, j], conv[c, j] = r.accuracy, r.steps.mean(), r.converged.mean()
