@@ -197,3 +197,39 @@ def test_nice_ranges():
     assert [nice_ceiling(v) for v in (0.7, 1.0, 1.1, 2.2, 5.7, 7.0, 9.0, 1234)] == [0.8, 1.0, 1.5, 2.5, 6.0, 8.0, 10.0, 1500]
     assert nice_ceiling(0) == 1.0 and nice_ceiling(float("nan")) == 1.0
     assert step_range(1) == (1.0, 5.0) and step_range(12) == (1.0, 15.0) and step_range(15) == (1.0, 15.0)
+
+
+def test_a_model_without_solver_says_so_in_each_plot(window, qtbot, small_files, tmp_path):
+    """A concat baseline has no iterations, gates or equilibrium: each plot says why it is empty."""
+    import torch
+
+    from deqstudio.core.model import FusionModel
+    from deqstudio.io.checkpoint import save_checkpoint
+    from deqstudio.io.dataset import read_dataset
+    from deqstudio.io.training_run import TrainRequest, build_config
+
+    ck, data = small_files
+    ds = read_dataset(data)
+    torch.manual_seed(0)
+    concat = save_checkpoint(tmp_path / "concat.pt", FusionModel(build_config(ds, TrainRequest(fusion="concat", hidden=8))),
+                             dataset=ds.identity())
+    task = asyncio.ensure_future(window.open_files(checkpoint=concat))
+    qtbot.waitUntil(task.done, timeout=30000)
+    assert task.result() is not False
+    qtbot.waitUntil(lambda: window.session.result is not None and window.session.result.fusion == "concat", timeout=30000)
+    _wait_idle(qtbot, window)
+    assert "no solver: the concat model" in window.residual._note_text
+    assert "no gate" in window.gates._note_text
+    assert "no equilibrium" in window.shift._note_text
+    assert window.probabilities._note_text.startswith("one pass: predicts")
+    curve = window.probabilities._curves[0]
+    assert curve.opts["symbol"] == "o" and len(curve.xData) == 1  # a point, since one value draws no line
+    (x0, x1), _ = window.probabilities.getPlotItem().getViewBox().viewRange()
+    assert x0 < 1.0 < x1
+    # back to the DEQ model: lines again, and the shift plot's note is gone
+    task = asyncio.ensure_future(window.open_files(checkpoint=ck))
+    qtbot.waitUntil(task.done, timeout=30000)
+    qtbot.waitUntil(lambda: window.session.result is not None and window.session.result.fusion == "deq-udml", timeout=30000)
+    _wait_idle(qtbot, window)
+    assert window.probabilities._curves[0].opts["symbol"] is None
+    assert window.shift._note_text == "" and window.residual._note_text.startswith("step ")

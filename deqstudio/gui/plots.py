@@ -44,6 +44,7 @@ class PlotPanel(pg.PlotWidget):
         item.setLabel("bottom", self.x_label)
         # tick labels that only ever widen the axis: a shrinking axis re-lays out and repaints the plot
         item.getAxis("left").setStyle(autoReduceTextSpace=False)
+        item.getAxis("bottom").enableAutoSIPrefix(False)  # steps and block names: "(x0.001)" never helps
         # no grid: pyqtgraph draws it into the axis pictures, which tripled every repaint (deqstudio bench)
         item.setMenuEnabled(False)
         self.legend = item.addLegend(offset=self.legend_offset, labelTextSize="9pt")
@@ -133,6 +134,7 @@ class ResidualPlot(PlotPanel):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.getPlotItem().setLogMode(y=True)
+        self.getPlotItem().getAxis("left").enableAutoSIPrefix(False)
         self.tol_line = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen("#aaa", width=1, style=QtCore.Qt.PenStyle.DotLine))
         self.getPlotItem().addItem(self.tol_line, ignoreBounds=True)
         self._key = None
@@ -177,6 +179,9 @@ class ResidualPlot(PlotPanel):
         values = np.concatenate(shown + [np.array([tol])])
         values = values[np.isfinite(values)]
         lo, hi = np.floor(np.log10(values.min())), np.ceil(np.log10(values.max()))
+        if not result.corrupted.nstep:
+            lo, hi = -6.0, 0.0
+            self.set_note(f"no solver: the {result.fusion} model fuses in one pass")
         item = self.getPlotItem()
         item.setYRange(lo, max(hi, lo + 1), padding=0.02)
         item.setXRange(*step_range(max(result.corrupted.nstep, result.clean.nstep)), padding=0.02)
@@ -220,6 +225,8 @@ class GatePlot(PlotPanel):
                 y = run.gate_share[:, i] if run.nstep else np.zeros(0)
                 self._curves[(name, tag)].setData(_steps(len(y)), y)
         self._drawn_clean = result.clean
+        if not result.corrupted.nstep:
+            self.set_note(f"no gate: the {result.fusion} model has no DEQ fusion block")
         self.getPlotItem().setXRange(*step_range(max(result.corrupted.nstep, result.clean.nstep)), padding=0.02)
         self.redraws += 1
 
@@ -241,6 +248,7 @@ class ProbabilityPlot(PlotPanel):
         self.getPlotItem().setYRange(0, 1.02)
         self._curves: list = []
         self._key = None
+        self._one_pass = False
 
     def show_result(self, result) -> None:
         self.result = result
@@ -259,13 +267,25 @@ class ProbabilityPlot(PlotPanel):
                 shown = c in top
                 label = f"{name}{' (true)' if c == result.label else ''}" if shown else None
                 pen = _pen(colour(c), 2.2 if shown else 0.8)
-                self._curves.append(item.plot([], [], pen=pen, name=label))
+                self._curves.append(item.plot([], [], pen=pen, name=label, symbolBrush=colour(c), symbolPen=None,
+                                              symbolSize=8 if shown else 5))
             self._key = key
         probs = run.probabilities
         x = _steps(len(probs))
+        symbol = "o" if len(probs) == 1 else None  # one pass (no solver): a point, since a line needs two
         for c, curve in enumerate(self._curves):
-            curve.setData(x, probs[:, c])
-        item.setXRange(*step_range(len(probs)), padding=0.02)
+            if curve.opts["symbol"] != symbol:
+                curve.setSymbol(symbol)
+            y = probs[:, c]
+            if symbol and not np.isfinite(y).all():  # a lone NaN point: nothing to draw (and no NaN bounds)
+                curve.setData([], [])
+            else:
+                curve.setData(x, y)
+        one_pass = len(probs) == 1
+        if one_pass != self._one_pass:
+            self._one_pass = one_pass
+            item.getAxis("bottom").setTicks([[(1.0, "one pass")]] if one_pass else None)
+        item.setXRange(*((0.0, 2.0) if one_pass else step_range(len(probs))), padding=0.02)
         self.redraws += 1
 
     def show_step(self, step: int) -> None:
@@ -275,7 +295,8 @@ class ProbabilityPlot(PlotPanel):
             k = min(step, len(r.corrupted.probabilities) - 1)
             p = r.corrupted.probabilities[k]
             c = int(np.argmax(p))
-            self.set_note(f"step {k + 1}: predicts {r.class_names[c]} ({p[c]:.2f}); true {r.class_names[r.label]}")
+            where = "one pass" if not r.corrupted.nstep else f"step {k + 1}"
+            self.set_note(f"{where}: predicts {r.class_names[c]} ({p[c]:.2f}); true {r.class_names[r.label]}")
 
 
 class ShiftPlot(PlotPanel):
@@ -300,6 +321,10 @@ class ShiftPlot(PlotPanel):
         self.bars.setOpts(x=x, height=values, width=0.6, brushes=brushes)
         if names != self._names:
             self._names = names
+            if not names:
+                self.set_note(f"no equilibrium: the {result.fusion} model has no fixed point")
+            elif self._note_text:
+                self.set_note("")
             self.getPlotItem().getAxis("bottom").setTicks([[(i, n) for i, n in enumerate(names)]])
             self.getPlotItem().setXRange(-0.6, max(len(names) - 0.4, 0.6), padding=0)
         self.getPlotItem().setYRange(0, nice_ceiling(max(float(values.max()) * 1.1 if len(values) else 1.0, 1e-3)), padding=0)
