@@ -168,6 +168,7 @@ def _bench(args: argparse.Namespace) -> int:
         print("error: --device cuda asked for, but no CUDA device is available", file=sys.stderr)
         return 2
     dims, repeats = ((128,), 5) if args.quick else ((128, 512), max(1, args.repeats))
+    threads = torch.get_num_threads()  # what the solver rows run with, read before anything changes it
     progress = None if args.json else (lambda msg: print(f"  measuring {msg} ...", file=sys.stderr))
     rows, have_torchdeq = [], False
     if not args.gui_only:
@@ -179,11 +180,13 @@ def _bench(args: argparse.Namespace) -> int:
         if progress:
             progress("the studio (window shown, 100 slider moves, playback)")
         gui = bench_gui(moves=20 if args.quick else 100)
+        if "error" in gui:
+            return _fail(f"the studio could not be measured: {gui['error']}")
     report = {
         "deqstudio": __version__,
         "torch": torch.__version__,
         "device": args.device,
-        "threads": torch.get_num_threads(),
+        "threads": threads,
         "map": MAP_DESCRIPTION,
         "tol": 1e-4,
         "stop_mode": "rel",
@@ -328,6 +331,8 @@ def _sweep(args: argparse.Namespace) -> int:
     progress = None if args.json else _fraction_line("sweep")
     try:
         loaded = headless.load(args.checkpoint, args.dataset, device=args.device)
+        if loaded.engine.notice:
+            print(f"note: {loaded.engine.notice}", file=sys.stderr)
         swept = headless.sweep(loaded, args.modality, args.kind, args.split, progress=progress)
         if args.out:
             from .io import atomic

@@ -624,9 +624,11 @@ def test_cancelled_tipping_points(uci, tip_by_hand):
     assert len(progress) == 3
     assert_same(tp.flip, np.where(flip <= 3, flip, np.nan))
     assert not tp.complete
-    # cancelled before the clean evaluation: nothing to return, the Cancelled propagates
-    with pytest.raises(Cancelled):
-        tipping_points(ev, ids, "fou", "shuffle", levels=TIP_LEVELS, cancel=lambda: True)
+    # cancelled before the clean evaluation: an empty, incomplete result, as a sweep cancelled at once
+    empty = tipping_points(ev, ids, "fou", "shuffle", levels=TIP_LEVELS, cancel=lambda: True)
+    assert not empty.complete and np.isnan(empty.flip).all() and np.isnan(empty.diverge).all()
+    assert (empty.clean_prediction == -1).all()
+    assert_same(empty.labels, ev.dataset.labels[ids])
     with pytest.raises(ValueError, match="does not apply"):
         tipping_points(ev, ids, "fou", "blur")
 

@@ -85,10 +85,25 @@ def test_csv_round_trips_the_plotted_numbers(window, qtbot, tmp_path):
     want = np.clip(r.corrupted.block_rel[:, -1], 1e-12, None)
     np.testing.assert_array_equal([y for _, y in fused], want)  # repr floats: exact
     np.testing.assert_array_equal([x for x, _ in fused], np.arange(1, r.corrupted.nstep + 1))
+    assert all(name for name, _, _ in rows)  # every row says which curve it belongs to
+    clean = [float(y) for name, x, y in rows if name == "fused (clean)"]
+    np.testing.assert_array_equal(clean, np.clip(r.clean.block_rel[:, -1], 1e-12, None))
     window.export_plot("equilibrium_shift", str(tmp_path / "shift.csv"))
     header, rows = _read_csv(tmp_path / "shift.csv")
     assert [row[0] for row in rows] == list(r.block_names)
     np.testing.assert_array_equal([float(row[1]) for row in rows], r.shift)
+    window.export_plot("probabilities", str(tmp_path / "probabilities.csv"))
+    _, rows = _read_csv(tmp_path / "probabilities.csv")
+    assert {name for name, _, _ in rows} == {f"class {c}" for c in r.class_names}
+    for c, name in enumerate(r.class_names):
+        np.testing.assert_array_equal([float(y) for n, _, y in rows if n == f"class {name}"],
+                                      r.corrupted.probabilities[:, c])
+    window.export_plot("udml", str(tmp_path / "udml.csv"))
+    header, rows = _read_csv(tmp_path / "udml.csv")
+    assert header == ["quantity", *r.modality_names]
+    table = {row[0]: row[1:] for row in rows}
+    np.testing.assert_array_equal([float(v) for v in table["weight w, now"]], r.corrupted.weights)  # not rounded
+    np.testing.assert_array_equal([float(v) for v in table["pred. noise, clean"]], r.clean.sigma_hat)
 
 
 def test_trace_hdf5_round_trips(window, qtbot, tmp_path):

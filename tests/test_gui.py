@@ -158,6 +158,8 @@ def test_screenshot_command_writes_the_window(small_files, tmp_path):
 
     image = QtGui.QImage(str(out))
     assert image.width() >= 1200 and image.height() >= 800
+    # a screenshot is not a working session: the user's recent files and last session stay as they were
+    assert not (tmp_path / "cfg" / "recent.json").exists() and not (tmp_path / "cfg" / "last-session.json").exists()
 
 
 def _assert_every_curve_in_view(plot, log_y=False):
@@ -226,6 +228,15 @@ def test_a_model_without_solver_says_so_in_each_plot(window, qtbot, small_files,
     assert curve.opts["symbol"] == "o" and len(curve.xData) == 1  # a point, since one value draws no line
     (x0, x1), _ = window.probabilities.getPlotItem().getViewBox().viewRange()
     assert x0 < 1.0 < x1
+    # another model without a solver: the notes name it, not the one before
+    torch.manual_seed(1)
+    late = save_checkpoint(tmp_path / "late.pt", FusionModel(build_config(ds, TrainRequest(fusion="late", hidden=8))),
+                           dataset=ds.identity())
+    task = asyncio.ensure_future(window.open_files(checkpoint=late))
+    qtbot.waitUntil(task.done, timeout=30000)
+    qtbot.waitUntil(lambda: window.session.result is not None and window.session.result.fusion == "late", timeout=30000)
+    _wait_idle(qtbot, window)
+    assert "the late model" in window.shift._note_text and "the late model" in window.residual._note_text
     # back to the DEQ model: lines again, and the shift plot's note is gone
     task = asyncio.ensure_future(window.open_files(checkpoint=ck))
     qtbot.waitUntil(task.done, timeout=30000)
@@ -233,3 +244,22 @@ def test_a_model_without_solver_says_so_in_each_plot(window, qtbot, small_files,
     _wait_idle(qtbot, window)
     assert window.probabilities._curves[0].opts["symbol"] is None
     assert window.shift._note_text == "" and window.residual._note_text.startswith("step ")
+
+
+def test_a_one_step_solve_is_drawn_as_points_and_abs_mode_hides_the_relative_tolerance(window, qtbot):
+    window.solver_panel.max_iter.setValue(1)
+    qtbot.waitUntil(lambda: window.session.result.request.solver.max_iter == 1, timeout=30000)
+    _wait_idle(qtbot, window)
+    r = window.session.result
+    assert r.corrupted.nstep == 1
+    for curve in (window.residual._curves[("fused", "corrupted")], window.gates._curves[("strong", "corrupted")],
+                  window.probabilities._curves[0]):
+        assert curve.opts["symbol"] == "o" and len(curve.xData) == 1  # a dot: one value draws no line
+    assert not window.probabilities._one_pass  # a DEQ's first step, not a model without a solver
+    assert window.residual.tol_line.isVisible()
+    window.solver_panel.max_iter.setValue(50)
+    window.solver_panel.stop_mode.setCurrentText("abs")
+    qtbot.waitUntil(lambda: window.session.result.request.solver.stop_mode == "abs", timeout=30000)
+    _wait_idle(qtbot, window)
+    assert window.residual._curves[("fused", "corrupted")].opts["symbol"] is None
+    assert not window.residual.tol_line.isVisible()  # abs mode bounds ‖f(z) − z‖, not what this plot draws

@@ -63,6 +63,8 @@ def test_the_bundled_model_sees_the_noise_it_is_given(capsys):
     (["--solver", "newton"], "unknown solver"),
     (["--checkpoint", "/nonexistent.pt"], "nonexistent.pt"),
     (["--tol", "-1"], "--tol"),
+    (["--tol", "inf"], "positive finite"),
+    (["--tol", "1e400"], "positive finite"),
     (["--device", "tpu"], "unknown device"),
 ])
 def test_solve_bad_arguments_are_one_line_messages(capsys, argv, words):
@@ -103,6 +105,7 @@ def test_sweep_one_modality_and_kind(small_files, capsys):
     (["--modality", "fou", "--kind", "blur"], "does not apply"),
     (["--split", "holdout"], "no split"),
     (["--out", "table.xlsx"], ".csv or .h5"),
+    (["--kind", "bogus"], "unknown corruption kind 'bogus'"),
 ])
 def test_sweep_bad_arguments_are_one_line_messages(capsys, argv, words):
     code, _, err = _run(capsys, "sweep", *argv)

@@ -143,3 +143,18 @@ def test_an_analysis_runs_on_its_own_copy_of_the_model(session):
     assert job.wait(120) and not job.error
     np.testing.assert_array_equal(job.result.steps, undisturbed.result.steps)
     np.testing.assert_allclose(job.result.final_rel, undisturbed.result.final_rel)
+
+
+def test_a_gpu_notice_lasts_only_while_the_gpu_is_asked_for_and_solves_restore_the_thread_count(session):
+    import torch
+    from dataclasses import replace
+
+    if torch.cuda.is_available():
+        pytest.skip("this checks the fallback of a machine without CUDA")
+    torch.set_num_threads(2)
+    session.set_solver(replace(session.solver, device="cuda"))
+    result = session.engine.solve(session.request())
+    assert result.device == "cpu" and "CUDA is not available" in result.notice
+    assert torch.get_num_threads() == 2  # a solve uses one thread but must not leave the process on one
+    session.set_solver(replace(session.solver, device="cpu"))
+    assert session.engine.solve(session.request()).notice == ""

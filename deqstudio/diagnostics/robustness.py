@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.corruptions import kinds_for
+from ..core.corruptions import CORRUPTIONS, kinds_for
 from .evaluation import BatchOutcome, CancelFn, Cancelled, Corruption, Evaluator, ProgressFn, spearman
 from .results import write_csv, write_hdf5
 
@@ -148,6 +148,10 @@ def sweep_plan(evaluator: Evaluator, modalities=None, kinds=None) -> list[tuple[
     for n in names:
         if n not in specs:
             raise ValueError(f"unknown modality {n!r}; the model has {', '.join(specs)}")
+    if kinds and tuple(kinds) != ("all",):
+        for k in kinds:
+            if k not in CORRUPTIONS:
+                raise ValueError(f"unknown corruption kind {k!r}; expected one of {', '.join(CORRUPTIONS)} or 'all'")
     plan = []
     for n in names:
         allowed = kinds_for(specs[n].kind)
@@ -273,8 +277,12 @@ def tipping_points(
     sweep_plan(evaluator, [modality], [kind])
     levels = np.asarray(levels if levels is not None else np.arange(0.25, 5.001, 0.25), dtype=np.float64)
     ids = np.asarray(ids, dtype=np.int64)
-    clean = evaluator.run(ids, None, settings, cancel)
     flip, diverge = np.full(len(ids), np.nan), np.full(len(ids), np.nan)
+    try:
+        clean = evaluator.run(ids, None, settings, cancel)
+    except Cancelled:  # nothing reached yet: an empty, incomplete result (-1: clean prediction not known)
+        labels = evaluator.dataset.labels[ids].astype(np.int64)
+        return TippingPoints(modality, kind, levels, ids, flip, diverge, np.full(len(ids), -1, np.int64), labels, False)
     complete = True
     for j, level in enumerate(levels):
         try:

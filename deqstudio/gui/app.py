@@ -64,7 +64,7 @@ def run_gui(checkpoint=None, dataset=None, session_path=None, screenshot=None, s
     app = _application()
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
-    window = MainWindow()
+    window = MainWindow(remember=not screenshot)
     window.resize(width, height)
     window.show()
     app.processEvents()

@@ -143,7 +143,9 @@ async def _measure(window, app, moves: int, frames: int) -> dict:
 
 
 def bench_gui(moves: int = 100, frames: int = 300, shown_repeats: int = 3) -> dict:
-    """Open the default model in a real window (offscreen without a display) and measure it."""
+    """Open the default model in a real window (offscreen without a display) and measure it.
+
+    A measurement that fails leaves ``error`` in the result instead of the figures."""
     import qasync
 
     from ..paths import default_checkpoint, default_dataset
@@ -156,7 +158,7 @@ def bench_gui(moves: int = 100, frames: int = 300, shown_repeats: int = 3) -> di
     app = _application()
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
-    window = MainWindow()
+    window = MainWindow(remember=False)
     window.resize(1500, 940)
     window.show()
     result: dict = {}
@@ -165,8 +167,12 @@ def bench_gui(moves: int = 100, frames: int = 300, shown_repeats: int = 3) -> di
         try:
             await window.open_files(default_checkpoint(), default_dataset())
             window.request_solve()
+            if not window.session.ready:
+                raise RuntimeError(f"the default model did not open: {window.last_error}")
             result.update(await _measure(window, app, moves, frames))
             result["device"] = window.session.result.device
+        except Exception as exc:  # noqa: BLE001 — reported by the caller as one line, never lost in the task
+            result["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         finally:
             window.close()
             loop.stop()

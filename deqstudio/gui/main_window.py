@@ -27,16 +27,34 @@ SESSION_FILTER = "DEQ Studio sessions (*.json);;All files (*)"
 EXPORT_FILTER = "PNG image (*.png);;SVG vector image (*.svg);;PDF document (*.pdf);;CSV data (*.csv)"
 
 
+_GUI_THREAD_GC = None
+
+
+def collect_garbage_on_the_gui_thread() -> None:
+    """Python's cycle collector runs in whichever thread happens to allocate: on the solve worker it can
+    destroy Qt objects (closed windows, removed plot items) off the GUI thread, which deadlocks or crashes
+    Qt (a test run hung this way). Automatic collection is turned off and done on a GUI-thread timer."""
+    global _GUI_THREAD_GC
+    if _GUI_THREAD_GC is None:
+        from pyqtgraph.util.garbage_collector import GarbageCollector
+
+        _GUI_THREAD_GC = GarbageCollector(interval=0.5)
+
+
 class MainWindow(QtWidgets.QMainWindow):
     """Widgets subscribe to the Session; solves go through the Runner; nothing here calls torch."""
 
-    def __init__(self, session: Session | None = None, devices=("cpu",), recent: RecentFiles | None = None) -> None:
+    def __init__(self, session: Session | None = None, devices=("cpu",), recent: RecentFiles | None = None,
+                 remember: bool = True) -> None:
         super().__init__()
+        collect_garbage_on_the_gui_thread()
         self.setWindowTitle("DEQ Studio")
         self.resize(1500, 940)
         self.setAcceptDrops(True)
         self.session = session or Session()
         self.recent = recent or RecentFiles()
+        # False for screenshots and benchmarks: they must not replace the user's recent files or last session
+        self.remember = remember
         self.runner = Runner(self.session.engine_solve, self._on_result, self._on_error)
         self.result_listeners: list = []
         self.last_error = ""
@@ -182,7 +200,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return False
         self.session.install(*prepared)
         for p in (checkpoint, dataset):
-            if p is not None:
+            if p is not None and self.remember:
                 self.recent.add(str(Path(p).resolve()))
         self.statusBar().clearMessage()
         if self.session.ready:
@@ -531,7 +549,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802
         self._closing = True
-        if self.session.ready:
+        if self.session.ready and self.remember:
             try:
                 self.last_session_path.parent.mkdir(parents=True, exist_ok=True)
                 self.session.save(self.last_session_path)

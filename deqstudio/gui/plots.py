@@ -59,7 +59,7 @@ class PlotPanel(pg.PlotWidget):
         """A line under the title with the values at the scrubber's step."""
         if text == self._note_text:
             return
-        html = f"{self.title}<br><span style='font-size:8pt;color:#444'>{text}</span>"
+        html = f"{self.title}<br><span style='font-size:8pt;color:#444'>{text}</span>" if text else self.title
         if self._note_text is None:
             self.getPlotItem().setTitle(html, size="10pt")
         else:
@@ -86,7 +86,7 @@ class PlotPanel(pg.PlotWidget):
             x, y = it.xData, it.yData  # data coordinates; getData() gives log10 values on a log axis
             if x is None:
                 continue
-            name = it.name() or ""
+            name = getattr(it, "series", None) or it.name() or ""
             rows.extend([name, float(a), float(b)] for a, b in zip(x, y))
         return header, rows
 
@@ -99,6 +99,9 @@ def _retext_label(label: pg.LabelItem, html: str) -> None:
     label.item.setHtml(f"<span style='color: {colour_.name()}; font-size: {label.opts['size']}'>{html}</span>")
     bounds = label.itemRect()
     bounds.moveCenter(label.rect().center())
+    plot_left = -label.pos().x()  # the title sits over the view box; the axis column is to its left
+    if bounds.left() < plot_left + 2:  # a note wider than the view box: start it at the plot's edge
+        bounds.moveLeft(plot_left + 2)
     label.item.setPos(bounds.topLeft() - label.itemRect().topLeft())
 
 
@@ -120,6 +123,22 @@ def nice_ceiling(value: float) -> float:
 def step_range(n: int) -> tuple[float, float]:
     """The x range for ``n`` solver steps, in steps of 5 so that most results keep the axis."""
     return 1.0, float(max(5, int(np.ceil(max(n, 1) / 5.0)) * 5))
+
+
+def _curve(item, c, pen, series: str, name: str | None = None, size: float = 6):
+    """A curve that draws a lone point as a dot (a line needs two); ``series`` names it in CSV exports."""
+    curve = item.plot([], [], pen=pen, name=name, symbolBrush=c, symbolPen=None, symbolSize=size)
+    curve.series = series
+    return curve
+
+
+def _set_points(curve, x: np.ndarray, y: np.ndarray) -> None:
+    symbol = "o" if len(x) == 1 else None
+    if curve.opts["symbol"] != symbol:
+        curve.setSymbol(symbol)
+    if symbol and not np.isfinite(y).all():  # a lone NaN point: nothing to draw (and no NaN bounds)
+        x, y = x[:0], y[:0]
+    curve.setData(x, y)
 
 
 def _steps(n: int) -> np.ndarray:
@@ -148,9 +167,9 @@ class ResidualPlot(PlotPanel):
         for i, name in enumerate(names):
             c = FUSED_COLOUR if name == "fused" else colour(i)
             width = 2.5 if name == "fused" else 1.8
-            self._curves[(name, "corrupted")] = item.plot([], [], pen=_pen(c, width), name=name)
-            self._curves[(name, "clean")] = item.plot([], [], pen=_pen(c, 1.2, dashed=True))
-        self._curves[("joint", "corrupted")] = item.plot([], [], pen=_pen("#999", 1.0), name="joint")
+            self._curves[(name, "corrupted")] = _curve(item, c, _pen(c, width), name, name=name)
+            self._curves[(name, "clean")] = _curve(item, c, _pen(c, 1.2, dashed=True), f"{name} (clean)", size=4)
+        self._curves[("joint", "corrupted")] = _curve(item, "#999", _pen("#999", 1.0), "joint", name="joint")
         self.legend.addItem(pg.PlotDataItem(pen=_pen("#555", 1.2, dashed=True)), "clean (dashed)")
 
     def show_result(self, result) -> None:
@@ -166,12 +185,14 @@ class ResidualPlot(PlotPanel):
             x = _steps(run.nstep)
             for i, name in enumerate(names):
                 y = np.clip(run.block_rel[:, i], FLOOR, None) if run.nstep else np.zeros(0)
-                self._curves[(name, tag)].setData(x, y)
-        self._curves[("joint", "corrupted")].setData(_steps(result.corrupted.nstep),
-                                                     np.clip(result.corrupted.rel, FLOOR, None))
+                _set_points(self._curves[(name, tag)], x, y)
+        _set_points(self._curves[("joint", "corrupted")], _steps(result.corrupted.nstep),
+                    np.clip(result.corrupted.rel, FLOOR, None))
         self._drawn_clean = result.clean
         tol = max(result.request.solver.tol, FLOOR)
         self.tol_line.setValue(np.log10(tol))
+        # with stop mode "abs" the tolerance bounds ‖f(z) − z‖, not the relative residual drawn here
+        self.tol_line.setVisible(result.request.solver.stop_mode == "rel")
         # An explicit range, rounded out to whole decades: autorange would be computed during the first
         # paint, change the axes and force a second paint of every result.
         shown = [np.clip(a, FLOOR, None).ravel() for r in (result.corrupted, result.clean) if r.nstep
@@ -214,8 +235,9 @@ class GatePlot(PlotPanel):
             item = self.getPlotItem()
             self._curves = {}
             for i, name in enumerate(names):
-                self._curves[(name, "corrupted")] = item.plot([], [], pen=_pen(colour(i), 2.0), name=name)
-                self._curves[(name, "clean")] = item.plot([], [], pen=_pen(colour(i), 1.2, dashed=True))
+                c = colour(i)
+                self._curves[(name, "corrupted")] = _curve(item, c, _pen(c, 2.0), name, name=name)
+                self._curves[(name, "clean")] = _curve(item, c, _pen(c, 1.2, dashed=True), f"{name} (clean)", size=4)
             self._key = names
             self._drawn_clean = None
         for run, tag in ((result.corrupted, "corrupted"), (result.clean, "clean")):
@@ -223,10 +245,10 @@ class GatePlot(PlotPanel):
                 continue
             for i, name in enumerate(names):
                 y = run.gate_share[:, i] if run.nstep else np.zeros(0)
-                self._curves[(name, tag)].setData(_steps(len(y)), y)
+                _set_points(self._curves[(name, tag)], _steps(len(y)), y)
         self._drawn_clean = result.clean
         if not result.corrupted.nstep:
-            self.set_note(f"no gate: the {result.fusion} model has no DEQ fusion block")
+            self.set_note(f"no gate: the {result.fusion} model has no DEQ block")
         self.getPlotItem().setXRange(*step_range(max(result.corrupted.nstep, result.clean.nstep)), padding=0.02)
         self.redraws += 1
 
@@ -267,21 +289,13 @@ class ProbabilityPlot(PlotPanel):
                 shown = c in top
                 label = f"{name}{' (true)' if c == result.label else ''}" if shown else None
                 pen = _pen(colour(c), 2.2 if shown else 0.8)
-                self._curves.append(item.plot([], [], pen=pen, name=label, symbolBrush=colour(c), symbolPen=None,
-                                              symbolSize=8 if shown else 5))
+                self._curves.append(_curve(item, colour(c), pen, f"class {name}", name=label, size=8 if shown else 5))
             self._key = key
         probs = run.probabilities
         x = _steps(len(probs))
-        symbol = "o" if len(probs) == 1 else None  # one pass (no solver): a point, since a line needs two
         for c, curve in enumerate(self._curves):
-            if curve.opts["symbol"] != symbol:
-                curve.setSymbol(symbol)
-            y = probs[:, c]
-            if symbol and not np.isfinite(y).all():  # a lone NaN point: nothing to draw (and no NaN bounds)
-                curve.setData([], [])
-            else:
-                curve.setData(x, y)
-        one_pass = len(probs) == 1
+            _set_points(curve, x, probs[:, c])
+        one_pass = not run.nstep  # no solver: the model's one forward pass
         if one_pass != self._one_pass:
             self._one_pass = one_pass
             item.getAxis("bottom").setTicks([[(1.0, "one pass")]] if one_pass else None)
@@ -315,12 +329,13 @@ class ShiftPlot(PlotPanel):
     def show_result(self, result) -> None:
         self.result = result
         names = result.block_names
-        values = np.nan_to_num(result.shift, nan=0.0)
+        shift = np.asarray(result.shift, dtype=float)
+        values = np.where(np.isfinite(shift), shift, 0.0)  # a failed (non-finite) solve has no shift to draw
         x = np.arange(len(names), dtype=float)
         brushes = [pg.mkBrush(FUSED_COLOUR if n == "fused" else colour(i)) for i, n in enumerate(names)]
         self.bars.setOpts(x=x, height=values, width=0.6, brushes=brushes)
-        if names != self._names:
-            self._names = names
+        if (names, result.fusion) != self._names:
+            self._names = (names, result.fusion)
             if not names:
                 self.set_note(f"no equilibrium: the {result.fusion} model has no fixed point")
             elif self._note_text:
@@ -359,10 +374,12 @@ class UDMLPanel(QtWidgets.QWidget):
         self.table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.Stretch)
         # fixed rows: sizing them to their contents re-lays out the table whenever a value changes
         self.table.verticalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.Fixed)
-        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
+        row = self.table.fontMetrics().height() + 3
+        self.table.verticalHeader().setDefaultSectionSize(row)
         self.table.setVerticalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.table.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Ignored)
-        self.table.setMinimumHeight(120)
+        # every row visible (a scroll bar hid the last one): header, the rows, the frame
+        self.table.setMinimumHeight(row * (len(self.ROWS) + 1) + 2 * self.table.frameWidth() + 4)
         layout.addWidget(self.table, 3)
         self.plot = pg.PlotWidget()
         self.plot.setMinimumHeight(110)
@@ -414,7 +431,9 @@ class UDMLPanel(QtWidgets.QWidget):
         if now.weights is not None:
             self.bars_clean.setOpts(x=x - 0.18, height=clean.weights, width=0.35)
             self.bars_now.setOpts(x=x + 0.18, height=now.weights, width=0.35)
-            self.plot.getPlotItem().setYRange(0, nice_ceiling(max(float(np.max([clean.weights, now.weights])) * 1.1, 0.1)), padding=0)
+            both = np.concatenate([clean.weights, now.weights])
+            top = float(both[np.isfinite(both)].max()) if np.isfinite(both).any() else 1.0
+            self.plot.getPlotItem().setYRange(0, nice_ceiling(max(top * 1.1, 0.1)), padding=0)
         else:
             self.bars_clean.setOpts(x=[], height=[])
             self.bars_now.setOpts(x=[], height=[])
@@ -430,10 +449,19 @@ class UDMLPanel(QtWidgets.QWidget):
         self.redraws += 1
 
     def data_table(self):
-        names = list(self.result.modality_names) if self.result is not None else []
+        """The table's quantities at full precision (the cells show them rounded)."""
+        r = self.result
+        names = list(r.modality_names) if r is not None else []
         header = ["quantity", *names]
-        rows = []
-        for j, quantity in enumerate(self.ROWS):
-            rows.append([quantity] + [self.table.item(j, i).text() if self.table.item(j, i) else ""
-                                      for i in range(len(names))])
-        return header, rows
+        if r is None:
+            return header, []
+        clean, now = r.clean, r.corrupted
+
+        def numbers(values):
+            return ["" if values is None else float(values[i]) for i in range(len(names))]
+
+        alpha = [float(r.dependency[n]) if n in r.dependency else "" for n in names]
+        columns = [[r.corruption_labels.get(n, "clean") for n in names], numbers(clean.sigma_hat),
+                   numbers(now.sigma_hat), alpha, numbers(clean.weights), numbers(now.weights), numbers(now.pe),
+                   numbers(now.energy)]
+        return header, [[quantity, *values] for quantity, values in zip(self.ROWS, columns)]

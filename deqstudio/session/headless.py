@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, replace
 
 from ..core.corruptions import CorruptionSpec
@@ -75,8 +77,8 @@ def solver_choice(name: str | None, device: str = "cpu", max_iter: int | None = 
             raise HeadlessError(f"--max-iter must be at least 1, got {max_iter}")
         choice = replace(choice, max_iter=max_iter)
     if tol is not None:
-        if not tol > 0:
-            raise HeadlessError(f"--tol must be positive, got {tol}")
+        if not (math.isfinite(tol) and tol > 0):
+            raise HeadlessError(f"--tol must be a positive finite number, got {tol}")
         choice = replace(choice, tol=tol)
     return choice
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -131,8 +132,11 @@ class Session:
 
         if choice.solver not in available_solvers():
             raise ValueError(f"unknown solver {choice.solver!r}")
-        if not isinstance(choice.max_iter, int) or choice.max_iter < 1 or not (isinstance(choice.tol, (int, float)) and choice.tol > 0):
-            raise ValueError("max_iter must be a whole number of at least 1 and tol positive")
+        if (isinstance(choice.max_iter, bool) or not isinstance(choice.max_iter, int) or choice.max_iter < 1
+                or isinstance(choice.tol, bool) or not isinstance(choice.tol, (int, float))
+                or not (math.isfinite(choice.tol) and choice.tol > 0)):
+            raise ValueError(f"max_iter must be a whole number of at least 1 and tol a positive finite number "
+                             f"(got max_iter={choice.max_iter!r}, tol={choice.tol!r})")
         if choice.stop_mode not in ("rel", "abs"):
             raise ValueError(f"unknown stop mode {choice.stop_mode!r}")
 
