@@ -31,9 +31,9 @@ _GUI_THREAD_GC = None
 
 
 def collect_garbage_on_the_gui_thread() -> None:
-    """Python's cycle collector runs in whichever thread happens to allocate: on the solve worker it can
-    destroy Qt objects (closed windows, removed plot items) off the GUI thread, which deadlocks or crashes
-    Qt (a test run hung this way). Automatic collection is turned off and done on a GUI-thread timer."""
+    """Python's cycle collector runs in whichever thread happens to allocate: on the solve worker it could
+    destroy Qt objects (closed windows, removed plot items) off the GUI thread, which pyqtgraph warns can
+    crash Qt. Automatic collection is turned off and done on a GUI-thread timer instead."""
     global _GUI_THREAD_GC
     if _GUI_THREAD_GC is None:
         from pyqtgraph.util.garbage_collector import GarbageCollector

@@ -54,6 +54,7 @@ class PlotPanel(pg.PlotWidget):
         self._note_text = None
         self.redraws = 0
         self.result = None
+        self._drawn_clean = None
 
     def set_note(self, text: str) -> None:
         """A line under the title with the values at the scrubber's step."""
@@ -74,6 +75,15 @@ class PlotPanel(pg.PlotWidget):
 
     def show_result(self, result) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _runs_to_draw(self, result) -> list:
+        """(run, tag) pairs that need drawing: the engine reuses the clean run while only corruptions
+        change, so its curves stay as they are. Call ``_drawn_clean = None`` after rebuilding curves."""
+        runs = [(result.corrupted, "corrupted")]
+        if result.clean is not self._drawn_clean:
+            runs.append((result.clean, "clean"))
+        self._drawn_clean = result.clean
+        return runs
 
     def show_step(self, step: int) -> None:
         self.marker.setValue(step + 1)
@@ -158,7 +168,6 @@ class ResidualPlot(PlotPanel):
         self.getPlotItem().addItem(self.tol_line, ignoreBounds=True)
         self._key = None
         self._curves: dict = {}
-        self._drawn_clean = None
 
     def _build(self, names) -> None:
         self.clear_curves()
@@ -179,16 +188,13 @@ class ResidualPlot(PlotPanel):
             self._build(names)
             self._key = names
             self._drawn_clean = None
-        for run, tag in ((result.corrupted, "corrupted"), (result.clean, "clean")):
-            if tag == "clean" and run is self._drawn_clean:  # the engine reuses the clean run while only corruptions change
-                continue
+        for run, tag in self._runs_to_draw(result):
             x = _steps(run.nstep)
             for i, name in enumerate(names):
                 y = np.clip(run.block_rel[:, i], FLOOR, None) if run.nstep else np.zeros(0)
                 _set_points(self._curves[(name, tag)], x, y)
         _set_points(self._curves[("joint", "corrupted")], _steps(result.corrupted.nstep),
                     np.clip(result.corrupted.rel, FLOOR, None))
-        self._drawn_clean = result.clean
         tol = max(result.request.solver.tol, FLOOR)
         self.tol_line.setValue(np.log10(tol))
         # with stop mode "abs" the tolerance bounds ‖f(z) − z‖, not the relative residual drawn here
@@ -225,7 +231,6 @@ class GatePlot(PlotPanel):
         self.getPlotItem().setYRange(0, 1)
         self._key = None
         self._curves: dict = {}
-        self._drawn_clean = None
 
     def show_result(self, result) -> None:
         self.result = result
@@ -240,13 +245,10 @@ class GatePlot(PlotPanel):
                 self._curves[(name, "clean")] = _curve(item, c, _pen(c, 1.2, dashed=True), f"{name} (clean)", size=4)
             self._key = names
             self._drawn_clean = None
-        for run, tag in ((result.corrupted, "corrupted"), (result.clean, "clean")):
-            if tag == "clean" and run is self._drawn_clean:
-                continue
+        for run, tag in self._runs_to_draw(result):
             for i, name in enumerate(names):
                 y = run.gate_share[:, i] if run.nstep else np.zeros(0)
                 _set_points(self._curves[(name, tag)], _steps(len(y)), y)
-        self._drawn_clean = result.clean
         if not result.corrupted.nstep:
             self.set_note(f"no gate: the {result.fusion} model has no DEQ block")
         self.getPlotItem().setXRange(*step_range(max(result.corrupted.nstep, result.clean.nstep)), padding=0.02)
@@ -360,6 +362,7 @@ class UDMLPanel(QtWidgets.QWidget):
 
     ROWS = ("corruption", "pred. noise, clean", "pred. noise, now", "dependency α", "weight w, clean", "weight w, now",
             "PE mean σ², now", "energy, now")
+    FORMATS = (None, "{:.3g}", "{:.3g}", "{:.3g}", "{:.3f}", "{:.3f}", "{:.3g}", "{:.3g}")  # how the cells round
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -413,20 +416,16 @@ class UDMLPanel(QtWidgets.QWidget):
             self.plot.getPlotItem().getAxis("bottom").setTicks([[(i, n) for i, n in enumerate(names)]])
             self.plot.getPlotItem().setXRange(-0.6, len(names) - 0.4, padding=0)
 
-        def fmt(values, i, spec="{:.3g}"):
-            return "—" if values is None else spec.format(values[i])
-
-        for i, name in enumerate(names):
-            label = result.corruption_labels.get(name, "clean")
-            alpha = result.dependency.get(name)
-            cells = [label.split(" (")[0], fmt(clean.sigma_hat, i), fmt(now.sigma_hat, i),
-                     "—" if alpha is None else f"{alpha:.3g}", fmt(clean.weights, i, "{:.3f}"),
-                     fmt(now.weights, i, "{:.3f}"), fmt(now.pe, i), fmt(now.energy, i)]
-            for j, text in enumerate(cells):
+        for j, (values, spec) in enumerate(zip(self._quantities(result), self.FORMATS)):
+            for i, value in enumerate(values):
+                if spec is None:  # the corruption: its short name in the cell, the parameter in the tooltip
+                    text = value.split(" (")[0]
+                    self.table.item(j, i).setToolTip(value)
+                else:
+                    text = "—" if value is None else spec.format(value)
                 cell = self.table.item(j, i)
                 if cell.text() != text:
                     cell.setText(text)
-            self.table.item(0, i).setToolTip(label)
         x = np.arange(len(names), dtype=float)
         if now.weights is not None:
             self.bars_clean.setOpts(x=x - 0.18, height=clean.weights, width=0.35)
@@ -448,20 +447,24 @@ class UDMLPanel(QtWidgets.QWidget):
     def show_step(self, step: int) -> None:
         self.redraws += 1
 
+    @staticmethod
+    def _quantities(r) -> list[list]:
+        """Per row of ``ROWS``, one value per modality (None where the model has no such quantity)."""
+        names = r.modality_names
+
+        def per_modality(values):
+            return [None if values is None else float(values[i]) for i in range(len(names))]
+
+        return [[r.corruption_labels.get(n, "clean") for n in names], per_modality(r.clean.sigma_hat),
+                per_modality(r.corrupted.sigma_hat), [r.dependency.get(n) for n in names],
+                per_modality(r.clean.weights), per_modality(r.corrupted.weights), per_modality(r.corrupted.pe),
+                per_modality(r.corrupted.energy)]
+
     def data_table(self):
         """The table's quantities at full precision (the cells show them rounded)."""
         r = self.result
-        names = list(r.modality_names) if r is not None else []
-        header = ["quantity", *names]
+        header = ["quantity", *(r.modality_names if r is not None else ())]
         if r is None:
             return header, []
-        clean, now = r.clean, r.corrupted
-
-        def numbers(values):
-            return ["" if values is None else float(values[i]) for i in range(len(names))]
-
-        alpha = [float(r.dependency[n]) if n in r.dependency else "" for n in names]
-        columns = [[r.corruption_labels.get(n, "clean") for n in names], numbers(clean.sigma_hat),
-                   numbers(now.sigma_hat), alpha, numbers(clean.weights), numbers(now.weights), numbers(now.pe),
-                   numbers(now.energy)]
-        return header, [[quantity, *values] for quantity, values in zip(self.ROWS, columns)]
+        return header, [[quantity, *("" if v is None else v for v in values)]
+                        for quantity, values in zip(self.ROWS, self._quantities(r))]
