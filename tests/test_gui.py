@@ -263,3 +263,12 @@ def test_a_one_step_solve_is_drawn_as_points_and_abs_mode_hides_the_relative_tol
     _wait_idle(qtbot, window)
     assert window.residual._curves[("fused", "corrupted")].opts["symbol"] is None
     assert not window.residual.tol_line.isVisible()  # abs mode bounds ‖f(z) − z‖, not what this plot draws
+
+
+def test_without_a_display_the_app_says_so_instead_of_aborting(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    env["DEQSTUDIO_CONFIG_DIR"] = str(tmp_path / "cfg")
+    proc = subprocess.run([sys.executable, "-m", "deqstudio", "gui"], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: no display") and "--screenshot" in proc.stderr
+    assert proc.stderr.count("\n") == 1  # one line, not Qt's plugin abort

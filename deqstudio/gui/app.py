@@ -54,8 +54,13 @@ def run_gui(checkpoint=None, dataset=None, session_path=None, screenshot=None, s
     from ..paths import default_checkpoint, default_dataset
     from .main_window import MainWindow
 
-    if screenshot and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+    no_display = not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")
+    if screenshot and no_display:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    if no_display and not os.environ.get("QT_QPA_PLATFORM"):  # Qt would abort with a plugin message
+        print("error: no display to open the window on (DISPLAY is not set). Run it on a desktop, under "
+              "xvfb-run, or render it offscreen with: deqstudio gui --screenshot OUT.png", file=sys.stderr)
+        return 2
     if checkpoint is None and dataset is None and session_path is None:
         checkpoint, dataset = default_checkpoint(), default_dataset()
     elif session_path is None:
