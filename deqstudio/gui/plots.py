@@ -324,6 +324,7 @@ class ShiftPlot(PlotPanel):
         super().__init__(parent)
         self.bars = pg.BarGraphItem(x=[], height=[], width=0.6, brush="#4c72b0")
         self.getPlotItem().addItem(self.bars)
+        self.getPlotItem().getAxis("left").enableAutoSIPrefix(False)
         self._names = None
         self.marker.hide()
         self.legend.hide()
@@ -344,7 +345,9 @@ class ShiftPlot(PlotPanel):
                 self.set_note("")
             self.getPlotItem().getAxis("bottom").setTicks([[(i, n) for i, n in enumerate(names)]])
             self.getPlotItem().setXRange(-0.6, max(len(names) - 0.4, 0.6), padding=0)
-        self.getPlotItem().setYRange(0, nice_ceiling(max(float(values.max()) * 1.1 if len(values) else 1.0, 1e-3)), padding=0)
+        top = float(values.max()) if len(values) else 0.0
+        # no shift at all (nothing corrupted): a plain 0–1 axis rather than one scaled to a millionth
+        self.getPlotItem().setYRange(0, nice_ceiling(top * 1.1) if top > 0 else 1.0, padding=0)
         self.redraws += 1
 
     def show_step(self, step: int) -> None:
