@@ -241,3 +241,37 @@ def test_damped_fixed_point_converges_on_an_oscillating_map():
     z, trace = solve(lambda z: -z + 2.0, torch.zeros(1, 2), solver="fixed_point", tau=0.5, tol=1e-7)
     assert trace.converged.all()
     torch.testing.assert_close(z, torch.ones(1, 2))
+
+
+# ------------------------------------------------------------------------------ Broyden's memory
+
+
+def _spread_contraction(n=24, batch=5, top=0.95, seed=0):
+    """Symmetric A with eigenvalues spread over [0, top]: slow directions that need many updates."""
+    g = torch.Generator().manual_seed(seed)
+    Q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    A = Q @ torch.diag(torch.linspace(0.0, top, n, dtype=torch.float64)) @ Q.T
+    b = torch.randn(batch, n, generator=g, dtype=torch.float64)
+    exact = torch.linalg.solve(torch.eye(n, dtype=torch.float64) - A, b.T).T
+    return A, b, exact
+
+
+@pytest.mark.parametrize("m", [1, 5, 30])
+def test_broyden_past_its_memory_finds_the_fixed_point(m):
+    # Once the memory wrapped, overwriting the oldest update voided the later ones' secant conditions:
+    # every row diverged on this map (m = 5 and the default m = 30 alike).
+    A, b, exact = _spread_contraction()
+    z, trace = solve(lambda z: z @ A.T + b, torch.zeros_like(b), solver="broyden", m=m, tol=1e-12, max_iter=500)
+    assert trace.converged.all(), trace.reason
+    assert (trace.nstep > m + 1).all()  # the memory filled up and was renewed on every row
+    # ‖z − z*‖ ≤ ‖f(z) − z‖ / (1 − 0.95) for any z, and the returned state is the linear system's solution
+    assert ((z - exact).norm(dim=1).numpy() <= trace.final_abs / 0.05 + 1e-14).all()
+    torch.testing.assert_close(z, exact, atol=1e-9, rtol=0)
+
+
+def test_broyden_with_the_default_memory_of_thirty_goes_past_it():
+    A, b, exact = _spread_contraction()
+    z, trace = solve(lambda z: z @ A.T + b, torch.zeros_like(b), solver="broyden", tol=1e-12, max_iter=500)
+    assert trace.converged.all(), trace.reason
+    assert (trace.nstep > 31).all()
+    torch.testing.assert_close(z, exact, atol=1e-9, rtol=0)

@@ -1,7 +1,11 @@
 """Limited-memory ("good") Broyden on ``g(z) = f(z) − z``.
 
-The inverse Jacobian of ``g`` starts at ``−I`` and takes rank-one updates ``u vᵀ``; the newest
-``m`` are kept.
+The inverse Jacobian of ``g`` starts at ``−I`` and takes rank-one updates ``u vᵀ``. Each update is
+built on the estimate made of all the updates before it (its secant condition holds for that
+estimate), so the oldest one cannot be dropped on its own: the later ones would lose their secant
+conditions and the iteration drifts off, even on a linear contraction. When the ``m`` updates of the
+memory are used up, the estimate restarts from ``−I`` and the step that would have been the
+(m+1)-th update becomes the first of the new memory.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ def broyden(rec: Recorder, z0: torch.Tensor, *, m: int) -> None:
                 t[keep] for t in (z, z_new, g, g_new, update, U, Vt)
             )
         dz, dg = z_new - z, g_new - g
+        if n == m:
+            n = 0  # memory full: restart from −I with this step's secant pair
         Un, Vtn = U[:, :, :n], Vt[:, :n]
         vt = _rmatvec(Un, Vtn, dz)
         denom = (vt * dg).sum(dim=1, keepdim=True)
@@ -56,10 +62,8 @@ def broyden(rec: Recorder, z0: torch.Tensor, *, m: int) -> None:
         ok = (denom.abs() > 1e-30) & torch.isfinite(u).all(dim=1, keepdim=True) & torch.isfinite(vt).all(dim=1, keepdim=True)
         u = torch.where(ok, u, torch.zeros_like(u))
         vt = torch.where(ok, vt, torch.zeros_like(vt))
-        slot = n % m
-        U[:, :, slot] = u
-        Vt[:, slot] = vt
+        U[:, :, n] = u
+        Vt[:, n] = vt
         n += 1
-        used = min(n, m)
         z, g = z_new, g_new
-        update = -_matvec(U[:, :, :used], Vt[:, :used], g)
+        update = -_matvec(U[:, :, :n], Vt[:, :n], g)
