@@ -1,5 +1,6 @@
 """The DEQ fusion block against hand-written reference equations, and gradients through its fixed point."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -158,13 +159,77 @@ def test_phantom_gradient_points_the_same_way_as_the_implicit_one():
     assert torch.nn.functional.cosine_similarity(g1, g2, dim=0) > 0.5
 
 
-def test_no_deq_is_one_application_from_zero():
-    deq = _small_deq(ablation="no-deq").eval()
+def _residual(deq, z, x):
+    """‖f(z) − z‖ / (‖f(z)‖ + 1e-9) per sample, as the trace defines it."""
+    fz = deq.block(z, x)
+    return ((fz - z).norm(dim=1) / (fz.norm(dim=1) + 1e-9)).numpy()
+
+
+@pytest.mark.parametrize("ablation, steps", [("no-deq", 1), ("unrolled", 7)])
+def test_fixed_step_modes_output_f_k_of_zero_and_record_the_iterates_up_to_it(ablation, steps):
+    deq = _small_deq(ablation=ablation).eval()
+    deq.unrolled_steps = steps
     feats = _features()
-    out = deq(feats)
-    x = deq.block.inject(feats)
-    torch.testing.assert_close(out.z_star, deq.block(torch.zeros_like(x), x))
-    assert out.trace.evaluations == 1
+    with torch.no_grad():
+        out = deq(feats, record_states=True)
+        x = deq.block.inject(feats)
+        expected = torch.zeros_like(x)
+        for _ in range(steps):
+            expected = deq.block(expected, x)
+    torch.testing.assert_close(out.z_star, expected, atol=0, rtol=0)
+    torch.testing.assert_close(out.z_fuse, deq.block.fused(expected), atol=0, rtol=0)
+    t = out.trace
+    # the iterates z_0 … z_K: K + 1 evaluations, the last one measuring the output's residual
+    assert t.evaluations == steps + 1 and (t.nstep == steps + 1).all()
+    assert (t.best_step == steps).all()
+    assert not t.states[:, 0].any()
+    torch.testing.assert_close(t.states[:, steps], out.z_star, atol=0, rtol=0)
+    with torch.no_grad():
+        np.testing.assert_allclose(t.final_rel, _residual(deq, out.z_star, x), rtol=1e-9)
+
+
+def test_fixed_step_mode_stopped_by_a_non_finite_value_still_outputs_f_k_of_zero():
+    deq = _small_deq(ablation="unrolled").eval()
+    deq.unrolled_steps = 5
+    feats = _features()
+    feats[0][1, 3] = float("nan")  # sample 1's f(z) is NaN from the first evaluation on
+    with torch.no_grad():
+        out = deq(feats)
+        x = deq.block.inject(feats)
+        expected = torch.zeros_like(x)
+        for _ in range(5):
+            expected = deq.block(expected, x)
+    assert out.trace.reason[1] == "non-finite" and out.trace.nstep[1] == 1
+    assert torch.isnan(out.z_star[1]).any()  # the true output, not the finite start it stopped at
+    torch.testing.assert_close(out.z_star, expected, atol=0, rtol=0, equal_nan=True)
+    assert (out.trace.nstep[[0, 2]] == 6).all()
+
+
+def test_fixed_step_modes_train_through_the_same_output():
+    for ablation, steps in (("no-deq", 1), ("unrolled", 4)):
+        deq = _small_deq(ablation=ablation)
+        deq.unrolled_steps = steps
+        feats = _features()
+        evaluated = deq.eval()(feats).z_fuse.detach()
+        trained = deq.train()(feats)
+        assert trained.trace is None and trained.z_fuse.requires_grad
+        torch.testing.assert_close(trained.z_fuse.detach(), evaluated, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("solver", ["fixed_point", "anderson", "broyden"])
+def test_deq_returns_its_best_iterate_and_reports_its_residual(solver):
+    deq = _small_deq().eval()
+    deq.settings = deq.settings.with_(solver=solver, tol=1e-6)
+    feats = _features()
+    with torch.no_grad():
+        out = deq(feats, record_states=True)
+        x = deq.block.inject(feats)
+    t = out.trace
+    rows = np.arange(3)
+    torch.testing.assert_close(out.z_star, t.states[rows, t.best_step], atol=0, rtol=0)
+    with torch.no_grad():
+        np.testing.assert_allclose(t.final_rel, _residual(deq, out.z_star, x), rtol=1e-9)
+    assert (t.final_rel <= 1e-6).all() and t.converged.all()
 
 
 def test_jacobian_estimate_matches_exact_frobenius_norm():

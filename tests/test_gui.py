@@ -252,9 +252,13 @@ def test_a_one_step_solve_is_drawn_as_points_and_abs_mode_hides_the_relative_tol
     _wait_idle(qtbot, window)
     r = window.session.result
     assert r.corrupted.nstep == 1
-    for curve in (window.residual._curves[("fused", "corrupted")], window.gates._curves[("strong", "corrupted")],
-                  window.probabilities._curves[0]):
+    for curve in (window.residual._curves[("fused", "corrupted")], window.probabilities._curves[0]):
         assert curve.opts["symbol"] == "o" and len(curve.xData) == 1  # a dot: one value draws no line
+    # the one step is the zero start, where z_fuse = 0 admits nothing: its gate share is undefined (NaN),
+    # so the gate plot is in point mode with no point rather than a made-up share
+    assert np.isnan(r.corrupted.gate_share).all()
+    gates = window.gates._curves[("strong", "corrupted")]
+    assert gates.opts["symbol"] == "o" and (gates.xData is None or len(gates.xData) == 0)
     assert not window.probabilities._one_pass  # a DEQ's first step, not a model without a solver
     assert window.residual.tol_line.isVisible()
     window.solver_panel.max_iter.setValue(50)

@@ -57,11 +57,56 @@ def test_playback_extras_per_step():
     for b in range(2):
         k = t.nstep[b]
         np.testing.assert_allclose(probs[b, :k].sum(axis=1), 1.0, rtol=1e-5)
-        # the last step's probabilities are the model's prediction
+        # the best step's probabilities are the model's prediction
         np.testing.assert_allclose(probs[b, t.best_step[b]], torch.softmax(out.logits[b], 0).detach().numpy(), rtol=1e-4, atol=1e-6)
     assert t.extras["gates"].shape == (2, t.evaluations, 3)
     share = t.extras["gate_share"][0, : t.nstep[0]]
-    np.testing.assert_allclose(share.sum(axis=1), 1.0, rtol=1e-5)
+    # step 0 is the zero start: z_fuse = 0 admits nothing, so there is no share to split
+    assert np.isnan(share[0]).all()
+    np.testing.assert_allclose(share[1:].sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["anderson", "fixed_point", "broyden", "no-deq", "unrolled"])
+def test_every_playback_step_describes_its_own_iterate(mode):
+    torch.manual_seed(0)
+    ablation = mode if mode in ("no-deq", "unrolled") else "full"
+    solver = mode if ablation == "full" else "anderson"
+    config = ModelConfig(MODS, num_classes=4, fusion="deq", hidden=16, encoder_hidden=24, ablation=ablation,
+                         solver=solver, max_iter=80, unrolled_steps=6)
+    model = FusionModel(config).eval()
+    with torch.no_grad():
+        out = model(_inputs(batch=3), playback=True, record_states=True)
+    t = out.trace
+    rows = np.arange(3)
+    if ablation != "full":
+        steps = 1 if ablation == "no-deq" else 6
+        assert (t.nstep == steps + 1).all() and (t.best_step == steps).all()
+    # the float64 reference: the head and the gates applied to each recorded iterate z_k
+    ref = FusionModel(config).double().eval()
+    ref.load_state_dict(model.state_dict())
+    block, head = ref.fusion.block, ref.head
+    x = out.injection.double()
+    with torch.no_grad():
+        for b in range(3):
+            k = int(t.nstep[b])
+            zk = t.states[b, :k].double()
+            xb = x[b : b + 1].expand(k, -1)
+            expected = torch.softmax(head(block.fused(zk)), dim=1).numpy()
+            np.testing.assert_allclose(t.extras["probabilities"][b, :k], expected, rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(t.extras["gates"][b, :k], block.gates(zk, xb).mean(dim=2).numpy(),
+                                       rtol=1e-4, atol=1e-5)
+            # step 0 of the zero start is the head of a zero state: the softmax of its bias
+            assert not zk[0].any()
+            np.testing.assert_allclose(t.extras["probabilities"][b, 0], torch.softmax(head.bias, 0).numpy(), rtol=1e-5)
+        # the returned state is the best step's iterate: its residual, its probabilities
+        z = out.z_star.double()
+        torch.testing.assert_close(out.z_star, t.states[rows, t.best_step], atol=0, rtol=0)
+        fz = block(z, x)
+        # the model solves in float32: a residual it measured is good to a few float32 ulps of ‖f(z)‖
+        np.testing.assert_allclose(t.final_rel, ((fz - z).norm(dim=1) / (fz.norm(dim=1) + 1e-9)).numpy(),
+                                   rtol=1e-3, atol=30 * torch.finfo(torch.float32).eps)
+        final = torch.softmax(out.logits, dim=1).numpy()
+    np.testing.assert_allclose(t.at_best(t.extras["probabilities"]), final, rtol=1e-5, atol=1e-7)
 
 
 def test_zeroing_modalities_changes_features_only_there():

@@ -171,9 +171,13 @@ class FusionModel(nn.Module):
     def playback_extras(self, states: torch.Tensor, injection: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-step values shown in playback, from (n, D) states and their injections.
 
-        ``probabilities``: the head applied to z_fuse at that step. ``gates``: the mean of each
-        modality's gate vector a_i. ``gate_share``: ‖a_i ⊙ z_fuse‖ normalised over modalities, the
-        share of the fused update each modality's gate admits.
+        Each state is a step's iterate z_k (the trace's meaning of a step), so step k's values
+        describe the same state as its residual, and the best step's values those of the returned
+        state (the model's output). ``probabilities``: the head applied to z_k's fused block.
+        ``gates``: the mean of each modality's gate vector a_i at z_k. ``gate_share``:
+        ‖a_i ⊙ z_fuse‖ normalised over modalities, the share of the fused update each modality's
+        gate admits (NaN where z_fuse = 0, as at the zero start: nothing is admitted to share).
+        Non-finite states give NaN.
         """
         block = self.fusion.block
         finite = torch.isfinite(states).all(dim=1)
@@ -181,8 +185,10 @@ class FusionModel(nn.Module):
         z_fuse = block.fused(safe)
         gates = block.gates(safe, injection)
         contribution = (gates * z_fuse.unsqueeze(1)).norm(dim=2)
-        share = contribution / contribution.sum(dim=1, keepdim=True).clamp_min(1e-12)
+        total = contribution.sum(dim=1, keepdim=True)
         nan = torch.tensor(float("nan"), dtype=states.dtype, device=states.device)
+        # with z_fuse = 0 (the zero start) no gate admits anything: the share is undefined, not 0
+        share = torch.where(total > 0, contribution / total.clamp_min(torch.finfo(states.dtype).tiny), nan)
         probabilities = F.softmax(self.head(z_fuse), dim=1)
         return {
             "probabilities": torch.where(finite[:, None], probabilities, nan),

@@ -14,6 +14,10 @@ from ..solvers import PerSampleMap, SolverTrace, available_solvers, solve
 from .deq_block import DEQFusionBlock
 
 
+# The unrolled modes iterate a fixed number of times: no residual but an exact zero meets this.
+_SMALLEST_TOL = 1e-300
+
+
 @dataclass(frozen=True)
 class SolverSettings:
     """How the forward fixed point is found (and the backward one, with ``backward_*``)."""
@@ -54,6 +58,12 @@ class DEQFusion(nn.Module):
     Modes, by the block's ablation: the default DEQ (solve, then implicit or phantom gradient),
     ``"no-deq"`` (one application from zero) and ``"unrolled"`` (``unrolled_steps`` weight-tied
     iterations from zero, backprop through all of them).
+
+    The trace's step k is the iterate ``z_k`` (see ``SolverTrace``). The DEQ mode returns the solve's
+    best iterate ``z*`` (when training, ``f(z*)`` with the implicit or phantom gradient attached).
+    ``"no-deq"`` and ``"unrolled"`` output ``f^K(0)`` (K = 1 or ``unrolled_steps``); their trace
+    records the iterates ``z_0 … z_K`` (K + 1 evaluations, so the residual of the output ``z_K`` is
+    measured too), and the output is the last recorded state.
     """
 
     def __init__(
@@ -99,20 +109,14 @@ class DEQFusion(nn.Module):
         mode = self.block.ablation
         wants_grad = torch.is_grad_enabled() and self.training
 
-        if mode == "no-deq":
-            z = self.block(z0, x)
-            trace = self._trace_of(f, z0, max_iter=1, record_states=record_states, extras=extras, x=x)
-            return FusionResult(self.block.fused(z), z, x, trace, jac_loss)
-        if mode == "unrolled":
+        if mode in ("no-deq", "unrolled"):
+            steps = 1 if mode == "no-deq" else self.unrolled_steps
             if wants_grad:
                 z = z0
-                for _ in range(self.unrolled_steps):
+                for _ in range(steps):
                     z = self.block(z, x)
                 return FusionResult(self.block.fused(z), z, x, None, jac_loss)
-            z, trace = self._solve(
-                f, z0, s.with_(solver="fixed_point", options={}, max_iter=self.unrolled_steps, tol=1e-12),
-                record_states, extras, x, return_final=True, divergence_factor=None,
-            )
+            z, trace = self._unrolled(f, z0, steps, s, record_states, extras, x)
             return FusionResult(self.block.fused(z), z, x, trace, jac_loss)
 
         z_star, trace = self._solve(f, z0, s, record_states, extras, x)
@@ -153,14 +157,25 @@ class DEQFusion(nn.Module):
             **s.options,
         )
 
-    def _trace_of(self, f, z0, *, max_iter, record_states, extras, x) -> SolverTrace:
-        _, trace = solve(
-            f, z0, solver="fixed_point", max_iter=max_iter, tol=1e-12,
-            record_states=record_states or extras is not None,
-            extras=self._bind_extras(extras, x) if extras is not None else None,
-            divergence_factor=None,
+    def _unrolled(self, f, z0, steps: int, s: SolverSettings, record_states, extras, x):
+        """``f^steps(z0)`` as plain iteration, with the trace of the iterates ``z_0 … z_steps``.
+
+        The tolerance is as small as a positive float gets, so the iteration stops early only on an
+        exact fixed point (whose further iterates are itself) or a non-finite norm; a row stopped by
+        the latter gets its true ``f^steps(z0)``, computed again, instead of its last finite iterate.
+        """
+        z, trace = self._solve(
+            f, z0, s.with_(solver="fixed_point", options={}, max_iter=steps + 1, tol=_SMALLEST_TOL),
+            record_states, extras, x, return_final=True, divergence_factor=None,
         )
-        return trace
+        short = torch.from_numpy((trace.nstep < steps + 1) & ~trace.converged).to(z.device)
+        if bool(short.any()):
+            with torch.no_grad():
+                direct = z0
+                for _ in range(steps):
+                    direct = self.block(direct, x)
+            z = torch.where(short[:, None], direct, z)
+        return z, trace
 
     @staticmethod
     def _bind_extras(extras, x: torch.Tensor):

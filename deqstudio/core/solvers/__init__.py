@@ -89,7 +89,13 @@ def solve(
 ) -> tuple[torch.Tensor, SolverTrace]:
     """Find ``z* = f(z*)`` for a batch of states, recording every step.
 
-    Each sample stops on its own when its residual (``stop_mode``) reaches ``tol``, turns non-finite,
+    Step k is the k-th iterate ``z_k`` the solver evaluated (``z_0`` is ``z0``): the trace's residuals
+    at step k are ``f(z_k) − z_k``, the recorded state is ``z_k`` and the extras are computed from
+    ``z_k``. The solve returns, per sample, the iterate with the lowest residual, so
+    ``trace.final_rel`` is the residual of the returned state itself.
+
+    Each sample stops on its own when its residual (``stop_mode``) reaches ``tol``, turns non-finite
+    (any norm, of ``f(z)``, of the residual or of a block, overflows or is NaN: never convergence),
     grows ``divergence_factor`` times past its smallest value, or after ``max_iter`` evaluations of
     ``f``. When ``f`` is a ``BatchMap`` (has ``select``), stopped samples leave the active batch.
     Divergence and non-finite values are results (``converged=False`` with a reason), never
@@ -104,16 +110,17 @@ def solve(
         stop_mode: ``"rel"`` (‖f(z) − z‖ / ‖f(z)‖) or ``"abs"`` (‖f(z) − z‖).
         callback: called after each evaluation as ``callback(k, z, fz, residual, active_rows)``.
         layout: the blocks of the state, for per-block residuals; defaults to ``f.layout``.
-        record_states: keep ``f(z_k)`` of every step in ``trace.states``.
+        record_states: keep the iterate ``z_k`` of every step in ``trace.states``.
         extras: computes per-step quantities from recorded states, ``(n, D) → {name: (n, ...)}``.
         divergence_factor: a residual this many times its minimum is divergence; None never.
-        return_final: return each sample's last image instead of its best one.
+        return_final: return each sample's last iterate instead of its best one (``best_step`` is
+            then the last step).
         **opts: the solver's own options (anderson: ``m``, ``lam``, ``tau``; fixed_point: ``tau``;
             broyden: ``m``).
 
     Returns:
-        ``(z_star, trace)``: for each sample the image ``f(z_k)`` at its best step (lowest residual),
-        and the trace.
+        ``(z_star, trace)``: for each sample the iterate ``z_k`` at its best step (lowest residual;
+        steps with a non-finite norm never count as best), and the trace.
     """
     entry = get_solver(solver)
     unknown = sorted(set(opts) - set(entry.defaults))
@@ -128,10 +135,11 @@ def solve(
     if layout is not None and layout.dim != z0.shape[1]:
         raise ValueError(f"block layout covers {layout.dim} features but the state has {z0.shape[1]}")
 
+    z0 = z0.detach()
     with torch.no_grad():
         rec = Recorder(
             f,
-            z0.detach(),
+            z0,
             solver=solver,
             max_iter=int(max_iter),
             tol=float(tol),
@@ -142,7 +150,7 @@ def solve(
             callback=callback,
             return_final=return_final,
         )
-        entry.run(rec, z0.detach(), **options)
+        entry.run(rec, z0, **options)
         return rec.finish(extras)
 
 

@@ -1,9 +1,18 @@
 """Bookkeeping shared by every solver: residuals, stopping, compaction, the best iterate, the trace.
 
+Step k of a solve is the iterate ``z_k`` the solver evaluated: its residual ``f(z_k) − z_k``, its
+recorded state ``z_k`` and the per-step extras computed from ``z_k``; the solve returns the iterate
+with the lowest residual, so the residual reported for the returned state is the one measured on it.
+
 Per step it computes the block norms of ``f(z) − z`` and ``f(z)``, moves them to the host (the one
-sync of a step), tests the stop criterion there with numpy, and keeps a reference to ``f(z)`` (no copy). Everything else (relative
-residuals, best steps, the returned states, the trace arrays) is assembled once at the end, so that
-recording the full trace costs little next to one evaluation of ``f``.
+sync of a step), tests the stop criterion there with numpy, and keeps a reference to the iterate
+``z`` (no copy). Everything else (relative residuals, best steps, the returned states, the trace
+arrays) is assembled once at the end, so that recording the full trace costs little next to one
+evaluation of ``f``.
+
+A norm that is not finite (of ``f(z)``, of the residual, of any block) is never convergence: the
+relative criterion ``abs / ‖f(z)‖`` is 0 when ``‖f(z)‖`` overflows while the difference is finite,
+so such a step is marked non-finite before any criterion is read.
 """
 
 from __future__ import annotations
@@ -25,6 +34,16 @@ _EPS = 1e-9
 _DIVERGENCE_GRACE = 5
 
 
+def _relative(abs_: np.ndarray, f_norm: np.ndarray, finite: np.ndarray) -> np.ndarray:
+    """``abs / (‖f‖ + ε)`` where every norm behind it is finite; +inf where one is not (NaN stays NaN).
+
+    An overflowing ``‖f‖`` would otherwise give 0, a perfect-looking residual for a state that blew up.
+    """
+    rel = abs_ / (f_norm + _EPS)
+    rel[~finite & ~np.isnan(rel)] = np.inf
+    return rel
+
+
 class _Segment:
     """Steps taken with one active set of rows."""
 
@@ -32,7 +51,7 @@ class _Segment:
         self.active = active  # original row of each active row; None: all rows
         self.start = start
         self.norms: list[np.ndarray] = []  # per step (2, b, nblocks): ‖f(z) − z‖ and ‖f(z)‖ per block
-        self.images: list[torch.Tensor] = []  # per step f(z), (b, D)
+        self.iterates: list[torch.Tensor] = []  # per step the iterate z that was evaluated, (b, D)
 
 
 class Recorder:
@@ -111,7 +130,7 @@ class Recorder:
         norms = self._norms(diff, fz)
         segment = self._segments[-1]
         segment.norms.append(norms)
-        segment.images.append(fz)
+        segment.iterates.append(z)
         k = self.k
         self.k += 1
 
@@ -119,7 +138,12 @@ class Recorder:
             joint = np.sqrt(np.square(norms).sum(axis=2))
             abs_ = joint[0]
             crit = abs_ if self.stop_mode == "abs" else abs_ / (joint[1] + _EPS)
-            going = np.isfinite(crit) & (crit > self.tol)  # an infinite residual stops the sample too
+            # A non-finite block norm makes its joint norm non-finite too. A non-finite ‖f(z) − z‖ already
+            # makes the criterion non-finite; a non-finite ‖f(z)‖ must as well (rel would read 0).
+            image_finite = np.isfinite(joint[1])
+            if not image_finite.all():
+                crit = np.where(image_finite | np.isnan(crit), crit, np.inf)
+            going = np.isfinite(crit) & (crit > self.tol)  # a non-finite residual stops the sample too
             diverged = None
             if self.divergence_factor is not None:
                 self.min_abs = np.fmin(self.min_abs, abs_)
@@ -185,13 +209,14 @@ class Recorder:
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             block_abs, block_f = norms[0], norms[1]
             abs_ = np.sqrt(np.square(block_abs).sum(axis=2))
-            rel = abs_ / (np.sqrt(np.square(block_f).sum(axis=2)) + _EPS)
-            block_rel = block_abs / (block_f + _EPS) if self.layout is not None else None
-        crit = rel if self.stop_mode == "rel" else abs_
+            f_norm = np.sqrt(np.square(block_f).sum(axis=2))  # non-finite when a block's is, as in evaluate
+            rel = _relative(abs_, f_norm, np.isfinite(abs_) & np.isfinite(f_norm))
+            block_rel = _relative(block_abs, block_f, np.isfinite(norms).all(axis=0)) if self.layout is not None else None
+        crit = rel if self.stop_mode == "rel" else np.where(np.isfinite(rel), abs_, np.inf)
         if self.return_final:
             best_step = np.maximum(self.out_nstep - 1, 0)
         else:
-            best_step = np.nan_to_num(crit, nan=np.inf).argmin(axis=1)
+            best_step = np.nan_to_num(crit, nan=np.inf, posinf=np.inf).argmin(axis=1)
 
         z_star = self._gather(segments, best_step)
         states = self._stack_states(segments, ragged) if self.record_states else None
@@ -221,18 +246,19 @@ class Recorder:
         return z_star, trace
 
     def _gather(self, segments: list[_Segment], best_step: np.ndarray) -> torch.Tensor:
-        """``f(z)`` of each row at its best step, from the kept references."""
+        """The iterate of each row at its best step, from the kept references."""
         if len(segments) == 1 and segments[0].active is None and (best_step == best_step[0]).all():
-            return segments[0].images[int(best_step[0])]  # the common case: one step is best for all
+            z = segments[0].iterates[int(best_step[0])]  # the common case: one step is best for all
+            return z.clone() if z is self.z0 else z  # never hand back the caller's own z0
         z_star = self.z0.clone()
         device = z_star.device
         for seg in segments:
             rows = np.arange(self.batch) if seg.active is None else seg.active
             local = best_step[rows] - seg.start
-            inside = (local >= 0) & (local < len(seg.images))
+            inside = (local >= 0) & (local < len(seg.iterates))
             for step in np.unique(local[inside]):
                 positions = np.flatnonzero(inside & (local == step))
-                z_star[torch.from_numpy(rows[positions]).to(device)] = seg.images[step][
+                z_star[torch.from_numpy(rows[positions]).to(device)] = seg.iterates[step][
                     torch.from_numpy(positions).to(device)
                 ]
         return z_star
@@ -242,7 +268,7 @@ class Recorder:
         states = torch.full((self.batch, self.k, z0.shape[1]), math.nan, dtype=z0.dtype, device=z0.device)
         for seg in segments:
             rows = slice(None) if seg.active is None else torch.from_numpy(seg.active).to(z0.device)
-            states[rows, seg.start : seg.start + len(seg.images)] = torch.stack(seg.images, dim=1)
+            states[rows, seg.start : seg.start + len(seg.iterates)] = torch.stack(seg.iterates, dim=1)
         if ragged:
             nstep = torch.from_numpy(self.out_nstep).to(z0.device)
             states[torch.arange(self.k, device=z0.device)[None, :] >= nstep[:, None]] = math.nan

@@ -18,20 +18,27 @@ class SolverTrace:
     evaluations of the slowest sample). Steps a sample did not take, because it converged or stopped
     earlier, are NaN.
 
+    Step k is one state, the iterate ``z_k`` the solver evaluated (``z_0`` is the start): every
+    per-step quantity (its residuals, its recorded state, its extras) describes ``z_k``, and the
+    solve returned ``z_k`` at ``best_step``, so ``final_rel`` is the residual of the returned state
+    and ``extras[...][b, best_step[b]]`` are the returned state's values.
+
     Attributes:
         abs: ``‖f(z_k) − z_k‖₂`` per sample and step, (B, K).
-        rel: ``abs / (‖f(z_k)‖₂ + 1e-9)``, (B, K).
-        block_rel: the relative residual of each block of the state, (B, K, nblocks), or None when the
-            state has no block layout.
+        rel: ``abs / (‖f(z_k)‖₂ + 1e-9)``, (B, K); +inf at a step where a norm behind it (of the
+            residual, of ``f(z_k)``, of a block) is not finite, which never counts as converged.
+        block_rel: the relative residual of each block of ``z_k``, (B, K, nblocks), or None when the
+            state has no block layout; +inf where that block's norms are not finite.
         nstep: evaluations of ``f`` each sample took, (B,).
-        converged: whether the stop criterion reached ``tol``, (B,).
-        best_step: 0-based step whose image ``f(z_k)`` was returned, (B,).
+        converged: whether the stop criterion reached ``tol`` with every norm finite, (B,).
+        best_step: 0-based step whose iterate ``z_k`` was returned (lowest residual, or the last
+            step with ``return_final``), (B,).
         reason: why each sample stopped: one of ``REASONS``.
         block_names: names of the blocks, matching the last axis of ``block_rel``.
-        states: the image ``f(z_k)`` at each step, (B, K, D) tensor, when recorded; NaN after a
+        states: the iterate ``z_k`` at each step, (B, K, D) tensor, when recorded; NaN after a
             sample stopped.
-        extras: per-step quantities computed from the recorded states (gates, class probabilities,
-            ...), each (B, K, ...).
+        extras: per-step quantities computed from the recorded iterates (gates, class
+            probabilities, ...), each (B, K, ...).
     """
 
     solver: str
@@ -65,12 +72,12 @@ class SolverTrace:
 
     @property
     def final_rel(self) -> np.ndarray:
-        """Relative residual of the returned state, (B,)."""
+        """Relative residual ``‖f(z*) − z*‖ / (‖f(z*)‖ + 1e-9)`` of the returned state z*, (B,)."""
         return self.at_best(self.rel)
 
     @property
     def final_abs(self) -> np.ndarray:
-        """Absolute residual of the returned state, (B,)."""
+        """Absolute residual ``‖f(z*) − z*‖`` of the returned state z*, (B,)."""
         return self.at_best(self.abs)
 
     def sample(self, b: int) -> "SolverTrace":
