@@ -151,10 +151,14 @@ def test_a_gpu_notice_lasts_only_while_the_gpu_is_asked_for_and_solves_restore_t
 
     if torch.cuda.is_available():
         pytest.skip("this checks the fallback of a machine without CUDA")
+    before = torch.get_num_threads()
     torch.set_num_threads(2)
-    session.set_solver(replace(session.solver, device="cuda"))
-    result = session.engine.solve(session.request())
-    assert result.device == "cpu" and "CUDA is not available" in result.notice
-    assert torch.get_num_threads() == 2  # a solve uses one thread but must not leave the process on one
-    session.set_solver(replace(session.solver, device="cpu"))
-    assert session.engine.solve(session.request()).notice == ""
+    try:
+        session.set_solver(replace(session.solver, device="cuda"))
+        result = session.engine.solve(session.request())
+        assert result.device == "cpu" and "CUDA is not available" in result.notice
+        assert torch.get_num_threads() == 2  # a solve uses one thread but must not leave the process on one
+        session.set_solver(replace(session.solver, device="cpu"))
+        assert session.engine.solve(session.request()).notice == ""
+    finally:
+        torch.set_num_threads(before)  # nor may this test: later tests run on the thread count they were given
