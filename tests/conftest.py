@@ -102,3 +102,68 @@ def window(qtbot, event_loop_qt, small_files, tmp_path, monkeypatch):
     qtbot.waitUntil(lambda: win.session.result is not None and not win.runner.busy, timeout=60000)
     yield win
     win.close()
+
+
+class SolveCounter:
+    """Wraps an engine's ``solve`` to count the solves that ran and how many ran at once."""
+
+    def __init__(self, engine) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._real = engine.solve
+        self.started = self.finished = self.running = self.most_at_once = 0
+        self.requests = []
+
+    def __call__(self, request):
+        with self._lock:
+            self.started += 1
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+            self.requests.append(request)
+        try:
+            return self._real(request)
+        finally:
+            with self._lock:
+                self.running -= 1
+                self.finished += 1
+
+
+@pytest.fixture
+def count_solves(monkeypatch):
+    """``count_solves(window)``: from now on, count the solves of the window's engine."""
+
+    def install(win) -> SolveCounter:
+        engine = win.session.engine
+        counter = SolveCounter(engine)
+        monkeypatch.setattr(engine, "solve", counter)
+        return counter
+
+    return install
+
+
+def _converging_sample(win, qtbot, exclude=()) -> int:
+    """The test sample the open model solves cleanly in the fewest steps (from the samples table)."""
+    qtbot.waitUntil(lambda: win.session.table is not None, timeout=60000)
+    t = win.session.table
+    ok = t.converged & ~np.isin(t.indices, list(exclude))
+    assert ok.any(), "the model converges on no sample of the split"
+    return int(t.indices[ok][np.argmin(t.steps[ok])])
+
+
+@pytest.fixture
+def converging_sample():
+    """``converging_sample(window, qtbot, exclude=())``: a sample chosen for converging, not by position."""
+    return _converging_sample
+
+
+@pytest.fixture
+def show_sample():
+    """``show_sample(window, qtbot, sample)``: select ``sample`` as a user would and wait for its solve."""
+
+    def show(win, qtbot, sample: int):
+        win.open_sample_with(sample, "")
+        qtbot.waitUntil(lambda: win.session.result.request.sample == sample and not win.runner.busy, timeout=30000)
+        return win.session.result
+
+    return show
