@@ -20,7 +20,7 @@ def test_robustness_window_draws_curves_and_a_click_opens_a_failing_sample(windo
     c, j = np.unravel_index(np.nanargmin(r.accuracy), r.accuracy.shape)
     wrong = r.misclassified(c, j)
     assert len(wrong)
-    win._point_clicked(names[c], float(r.levels[j]))
+    win.plots[0].point_clicked.emit(names[c], float(r.levels[j]))  # as a click on that point does
     sample = int(wrong[0])
     qtbot.waitUntil(lambda: window.session.result.request.sample == sample and not window.runner.busy, timeout=30000)
     spec = f"{r.modality[c]}={r.kind[c]}:{r.levels[j]:g}"
@@ -50,7 +50,7 @@ def test_convergence_window_histogram_click_opens_the_sample(window, qtbot):
     stats = win.result
     assert list(stats.solvers) == ["anderson", "fixed_point", "broyden"]
     slowest = int(np.argmax(stats.steps[0]))
-    win._point_clicked("anderson", float(stats.steps[0, slowest]))
+    win.plots[0].point_clicked.emit("anderson", float(stats.steps[0, slowest]))
     target = int(stats.sample_ids[slowest])
     qtbot.waitUntil(lambda: window.session.result.request.sample == target, timeout=30000)
     header, rows = win.plots[0].data_table()
@@ -69,7 +69,7 @@ def test_an_analysis_of_a_model_no_longer_open_keeps_its_results_but_opens_nothi
     assert win.stale and "no longer" in win.hint.text()
     sample = window.session.sample
     name = next(iter(win.plots[0].curve_of))
-    win._point_clicked(name, 5.0)
+    win.plots[0].point_clicked.emit(name, 5.0)
     assert window.session.sample == sample and window.session.result.request.corruption_specs() == []
 
 

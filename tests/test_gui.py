@@ -17,27 +17,66 @@ def _wait_idle(qtbot, win, timeout=30000):
 
 
 def _curve(plot, name, tag="corrupted"):
-    curve = plot._curves[(name, tag)]
-    x, y = np.asarray(curve.xData), np.asarray(curve.yData)  # data coordinates, not the log10 display ones
-    return x, y
+    """(x, y) of a drawn curve in data coordinates: the corrupted run is named by its block or modality,
+    the clean run's dashed curve adds " (clean)"."""
+    return plot.series(name if tag == "corrupted" else f"{name} ({tag})")
 
 
-def test_window_opens_with_every_plot_drawn(window):
+def _item(plot, series):
+    """The drawn item of a series (pyqtgraph's own API), to see how it is drawn."""
+    return next(it for it in plot.getPlotItem().listDataItems() if getattr(it, "series", None) == series)
+
+
+def _class_series(r, c=0):
+    return f"class {r.class_names[c]}"
+
+
+def _status_state(run):
+    return "converged" if run.converged else f"NOT converged ({run.reason})"
+
+
+def _assert_every_plot_shows(window, r):
+    """Every plot holds ``r`` and draws its corrupted run (not only: was asked to redraw)."""
+    run = r.corrupted
+    assert all(p.result is r for p in window.plots)
+    steps = np.arange(1, run.nstep + 1)
+    for i, name in enumerate(r.block_names):
+        x, y = _curve(window.residual, name)
+        np.testing.assert_array_equal(x, steps)
+        np.testing.assert_array_equal(y, np.clip(run.block_rel[:, i], 1e-12, None))
+    for i, name in enumerate(r.modality_names):
+        np.testing.assert_array_equal(_curve(window.gates, name)[1], run.gate_share[:, i])
+    for c in range(len(r.class_names)):
+        np.testing.assert_array_equal(window.probabilities.series(_class_series(r, c))[1], run.probabilities[:, c])
+    _, rows = window.shift.data_table()
+    assert [row[0] for row in rows] == list(r.block_names)
+    np.testing.assert_array_equal([row[1] for row in rows], r.shift)
+    cells = [window.udml.table.item(5, i).text() for i in range(len(r.modality_names))]  # "weight w, now"
+    assert cells == [f"{w:.3f}" for w in run.weights]
+    assert f"{run.nstep} steps · {_status_state(run)}" in window.status_solve.text()
+
+
+def test_window_opens_with_every_plot_drawn(window, qtbot, converging_sample, show_sample):
     r = window.session.result
     assert r.block_names == ("strong", "weak", "picture", "fused")
     x, y = _curve(window.residual, "fused")
     assert len(x) == r.corrupted.nstep > 1 and np.all(y > 0)
-    assert len(window.probabilities._curves) == 4
+    assert sorted(n for n in window.probabilities.series_names() if n.startswith("class ")) == \
+        sorted(f"class {c}" for c in r.class_names)
     assert window.udml.table.columnCount() == 3
     assert window.udml.table.item(0, 0).text() == "clean"
-    assert "converged" in window.status_solve.text()
+    _assert_every_plot_shows(window, r)
     assert window.browser.model.rowCount() == len(window.session.dataset.split("test"))
     assert window.scrubber.steps == r.corrupted.nstep
     assert "picture" in window.corruption.controls and window.corruption.controls["picture"].image is not None
+    # a sample the model converges on says so, and only so ("converged" is also inside "NOT converged")
+    r = show_sample(window, qtbot, converging_sample(window, qtbot))
+    assert r.corrupted.converged
+    assert f"{r.corrupted.nstep} steps · converged" in window.status_solve.text()
+    assert "NOT converged" not in window.status_solve.text() and not window.banner.isVisible()
 
 
 def test_moving_a_slider_resolves_and_every_plot_follows(window, qtbot):
-    before = {p: p.redraws for p in window.plots}
     clean_y = _curve(window.residual, "fused")[1].copy()
     slider = window.corruption.controls["strong"].slider
     slider.setValue(4 * SLIDER_SCALE)
@@ -45,7 +84,7 @@ def test_moving_a_slider_resolves_and_every_plot_follows(window, qtbot):
     _wait_idle(qtbot, window)
     r = window.session.result
     assert r.shift[0] > 0  # the corrupted modality's equilibrium moved
-    assert all(p.redraws > before[p] for p in window.plots)
+    _assert_every_plot_shows(window, r)
     dashed = _curve(window.residual, "fused", "clean")[1]
     np.testing.assert_allclose(dashed, clean_y)  # the clean run stays, dashed
     assert window.udml.table.item(0, 0).text().startswith("gaussian 4")
@@ -70,18 +109,21 @@ def test_slider_snaps_to_levels(window, qtbot):
     _wait_idle(qtbot, window)
 
 
-def test_scrub_and_play_replay_the_stored_trace(window, qtbot):
+def test_scrub_and_play_replay_the_stored_trace(window, qtbot, count_solves):
     r = window.session.result
-    completed = window.runner.completed
+    solves = count_solves(window)
     window.scrubber.set_value(0)
     assert window.session.step == 0
     assert window.residual.marker.value() == 1
-    assert "step 1:" in window.probabilities._note_text
+    assert window.probabilities.note.startswith("step 1:")
+    assert window.residual.note == f"step 1: rel {r.corrupted.rel[0]:.2e}"
     window.scrubber.speed.setCurrentText("60 steps/s")
     window.scrubber.play.setChecked(True)
     qtbot.waitUntil(lambda: window.scrubber.value() == r.corrupted.nstep - 1, timeout=10000)
     qtbot.waitUntil(lambda: not window.scrubber.play.isChecked(), timeout=5000)
-    assert window.runner.completed == completed  # playback never re-solves
+    last = r.corrupted.nstep - 1
+    assert window.residual.note == f"step {last + 1}: rel {r.corrupted.rel[last]:.2e}"
+    assert solves.started == 0 and window.session.result is r  # playback never re-solves
     qtbot.keyClick(window, QtCore.Qt.Key.Key_Left)
     assert window.scrubber.value() == r.corrupted.nstep - 2
 
@@ -121,9 +163,9 @@ def test_mismatched_dataset_is_a_message_and_the_old_files_stay(window, qtbot, t
     qtbot.waitUntil(lambda: window.session.result.severities["weak"] == 3.0, timeout=30000)
 
 
-def test_slider_spam_ends_on_the_last_value_without_backlog(window, qtbot):
+def test_slider_spam_ends_on_the_last_value_without_backlog(window, qtbot, count_solves):
     slider = window.corruption.controls["strong"].slider
-    completed = window.runner.completed
+    solves = count_solves(window)
     values = [((i * 37) % 500) for i in range(199)] + [333]
     for v in values:
         slider.setValue(v)
@@ -131,7 +173,8 @@ def test_slider_spam_ends_on_the_last_value_without_backlog(window, qtbot):
     _wait_idle(qtbot, window, timeout=60000)
     r = window.session.result
     assert r.severities["strong"] == pytest.approx(3.33)
-    assert window.runner.completed - completed < 20  # not one solve per move
+    # not one solve per move: at most the one in flight and the last one waiting
+    assert solves.started <= 2 and solves.requests[-1].generation == r.request.generation
     assert not window.runner.busy
 
 
@@ -140,9 +183,16 @@ def test_selecting_a_sample_in_the_browser_solves_it(window, qtbot):
     view.selectRow(5)
     target = window.browser.model.table.indices[window.browser.proxy.mapToSource(window.browser.proxy.index(5, 0)).row()]
     qtbot.waitUntil(lambda: window.session.result.request.sample == target, timeout=30000)
-    window.browser.mode.setCurrentText("wrong")
-    shown = window.browser.proxy.rowCount()
-    assert shown == int((~window.browser.model.table.correct).sum())
+    # five solver steps are too few for any sample: the table is re-made and "not converged" lists them
+    before = window.session.table
+    window.solver_panel.max_iter.setValue(5)
+    qtbot.waitUntil(lambda: window.session.table is not before and not window.runner.busy, timeout=30000)
+    table = window.session.table
+    assert (table.steps <= 5).all() and not table.converged.all()
+    for mode, hidden in (("wrong", table.correct), ("not converged", table.converged)):
+        window.browser.mode.setCurrentText(mode)
+        assert window.browser.proxy.rowCount() == int((~hidden).sum())
+    assert window.browser.proxy.rowCount() > 0
 
 
 def test_screenshot_command_writes_the_window(small_files, tmp_path):
@@ -220,12 +270,13 @@ def test_a_model_without_solver_says_so_in_each_plot(window, qtbot, small_files,
     assert task.result() is not False
     qtbot.waitUntil(lambda: window.session.result is not None and window.session.result.fusion == "concat", timeout=30000)
     _wait_idle(qtbot, window)
-    assert "no solver: the concat model" in window.residual._note_text
-    assert "no gate" in window.gates._note_text
-    assert "no equilibrium" in window.shift._note_text
-    assert window.probabilities._note_text.startswith("one pass: predicts")
-    curve = window.probabilities._curves[0]
-    assert curve.opts["symbol"] == "o" and len(curve.xData) == 1  # a point, since one value draws no line
+    assert "no solver: the concat model" in window.residual.note
+    assert "no gate" in window.gates.note
+    assert "no equilibrium" in window.shift.note
+    assert window.probabilities.note.startswith("one pass: predicts")
+    r = window.session.result
+    curve = _item(window.probabilities, _class_series(r))
+    assert curve.opts["symbol"] == "o" and len(window.probabilities.series(_class_series(r))[0]) == 1  # a point
     (x0, x1), _ = window.probabilities.getPlotItem().getViewBox().viewRange()
     assert x0 < 1.0 < x1
     # another model without a solver: the notes name it, not the one before
@@ -236,14 +287,14 @@ def test_a_model_without_solver_says_so_in_each_plot(window, qtbot, small_files,
     qtbot.waitUntil(task.done, timeout=30000)
     qtbot.waitUntil(lambda: window.session.result is not None and window.session.result.fusion == "late", timeout=30000)
     _wait_idle(qtbot, window)
-    assert "the late model" in window.shift._note_text and "the late model" in window.residual._note_text
+    assert "the late model" in window.shift.note and "the late model" in window.residual.note
     # back to the DEQ model: lines again, and the shift plot's note is gone
     task = asyncio.ensure_future(window.open_files(checkpoint=ck))
     qtbot.waitUntil(task.done, timeout=30000)
     qtbot.waitUntil(lambda: window.session.result is not None and window.session.result.fusion == "deq-udml", timeout=30000)
     _wait_idle(qtbot, window)
-    assert window.probabilities._curves[0].opts["symbol"] is None
-    assert window.shift._note_text == "" and window.residual._note_text.startswith("step ")
+    assert _item(window.probabilities, _class_series(window.session.result)).opts["symbol"] is None
+    assert window.shift.note == "" and window.residual.note.startswith("step ")
 
 
 def test_a_one_step_solve_is_drawn_as_points_and_abs_mode_hides_the_relative_tolerance(window, qtbot):
@@ -252,20 +303,19 @@ def test_a_one_step_solve_is_drawn_as_points_and_abs_mode_hides_the_relative_tol
     _wait_idle(qtbot, window)
     r = window.session.result
     assert r.corrupted.nstep == 1
-    for curve in (window.residual._curves[("fused", "corrupted")], window.probabilities._curves[0]):
-        assert curve.opts["symbol"] == "o" and len(curve.xData) == 1  # a dot: one value draws no line
+    for plot, series in ((window.residual, "fused"), (window.probabilities, _class_series(r))):
+        assert _item(plot, series).opts["symbol"] == "o" and len(plot.series(series)[0]) == 1  # a dot, not a line
     # the one step is the zero start, where z_fuse = 0 admits nothing: its gate share is undefined (NaN),
     # so the gate plot is in point mode with no point rather than a made-up share
     assert np.isnan(r.corrupted.gate_share).all()
-    gates = window.gates._curves[("strong", "corrupted")]
-    assert gates.opts["symbol"] == "o" and (gates.xData is None or len(gates.xData) == 0)
-    assert not window.probabilities._one_pass  # a DEQ's first step, not a model without a solver
+    assert _item(window.gates, "strong").opts["symbol"] == "o" and len(window.gates.series("strong")[0]) == 0
+    assert window.probabilities.note.startswith("step 1:")  # a DEQ's first step, not a model without a solver
     assert window.residual.tol_line.isVisible()
     window.solver_panel.max_iter.setValue(50)
     window.solver_panel.stop_mode.setCurrentText("abs")
     qtbot.waitUntil(lambda: window.session.result.request.solver.stop_mode == "abs", timeout=30000)
     _wait_idle(qtbot, window)
-    assert window.residual._curves[("fused", "corrupted")].opts["symbol"] is None
+    assert _item(window.residual, "fused").opts["symbol"] is None
     assert not window.residual.tol_line.isVisible()  # abs mode bounds ‖f(z) − z‖, not what this plot draws
 
 

@@ -3,7 +3,6 @@
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from deqstudio.cli import main
@@ -45,10 +44,30 @@ def test_solve_on_the_bundled_default_prints_the_trace(capsys):
     assert "fixed_point:" in out and "pix=gaussian:3" in out and "UDML" in out
 
 
+def _first_test_sample_solved_clean_and_corrupted(choices: dict) -> int:
+    """The first test sample of the bundled default on which both the clean and the corrupted solve converge."""
+    from deqstudio.paths import default_checkpoint, default_dataset
+    from deqstudio.session.state import Session
+
+    s = Session()
+    s.open(default_checkpoint(), default_dataset())
+    for name, choice in choices.items():
+        s.set_corruption(name, choice)
+    for sample in s.dataset.split("test")[:50]:
+        s.set_sample(int(sample))
+        r = s.engine.solve(s.request())
+        if r.clean.converged and r.corrupted.converged:
+            return int(sample)
+    raise AssertionError("the bundled model converges on none of the first 50 test samples")
+
+
 def test_the_bundled_model_sees_the_noise_it_is_given(capsys):
-    code, out, _ = _run(capsys, "solve", "--sample", "1602", "--corrupt", "pix=gaussian:4", "--json")
+    from deqstudio.session.engine import CorruptionChoice
+
+    sample = _first_test_sample_solved_clean_and_corrupted({"pix": CorruptionChoice("gaussian", 4.0)})
+    code, out, _ = _run(capsys, "solve", "--sample", str(sample), "--corrupt", "pix=gaussian:4", "--json")
     info = json.loads(out)
-    assert code == 0 and info["converged"]
+    assert code == 0 and info["converged"] and info["sample"] == sample
     clean, now = info["clean"]["udml"], info["udml"]
     assert now["noise"]["pix"] > 1.5 * clean["noise"]["pix"]  # σ̂ of the corrupted modality rises
     assert now["weights"]["pix"] < clean["weights"]["pix"]  # and its fusion weight falls

@@ -2,7 +2,6 @@
 
 import asyncio
 import threading
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,10 +89,11 @@ def _run_own_loop(scenario):
 
 
 def test_runner_newest_wins_and_drops_stale():
-    delivered = []
+    delivered, ran = [], []
     gate = threading.Event()
 
     def work(req):
+        ran.append(req.value)
         gate.wait(5)
         return req.value
 
@@ -106,11 +106,11 @@ def test_runner_newest_wins_and_drops_stale():
         runner.shutdown()
         return runner
 
-    runner = _run_own_loop(scenario)
+    _run_own_loop(scenario)
     # the first request was in flight, 199 replaced each other in the waiting slot: the first is stale
     # (dropped), the last is delivered; nothing else ran
+    assert ran == [1, 200]
     assert delivered == [200]
-    assert runner.completed == 1 and runner.dropped == 1
 
 
 def test_session_file_round_trip(session, tmp_path):
@@ -151,10 +151,14 @@ def test_a_gpu_notice_lasts_only_while_the_gpu_is_asked_for_and_solves_restore_t
 
     if torch.cuda.is_available():
         pytest.skip("this checks the fallback of a machine without CUDA")
+    before = torch.get_num_threads()
     torch.set_num_threads(2)
-    session.set_solver(replace(session.solver, device="cuda"))
-    result = session.engine.solve(session.request())
-    assert result.device == "cpu" and "CUDA is not available" in result.notice
-    assert torch.get_num_threads() == 2  # a solve uses one thread but must not leave the process on one
-    session.set_solver(replace(session.solver, device="cpu"))
-    assert session.engine.solve(session.request()).notice == ""
+    try:
+        session.set_solver(replace(session.solver, device="cuda"))
+        result = session.engine.solve(session.request())
+        assert result.device == "cpu" and "CUDA is not available" in result.notice
+        assert torch.get_num_threads() == 2  # a solve uses one thread but must not leave the process on one
+        session.set_solver(replace(session.solver, device="cpu"))
+        assert session.engine.solve(session.request()).notice == ""
+    finally:
+        torch.set_num_threads(before)  # nor may this test: later tests run on the thread count they were given

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -58,8 +57,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.runner = Runner(self.session.engine_solve, self._on_result, self._on_error)
         self.result_listeners: list = []
         self.last_error = ""
-        self._submitted_at: dict[int, float] = {}
-        self.latencies_ms: list[float] = []
         self.analysis_windows: list = []
         self._closing = False
         self._build(devices)
@@ -350,11 +347,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def request_solve(self) -> None:
         if not self.session.ready:
             return
-        req = self.session.request()
-        self._submitted_at[req.generation] = time.perf_counter()
-        if len(self._submitted_at) > 2000:
-            self._submitted_at = {k: v for k, v in self._submitted_at.items() if k >= req.generation - 10}
-        self.runner.submit(req)
+        self.runner.submit(self.session.request())
 
     def _on_result(self, result) -> None:
         if self._closing:
@@ -381,9 +374,6 @@ class MainWindow(QtWidgets.QMainWindow):
                               f"(final relative residual {run.final_rel:.2e}). Plots show the steps it took.", True)
         elif self.banner.isVisible() and self.last_error.startswith("The solver"):
             self.hide_message()
-        start = self._submitted_at.pop(result.request.generation, None)
-        if start is not None:
-            self.latencies_ms.append((time.perf_counter() - start) * 1e3)
         for listener in list(self.result_listeners):
             listener(result)
 

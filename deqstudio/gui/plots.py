@@ -52,7 +52,6 @@ class PlotPanel(pg.PlotWidget):
         self.marker.setZValue(50)
         item.addItem(self.marker, ignoreBounds=True)
         self._note_text = None
-        self.redraws = 0
         self.result = None
         self._drawn_clean = None
 
@@ -66,6 +65,23 @@ class PlotPanel(pg.PlotWidget):
         else:
             _retext_label(self.getPlotItem().titleLabel, html)
         self._note_text = text
+
+    @property
+    def note(self) -> str:
+        """The note shown under the title ("" when there is none)."""
+        return self._note_text or ""
+
+    def series_names(self) -> list[str]:
+        """The names of the drawn series, as ``series`` and the CSV export call them."""
+        return [_series_name(it) for it in self.getPlotItem().listDataItems()]
+
+    def series(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(x, y) of the drawn series ``name`` in data coordinates (not log10 on a log axis), as copies."""
+        for it in self.getPlotItem().listDataItems():
+            if _series_name(it) == name:
+                x, y = it.xData, it.yData
+                return (np.array([]) if x is None else np.array(x)), (np.array([]) if y is None else np.array(y))
+        raise KeyError(f"no series {name!r} in {type(self).__name__}; it draws {', '.join(self.series_names())}")
 
     def clear_curves(self) -> None:
         item = self.getPlotItem()
@@ -87,7 +103,6 @@ class PlotPanel(pg.PlotWidget):
 
     def show_step(self, step: int) -> None:
         self.marker.setValue(step + 1)
-        self.redraws += 1
 
     def data_table(self) -> tuple[list[str], list[list]]:
         """(header, rows) of what is drawn, for CSV export."""
@@ -96,9 +111,13 @@ class PlotPanel(pg.PlotWidget):
             x, y = it.xData, it.yData  # data coordinates; getData() gives log10 values on a log axis
             if x is None:
                 continue
-            name = getattr(it, "series", None) or it.name() or ""
+            name = _series_name(it)
             rows.extend([name, float(a), float(b)] for a, b in zip(x, y))
         return header, rows
+
+
+def _series_name(item) -> str:
+    return getattr(item, "series", None) or item.name() or ""
 
 
 def _retext_label(label: pg.LabelItem, html: str) -> None:
@@ -212,7 +231,6 @@ class ResidualPlot(PlotPanel):
         item = self.getPlotItem()
         item.setYRange(lo, max(hi, lo + 1), padding=0.02)
         item.setXRange(*step_range(max(result.corrupted.nstep, result.clean.nstep)), padding=0.02)
-        self.redraws += 1
 
     def show_step(self, step: int) -> None:
         super().show_step(step)
@@ -252,7 +270,6 @@ class GatePlot(PlotPanel):
         if not result.corrupted.nstep:
             self.set_note(f"no gate: the {result.fusion} model has no DEQ block")
         self.getPlotItem().setXRange(*step_range(max(result.corrupted.nstep, result.clean.nstep)), padding=0.02)
-        self.redraws += 1
 
     def show_step(self, step: int) -> None:
         super().show_step(step)
@@ -302,7 +319,6 @@ class ProbabilityPlot(PlotPanel):
             self._one_pass = one_pass
             item.getAxis("bottom").setTicks([[(1.0, "one pass")]] if one_pass else None)
         item.setXRange(*((0.0, 2.0) if one_pass else step_range(len(probs))), padding=0.02)
-        self.redraws += 1
 
     def show_step(self, step: int) -> None:
         super().show_step(step)
@@ -348,10 +364,9 @@ class ShiftPlot(PlotPanel):
         top = float(values.max()) if len(values) else 0.0
         # no shift at all (nothing corrupted): a plain 0–1 axis rather than one scaled to a millionth
         self.getPlotItem().setYRange(0, nice_ceiling(top * 1.1) if top > 0 else 1.0, padding=0)
-        self.redraws += 1
 
     def show_step(self, step: int) -> None:
-        self.redraws += 1
+        pass  # a bar per block: nothing changes with the step
 
     def data_table(self):
         r = self.result
@@ -399,7 +414,6 @@ class UDMLPanel(QtWidgets.QWidget):
         item.addItem(self.bars_now)
         layout.addWidget(self.plot, 2)
         self.result = None
-        self.redraws = 0
         self._columns = None
 
     def show_result(self, result) -> None:
@@ -445,10 +459,9 @@ class UDMLPanel(QtWidgets.QWidget):
                                   "w = M·u/Σu with u = 1/(predicted noise² · α)")
         else:
             self.title.setText(f"<b>UDML</b> — this {result.fusion} model has no UDML weights")
-        self.redraws += 1
 
     def show_step(self, step: int) -> None:
-        self.redraws += 1
+        pass  # the table shows the final values: nothing changes with the step
 
     @staticmethod
     def _quantities(r) -> list[list]:

@@ -49,7 +49,6 @@ class Scrubber(QtWidgets.QWidget):
         self.speed.currentTextChanged.connect(self._set_interval)
         self._set_interval()
         self._toggle(False)
-        self.frames = 0
 
     @property
     def steps(self) -> int:
@@ -99,7 +98,6 @@ class Scrubber(QtWidgets.QWidget):
         self.slider.setValue(self.slider.value() + 1)
 
     def _moved(self, value: int) -> None:
-        self.frames += 1
         self._label()
         self.step_changed.emit(value)
 

@@ -25,8 +25,6 @@ class Runner:
         self._waiting = None
         self._latest = 0
         self._task: asyncio.Task | None = None
-        self.completed = 0
-        self.dropped = 0
 
     @property
     def busy(self) -> bool:
@@ -51,17 +49,12 @@ class Runner:
                 except Exception as exc:  # noqa: BLE001 — every failure becomes a message, never a crash
                     if request.generation == self._latest and self._on_error is not None:
                         self._on_error(request, exc)
-                    elif request.generation != self._latest:
-                        self.dropped += 1
                 else:
                     if request.generation == self._latest:
-                        self.completed += 1
                         try:
                             self._on_result(result)
                         except Exception:  # noqa: BLE001
                             traceback.print_exc()
-                    else:
-                        self.dropped += 1
                 request, self._waiting = self._waiting, None
         finally:
             self._busy = False
