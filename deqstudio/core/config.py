@@ -8,6 +8,7 @@ from typing import Any
 
 from .fusion.deq_block import ABLATIONS, GROUPS
 from .implicit import BACKWARD_MODES
+from .solvers.registry import DEFAULT_SOLVER
 
 FUSIONS = ("deq", "deq-udml", "concat", "sum", "weighted-sum", "late")
 DEQ_FUSIONS = ("deq", "deq-udml")
@@ -63,7 +64,7 @@ class ModelConfig:
     dropout: float = 0.1
     ablation: str = "full"
     unrolled_steps: int = 10
-    solver: str = "anderson"
+    solver: str = DEFAULT_SOLVER
     max_iter: int = 50
     tol: float = 1e-4
     stop_mode: str = "rel"
@@ -116,6 +117,21 @@ class ModelConfig:
     @property
     def is_udml(self) -> bool:
         return self.fusion == "deq-udml"
+
+    @property
+    def solver_settings(self):
+        """The forward solve's settings (``SolverSettings``), as stored in these fields."""
+        from .solvers.settings import SolverSettings
+
+        return SolverSettings(self.solver, self.max_iter, self.tol, self.stop_mode, dict(self.solver_options))
+
+    @property
+    def backward_settings(self):
+        """How training differentiates through the fixed point (``BackwardSettings``)."""
+        from .fusion.deq_fusion import BackwardSettings
+
+        return BackwardSettings(self.backward, self.backward_max_iter, self.backward_tol, self.phantom_steps,
+                                self.phantom_tau)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types only (lists, dicts, numbers, strings): safe for ``weights_only`` loading and JSON."""

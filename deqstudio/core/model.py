@@ -13,8 +13,8 @@ from . import udml
 from .config import ModelConfig
 from .encoders import build_trunk
 from .fusion.baselines import ConcatFusion, SumFusion, WeightedSumFusion
-from .fusion.deq_fusion import DEQFusion, SolverSettings
-from .solvers import SolverTrace
+from .fusion.deq_fusion import DEQFusion
+from .solvers import SolverSettings, SolverTrace
 
 # How deq-udml weights its modalities: equal weights (clean phase), 1/α, or 1/(s·α).
 WEIGHTING_UNIFORM, WEIGHTING_DEPENDENCY, WEIGHTING_UNCERTAINTY = 0, 1, 2
@@ -62,14 +62,9 @@ class FusionModel(nn.Module):
         else:
             self.projections = nn.ModuleList(nn.Linear(c.encoder_hidden, c.hidden) for _ in range(n))
         if c.is_deq:
-            settings = SolverSettings(
-                solver=c.solver, max_iter=c.max_iter, tol=c.tol, stop_mode=c.stop_mode,
-                options=dict(c.solver_options), backward=c.backward, backward_max_iter=c.backward_max_iter,
-                backward_tol=c.backward_tol, phantom_steps=c.phantom_steps, phantom_tau=c.phantom_tau,
-            )
             self.fusion = DEQFusion(
-                c.modality_names, c.hidden, ablation=c.ablation, settings=settings,
-                unrolled_steps=c.unrolled_steps, jac_weight=c.jac_weight, jac_vectors=c.jac_vectors,
+                c.modality_names, c.hidden, ablation=c.ablation, settings=c.solver_settings,
+                backward=c.backward_settings, unrolled_steps=c.unrolled_steps, jac_weight=c.jac_weight, jac_vectors=c.jac_vectors,
             )
         elif c.fusion == "concat":
             self.fusion = ConcatFusion(n, c.hidden)

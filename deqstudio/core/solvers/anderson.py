@@ -14,18 +14,6 @@ import torch
 
 from .recorder import Recorder
 
-OPTIONS = {"m": 6, "lam": 1e-4, "tau": 1.0}
-
-
-def validate(opts: dict) -> None:
-    m, lam, tau = opts["m"], opts["lam"], opts["tau"]
-    if isinstance(m, bool) or not isinstance(m, int) or m < 1:
-        raise ValueError(f"anderson: history size m must be a positive integer, got {m!r}")
-    if not (float(lam) >= 0.0):
-        raise ValueError(f"anderson: regulariser lam must be >= 0, got {lam!r}")
-    if not (0.0 < float(tau) <= 1.0):
-        raise ValueError(f"anderson: mixing tau must be in (0, 1], got {tau!r}")
-
 
 def mixing_weights(G: torch.Tensor, lam: float, newest: int) -> torch.Tensor:
     """α (b, n) for residual histories G (b, n, D); a singular system falls back to the newest.
