@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6 import QtCore, QtWidgets
 
-from .analysis_plots import CalibrationPlot, RobustnessPlot, StepsHistogram
+from .plots.analysis import CalibrationPlot, RobustnessPlot, StepsHistogram
 from .export import ExportError, export_plot, write_json
 
 

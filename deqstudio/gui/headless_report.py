@@ -20,7 +20,7 @@ def build_report(out, checkpoint=None, dataset=None, sample=None, corruptions=()
     """Returns the folder and a short summary; raises HeadlessError or ExportError with the message."""
     from ..session import headless
     from ..session.provenance import provenance
-    from .analysis_plots import CalibrationPlot, RobustnessPlot
+    from .plots.analysis import CalibrationPlot, RobustnessPlot
     from .plots import GatePlot, ProbabilityPlot, ResidualPlot, ShiftPlot, UDMLPanel
     from .report import solve_figures, sweep_figures, write_report
 

@@ -6,7 +6,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore
 
-from .plots import colour
+from .base import colour
 
 SYMBOLS = ("o", "s", "t", "d", "+", "x")
 
