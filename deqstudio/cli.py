@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--hidden", type=int, default=64, help="fusion width d (a multiple of 4)")
     train.add_argument("--jac-weight", type=float, default=1.0, help="Jacobian regularisation weight (DEQ fusions; default 1.0)")
     train.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    train.add_argument("--threads", type=int, help="torch threads for the run (default: torch's current count); "
+                       "recorded with the checkpoint, as the result depends on it")
     train.add_argument("--quiet", action="store_true", help="no per-epoch progress")
 
     solve = sub.add_parser("solve", help="solve one sample (clean and corrupted) and print the trace")
@@ -229,21 +231,40 @@ def _progress_line(total: int):
     return show
 
 
+def _train_command(args: argparse.Namespace, threads: int) -> str:
+    """The train command that reproduces this run, every setting spelled out (threads included)."""
+    import shlex
+
+    parts = ["deqstudio", "train", "--dataset", args.dataset, "--out", args.out]
+    if args.modalities:
+        parts += ["--modalities", args.modalities]
+    parts += ["--fusion", args.fusion, "--epochs", str(args.epochs), "--seed", str(args.seed), "--hidden",
+              str(args.hidden), "--jac-weight", f"{args.jac_weight:g}", "--device", args.device, "--threads", str(threads)]
+    if args.ablation != "full":
+        parts += ["--ablation", args.ablation]
+    return " ".join(shlex.quote(str(p)) for p in parts)
+
+
 @command("train")
 def _train(args: argparse.Namespace) -> int:
+    import torch
+
+    from .core import udml
     from .io.dataset import DatasetError, read_dataset
     from .io.training_run import TrainRequest, train_and_save
 
     try:
-        ds = read_dataset(args.dataset)
+        threads = torch.get_num_threads() if args.threads is None else args.threads
         req = TrainRequest(
             modalities=tuple(m.strip() for m in args.modalities.split(",") if m.strip()) if args.modalities else None,
             fusion=args.fusion, epochs=args.epochs, seed=args.seed, hidden=args.hidden, device=args.device,
-            ablation=args.ablation, jac_weight=args.jac_weight,
+            ablation=args.ablation, jac_weight=args.jac_weight, threads=threads,
         )
-        command_line = "deqstudio " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("deqstudio") else ""
+        if req.fusion == "deq-udml":
+            udml.check_epochs(req.epochs)  # before the dataset is read
+        ds = read_dataset(args.dataset)
         metrics = train_and_save(ds, req, args.out, progress=None if args.quiet else _progress_line(args.epochs),
-                                 command=command_line)
+                                 command=_train_command(args, threads))
     except (DatasetError, ValueError, OSError) as exc:
         if not args.quiet:
             print(file=sys.stderr)

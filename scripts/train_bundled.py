@@ -41,10 +41,10 @@ RUNS_TABLE = {
 }
 
 
-def command_for(name: str, seed: int) -> str:
+def command_for(name: str, seed: int, threads: int = 1) -> str:
     data, views, fusion, ablation, _, _ = RUNS_TABLE[name]
     cmd = (f"deqstudio train --dataset {data.relative_to(ROOT)} --out models/{name}.pt --modalities {views} "
-           f"--fusion {fusion} --epochs {EPOCHS} --seed {seed} --hidden 64")
+           f"--fusion {fusion} --epochs {EPOCHS} --seed {seed} --hidden 64 --threads {threads}")
     if ablation != "full":
         cmd += f" --ablation {ablation}"
     return cmd
@@ -67,9 +67,9 @@ def train(args) -> None:
             data, views, fusion, ablation, _, _ = RUNS_TABLE[name]
             ds = read_dataset(data)
             req = TrainRequest(modalities=tuple(views.split(",")), fusion=fusion, epochs=EPOCHS, seed=seed,
-                               hidden=64, device="cpu", ablation=ablation)
+                               hidden=64, device="cpu", ablation=ablation, threads=args.threads)
             t0 = time.time()
-            metrics = train_and_save(ds, req, out, command=command_for(name, seed))
+            metrics = train_and_save(ds, req, out, command=command_for(name, seed, args.threads))
             print(f"{name} seed {seed}: test {metrics['test_accuracy']:.4f} in {time.time() - t0:.0f}s", flush=True)
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from deqstudio.core.corruptions import (
-    CORRUPTIONS, IMAGE_KINDS, VECTOR_KINDS, CorruptionSpec, corrupt, describe_table, parameter_for,
+    CORRUPTIONS, IMAGE_KINDS, VECTOR_KINDS, CorruptionSpec, corrupt, describe_table, modality_key, parameter_for,
 )
 
 RNG = np.random.default_rng(0)
@@ -15,8 +15,8 @@ SHAPE = (16, 15)
 
 def _run(kind, severity, seed=0, **kw):
     if kind in VECTOR_KINDS:
-        return corrupt(VECTORS, "vector", kind, severity, seed, **kw)
-    return corrupt(IMAGES, "image", kind, severity, seed, image_shape=SHAPE, **kw)
+        return corrupt(VECTORS, "vector", kind, severity, seed, modality="m", **kw)
+    return corrupt(IMAGES, "image", kind, severity, seed, modality="m", image_shape=SHAPE, **kw)
 
 
 def _clean(kind):
@@ -59,9 +59,59 @@ def test_coupled_randomness_keeps_lower_severity_damage(kind):
 
 
 def test_a_sample_alone_equals_the_same_sample_in_a_batch():
-    batch = corrupt(VECTORS, "vector", "gaussian", 2.5, seed=4, sample_ids=np.arange(100, 116))
-    alone = corrupt(VECTORS[5], "vector", "gaussian", 2.5, seed=4, sample_ids=[105])
+    batch = corrupt(VECTORS, "vector", "gaussian", 2.5, modality="m", seed=4, sample_ids=np.arange(100, 116))
+    alone = corrupt(VECTORS[5], "vector", "gaussian", 2.5, modality="m", seed=4, sample_ids=[105])
     np.testing.assert_array_equal(batch[5], alone)
+
+
+@pytest.mark.parametrize("kind", IMAGE_KINDS)
+@pytest.mark.parametrize("modality", ["pix", "fou"])
+def test_a_sample_alone_equals_the_same_sample_in_a_batch_for_every_kind_and_modality(kind, modality):
+    x, extra = (VECTORS, {}) if kind in VECTOR_KINDS else (IMAGES, {"image_shape": SHAPE})
+    ids = np.arange(100, 116)
+    batch = corrupt(x, "image" if extra else "vector", kind, 3.5, 9, modality=modality, sample_ids=ids,
+                    pool=x, pool_ids=ids, **extra)
+    for b in (0, 5, 15):
+        alone = corrupt(x[b], "image" if extra else "vector", kind, 3.5, 9, modality=modality, sample_ids=[ids[b]],
+                        pool=x, pool_ids=ids, **extra)
+        np.testing.assert_array_equal(batch[b], alone)
+
+
+def test_modality_key_is_the_crc32_of_the_name():
+    assert modality_key("123456789") == 0xCBF43926  # the published CRC-32 check value
+    assert modality_key("pix") != modality_key("fou")
+    with pytest.raises(ValueError, match="modality"):
+        modality_key(3)
+
+
+def test_two_modalities_with_the_same_seed_get_independent_draws():
+    n, d = 4000, 50
+    ones = np.ones((n, d), np.float32)
+    drop = {m: corrupt(ones, "vector", "drop", 2.5, 7, modality=m)[:, 0] == 0 for m in ("pix", "fou")}
+    p = parameter_for("drop", 2.5)  # 0.5
+    for m in drop:
+        assert drop[m].mean() == pytest.approx(p, abs=0.03)
+    # independent: both dropped with probability p² (the same stream would drop both together, p)
+    assert (drop["pix"] & drop["fou"]).mean() == pytest.approx(p * p, abs=0.03)
+    mask = {m: corrupt(ones, "vector", "mask", 4, 7, modality=m) == 0 for m in ("pix", "fou")}
+    q = parameter_for("mask", 4)
+    assert (mask["pix"] & mask["fou"]).mean() == pytest.approx(q * q, abs=0.01)
+    zeros = np.zeros((n, d), np.float32)
+    noise = {m: corrupt(zeros, "vector", "gaussian", 3, 7, modality=m).ravel() for m in ("pix", "fou")}
+    assert abs(np.corrcoef(noise["pix"], noise["fou"])[0, 1]) < 0.01  # 200,000 pairs: |r| ~ 0.002 if independent
+    # the key is the name, not the position: the same name gets the same draws
+    np.testing.assert_array_equal(corrupt(ones, "vector", "mask", 4, 7, modality="pix") == 0, mask["pix"])
+
+
+@pytest.mark.parametrize("kind", ["mask", "drop", "impulse"])
+@pytest.mark.parametrize("modality", ["pix", "fou", ""])
+def test_a_higher_severity_never_undoes_a_lower_one_in_any_modality(kind, modality):
+    x, extra = (IMAGES, {"image_shape": SHAPE}) if kind == "impulse" else (VECTORS, {})
+    mk = "image" if extra else "vector"
+    runs = [corrupt(x, mk, kind, s, 2, modality=modality, **extra) for s in (1, 2.5, 4, 5)]
+    for low, high in zip(runs, runs[1:]):
+        hit = low != x
+        assert np.all(high[hit] == low[hit])
 
 
 def test_parameters_follow_the_table_and_interpolate():
@@ -75,20 +125,20 @@ def test_parameters_follow_the_table_and_interpolate():
 
 def test_gaussian_std_is_in_feature_std_units():
     x = np.zeros((1, 20000), np.float32)
-    out = corrupt(x, "vector", "gaussian", 3, seed=0, feature_std=4.0)
+    out = corrupt(x, "vector", "gaussian", 3, modality="m", seed=0, feature_std=4.0)
     assert out.std() == pytest.approx(1.0 * 4.0, rel=0.03)
 
 
 def test_drop_and_mask_and_shuffle_semantics():
     assert np.all(_run("drop", 5) == 0)
-    frac = np.mean(corrupt(np.ones((1, 20000)), "vector", "mask", 4, seed=0) == 0)
+    frac = np.mean(corrupt(np.ones((1, 20000)), "vector", "mask", 4, modality="m", seed=0) == 0)
     assert frac == pytest.approx(0.5, abs=0.02)
     shuffled = _run("shuffle", 5)
     for b in range(len(VECTORS)):
         matches = [j for j in range(len(VECTORS)) if np.array_equal(shuffled[b], VECTORS[j])]
         assert matches and matches[0] != b
     pool = VECTORS[:4]
-    alone = corrupt(VECTORS[2], "vector", "shuffle", 5, seed=0, sample_ids=[2], pool=pool, pool_ids=[0, 1, 2, 3])
+    alone = corrupt(VECTORS[2], "vector", "shuffle", 5, modality="m", seed=0, sample_ids=[2], pool=pool, pool_ids=[0, 1, 2, 3])
     assert any(np.array_equal(alone, pool[j]) for j in (0, 1, 3))
 
 
@@ -101,13 +151,13 @@ def test_image_kinds_keep_shape_and_range():
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: corrupt(VECTORS, "vector", "blur", 1), "image modalities only"),
-    (lambda: corrupt(VECTORS, "vector", "fog", 1), "unknown corruption kind 'fog'"),
-    (lambda: corrupt(VECTORS, "vector", "gaussian", 6), "severity must be from 0 to 5"),
-    (lambda: corrupt(VECTORS, "vector", "gaussian", float("nan")), "severity"),
-    (lambda: corrupt(IMAGES, "image", "blur", 1, image_shape=(15, 15)), "image_shape"),
-    (lambda: corrupt(VECTORS, "text", "gaussian", 1), "unknown modality kind"),
-    (lambda: corrupt(VECTORS[0], "vector", "shuffle", 5), "other sample"),
+    (lambda: corrupt(VECTORS, "vector", "blur", 1, modality="m"), "image modalities only"),
+    (lambda: corrupt(VECTORS, "vector", "fog", 1, modality="m"), "unknown corruption kind 'fog'"),
+    (lambda: corrupt(VECTORS, "vector", "gaussian", 6, modality="m"), "severity must be from 0 to 5"),
+    (lambda: corrupt(VECTORS, "vector", "gaussian", float("nan"), modality="m"), "severity"),
+    (lambda: corrupt(IMAGES, "image", "blur", 1, modality="m", image_shape=(15, 15)), "image_shape"),
+    (lambda: corrupt(VECTORS, "text", "gaussian", 1, modality="m"), "unknown modality kind"),
+    (lambda: corrupt(VECTORS[0], "vector", "shuffle", 5, modality="m"), "other sample"),
 ])
 def test_bad_arguments_are_clear_value_errors(call, message):
     with pytest.raises(ValueError, match=message):

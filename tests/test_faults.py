@@ -26,10 +26,30 @@ def _open(qtbot, win, checkpoint=None, dataset=None):
 
 @pytest.fixture(scope="module")
 def diverging_checkpoint(small_files, tmp_path_factory):
-    ck = load_checkpoint(small_files[0])
-    with torch.no_grad():
-        for p in ck.model.fusion.parameters():
-            p.mul_(12.0)  # far from a contraction
+    """The small checkpoint with its fusion parameters scaled until no test sample converges.
+
+    Picked by behaviour: which scaling breaks the contraction depends on the trained weights (GroupNorm
+    makes the map nearly scale-invariant), so each factor is tried on every test sample, solved alone
+    with the studio's default solver settings, and the first under which none converges is kept.
+    """
+    from deqstudio.core.fusion.deq_fusion import SolverSettings
+    from deqstudio.session.engine import SolverChoice
+
+    ds = read_dataset(small_files[1])
+    names = load_checkpoint(small_files[0]).config.modality_names
+    choice = SolverChoice()
+    settings = SolverSettings(solver=choice.solver, max_iter=choice.max_iter, tol=choice.tol,
+                              stop_mode=choice.stop_mode, options=choice.options())
+    samples = [[torch.from_numpy(ds.modalities[n].data[i : i + 1]) for n in names] for i in ds.split("test")]
+    for factor in (12.0, -12.0, 50.0, -50.0):
+        ck = load_checkpoint(small_files[0])
+        with torch.no_grad():
+            for p in ck.model.fusion.parameters():
+                p.mul_(factor)  # far from a contraction
+            if not any(bool(ck.model(x, settings=settings).trace.converged[0]) for x in samples):
+                break
+    else:
+        pytest.fail("no scaling of the fusion parameters keeps every test sample from converging")
     path = tmp_path_factory.mktemp("faults") / "diverging.pt"
     return save_checkpoint(path, ck.model, metrics=ck.metrics, dataset=ck.dataset, dependency=ck.dependency)
 

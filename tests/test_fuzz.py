@@ -450,7 +450,7 @@ def test_corrupt_is_finite_and_keeps_the_shape_or_raises_value_error(batch, moda
                                                                     feature_std, value_range):
     x, image_shape = batch
     before = x.copy()
-    kwargs = dict(feature_std=feature_std, image_shape=image_shape, value_range=value_range)
+    kwargs = dict(modality="m", feature_std=feature_std, image_shape=image_shape, value_range=value_range)
     try:
         out = corrupt(x, modality_kind, kind, severity, seed, **kwargs)
     except ValueError as exc:
@@ -514,6 +514,6 @@ def test_kinds_for(modality_kind):
 def test_a_higher_severity_never_undoes_a_lower_one_for_masking_kinds(kind, seed, low, high):
     low, high = min(low, high), max(low, high)
     x = np.random.default_rng(seed % 1000).uniform(1, 2, (3, 16)).astype(np.float32)
-    a = corrupt(x, "image", kind, low, seed, image_shape=(4, 4), value_range=(-1.0, 5.0))
-    b = corrupt(x, "image", kind, high, seed, image_shape=(4, 4), value_range=(-1.0, 5.0))
+    a = corrupt(x, "image", kind, low, seed, modality="m", image_shape=(4, 4), value_range=(-1.0, 5.0))
+    b = corrupt(x, "image", kind, high, seed, modality="m", image_shape=(4, 4), value_range=(-1.0, 5.0))
     assert np.all((a == x) | (b != x))  # every element changed at the lower severity is changed at the higher

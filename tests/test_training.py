@@ -4,6 +4,7 @@ Training runs on one intra-op thread here: torch's reductions round differently 
 over a training run that changes the weights, so the model would differ from machine to machine.
 """
 
+import copy
 import hashlib
 import json
 
@@ -85,3 +86,154 @@ def test_train_command_and_inspect(tmp_path, synthetic, capsys, one_thread):
     (tmp_path / "junk.pt").write_bytes(b"junk")
     assert main(["inspect", str(tmp_path / "junk.pt")]) == 2
     assert "not a torch zip" in capsys.readouterr().err
+
+
+# -- UDML as specified (DESIGN.md §3.3), the schedule for every length, reproducible runs ----------------------
+
+from deqstudio.core import udml  # noqa: E402
+from deqstudio.core.model import WEIGHTING_DEPENDENCY, WEIGHTING_UNCERTAINTY, FusionModel  # noqa: E402
+from deqstudio.core.training import TrainOptions, fit, logit_magnitude  # noqa: E402
+from deqstudio.io.training_run import build_config, split_tensors  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return make_synthetic(n=120, num_classes=4, seed=1)
+
+
+def _manual_alpha(model, inputs):
+    """Σ_classes mean |logits| of each modality alone, features as encoded (no UDML scaling), by hand."""
+    model = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        feats, _, _ = model.encode(inputs)
+        alpha = []
+        for m in range(len(feats)):
+            alone = [f if j == m else torch.zeros_like(f) for j, f in enumerate(feats)]
+            logits = model.head(model.fusion(alone).z_fuse)
+            alpha.append(float(logits.abs().sum(dim=1).mean()))
+    return torch.tensor(alpha)
+
+
+def test_alpha_is_the_single_modality_pass_with_the_weighting_off(tiny):
+    torch.manual_seed(0)
+    model = FusionModel(build_config(tiny, TrainRequest(fusion="deq-udml", hidden=8)))
+    x, _ = split_tensors(tiny, model.modality_names, "train")
+    model.set_normalisation(*[[t.mean(0) for t in x], [t.std(0) for t in x]])
+    model.dependency.copy_(torch.tensor([1.0, 3.0, 0.5]))
+    model.weighting.fill_(WEIGHTING_DEPENDENCY)
+    alpha = logit_magnitude(model, x)
+    torch.testing.assert_close(alpha, _manual_alpha(model, x), rtol=1e-5, atol=1e-6)
+    # the weighting is off, not merely uniform: the weighted pass (x ← (1 + w)x) gives other logits
+    with torch.no_grad():
+        weighted = torch.stack([model(x, zero=[j for j in range(3) if j != m]).logits.abs().sum(1).mean()
+                                for m in range(3)])
+    assert not torch.allclose(alpha, weighted, rtol=1e-3)
+
+
+def test_udml_training_weights_every_phase_by_alpha_and_keeps_half_the_samples_clean(tiny):
+    torch.manual_seed(0)
+    model = FusionModel(build_config(tiny, TrainRequest(fusion="deq-udml", hidden=8)))
+    tx, ty = split_tensors(tiny, model.modality_names, "train")
+    vx, vy = split_tensors(tiny, model.modality_names, "val")
+    calls = []
+
+    def hook(module, args, out):
+        if module.training:
+            alpha_now = _manual_alpha(module, tx) if not calls or len(calls) % batches == 0 else None
+            calls.append((int(module.weighting), module.dependency.clone(), out.weights.detach().clone(),
+                          out.sigma_hat.detach().clone(), [t.clone() for t in args[0]], alpha_now))
+
+    batch_size = 16
+    batches = -(-len(ty) // batch_size)
+    handle = model.register_forward_hook(hook)
+    try:
+        result = fit(model, tx, ty, vx, vy, TrainOptions(epochs=3, batch_size=batch_size, seed=0))
+    finally:
+        handle.remove()
+    assert [r.phase for r in result.history] == ["clean", "dependency", "uncertainty"]
+    assert result.best_epoch == 2 and int(model.weighting) == WEIGHTING_UNCERTAINTY
+    assert len(calls) == 3 * batches
+    for i, (mode, alpha, weights, sigma_hat, inputs, alpha_now) in enumerate(calls):
+        epoch = i // batches
+        if alpha_now is not None:  # the α an epoch weights by is the weighting-off pass of its starting weights
+            torch.testing.assert_close(alpha, alpha_now, rtol=1e-4, atol=1e-6)
+        if epoch < 2:  # clean and dependency phases: u = 1/α
+            assert mode == WEIGHTING_DEPENDENCY
+            u = (1.0 / alpha).expand_as(weights)
+        else:  # uncertainty phase: u = 1/(s·α), s = σ̂²
+            assert mode == WEIGHTING_UNCERTAINTY
+            u = 1.0 / (alpha * sigma_hat * sigma_hat)
+        torch.testing.assert_close(weights, 3 * u / u.sum(dim=1, keepdim=True))
+        # rows left exactly as in the training split, per modality
+        unchanged = torch.stack([(x[:, None, :] == t[None]).all(-1).any(1) for x, t in zip(inputs, tx)], dim=1)
+        b = len(inputs[0])
+        if epoch == 0:
+            assert unchanged.all()  # the clean phase injects nothing
+        else:  # half the samples clean in every modality (a noisy one is by chance with p = 1/11³)
+            assert b // 2 <= int(unchanged.all(dim=1).sum()) <= b // 2 + 1
+    # the model leaves with the α of its own final weights, by the same definition
+    torch.testing.assert_close(model.dependency, _manual_alpha(model, tx), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("epochs", [1, 2])
+def test_udml_refuses_a_schedule_without_all_three_phases(tiny, epochs, tmp_path, capsys):
+    torch.manual_seed(0)
+    model = FusionModel(build_config(tiny, TrainRequest(fusion="deq-udml", hidden=8)))
+    tx, ty = split_tensors(tiny, model.modality_names, "train")
+    with pytest.raises(ValueError, match="at least 3 epochs"):
+        fit(model, tx, ty, tx, ty, TrainOptions(epochs=epochs))
+    with pytest.raises(ValueError, match="at least 3 epochs"):
+        train_model(tiny, TrainRequest(fusion="deq-udml", epochs=epochs, hidden=8, device="cpu"))
+    data = write_dataset(tiny, tmp_path / "tiny.h5")
+    out = tmp_path / "m.pt"
+    capsys.readouterr()
+    assert main(["train", "--dataset", str(data), "--out", str(out), "--fusion", "deq-udml",
+                 "--epochs", str(epochs)]) == 2
+    err = capsys.readouterr().err
+    assert "error: deq-udml needs at least 3 epochs" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def _global_torch_state():
+    return (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.deterministic,
+            torch.backends.cudnn.benchmark, torch.random.get_rng_state())
+
+
+def test_retraining_is_bit_identical_and_restores_the_global_torch_state(tiny):
+    before = _global_torch_state()
+    threads = 1 if before[0] != 1 else 2  # not the current count, so that restoring it is seen
+    seen = []
+
+    def progress(record):
+        seen.append((torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()))
+
+    req = TrainRequest(fusion="deq-udml", epochs=3, hidden=8, batch_size=16, device="cpu", seed=3, threads=threads)
+    runs = [train_model(tiny, req, progress=progress) for _ in range(2)]
+    after = _global_torch_state()
+    assert after[:5] == before[:5] and torch.equal(after[5], before[5])
+    assert set(seen) == {(threads, True)}
+    (a, metrics_a, dep_a, info_a), (b, metrics_b, dep_b, info_b) = runs
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert dep_a == dep_b
+    assert {k: v for k, v in metrics_a.items() if k != "train_seconds"} == \
+        {k: v for k, v in metrics_b.items() if k != "train_seconds"}
+    assert info_a["threads"] == threads and info_a["request"]["threads"] == threads
+    assert info_a["cpu"] and info_a["torch"] == torch.__version__ and info_a["numpy"] == np.__version__
+    assert info_a["deterministic"]["use_deterministic_algorithms"] is True
+
+
+def test_train_command_sets_and_records_the_thread_count(tmp_path, tiny):
+    data = write_dataset(tiny, tmp_path / "tiny.h5")
+    for extra, threads in ((["--threads", "1"], 1), ([], torch.get_num_threads())):
+        out = tmp_path / f"m{threads}.pt"
+        before = torch.get_num_threads()
+        assert main(["train", "--dataset", str(data), "--out", str(out), "--fusion", "concat", "--epochs", "1",
+                     "--hidden", "8", "--quiet", "--device", "cpu", *extra]) == 0
+        assert torch.get_num_threads() == before
+        training = load_checkpoint(out).training
+        assert training["threads"] == threads
+        assert f"--threads {threads}" in training["command"] and training["command"].startswith("deqstudio train")
+    assert main(["train", "--dataset", str(data), "--out", str(out), "--threads", "0", "--quiet"]) == 2

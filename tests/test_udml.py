@@ -54,11 +54,31 @@ def test_noise_predictor_is_positive_and_detaches_its_input():
     assert pred.net[0].weight.grad is not None
 
 
-def test_noise_levels_and_injection():
+def test_noise_levels_are_per_sample_and_per_modality_with_half_the_samples_clean_in_every_modality():
     g = torch.Generator().manual_seed(0)
-    tau = udml.sample_noise_levels(4000, g)
-    assert tau.min() == 1 and tau.max() == 11
-    assert 0.45 < float((tau == 1).float().mean()) < 0.55
+    tau = udml.sample_noise_levels(64, 3, g)
+    assert tau.shape == (64, 3) and tau.dtype == torch.long
+    all_clean = (tau == 1).all(dim=1)
+    # exactly half are kept clean; a noisy sample is clean in all three by chance with probability 1/11³
+    assert 32 <= int(all_clean.sum()) <= 33
+    # many draws of odd sizes: the expected all-clean fraction is 1/2 + (1/2)·(1/11)³ for any batch size
+    draws = [udml.sample_noise_levels(b, 3, g) for b in (1, 7, 13) for _ in range(1500)]
+    rows = torch.cat(draws)
+    expected = 0.5 + 0.5 / 11**3
+    assert float((rows == 1).all(dim=1).float().mean()) == pytest.approx(expected, abs=0.015)
+    # noisy samples draw each modality independently and uniformly on 1..11 (as the released code does)
+    noisy = rows[~(rows == 1).all(dim=1)]
+    for m in range(3):
+        counts = torch.bincount(noisy[:, m], minlength=12)[1:].float() / len(noisy)
+        torch.testing.assert_close(counts, torch.full((11,), 1 / 11), atol=0.012, rtol=0)
+    assert float((noisy[:, 0] == noisy[:, 1]).float().mean()) == pytest.approx(1 / 11, abs=0.015)
+    assert udml.sample_noise_levels(10, 2, g, clean_fraction=1.0).eq(1).all()
+    with pytest.raises(ValueError, match="clean_fraction"):
+        udml.sample_noise_levels(4, 2, g, clean_fraction=1.5)
+
+
+def test_noise_injection():
+    g = torch.Generator().manual_seed(0)
     assert float(udml.noise_std_for_level(1)) == 0.0
     x = torch.zeros(3, 5000)
     noisy = udml.inject_noise(x, torch.tensor([1, 6, 11]), torch.full((5000,), 2.0), generator=g)
@@ -78,6 +98,23 @@ def test_progressive_schedule():
     assert phases[:20] == ["clean"] * 20
     assert phases[20:24] == ["dependency"] * 4
     assert phases[24:] == ["uncertainty"] * 16
+
+
+@pytest.mark.parametrize("total", range(1, 51))
+def test_every_schedule_length_has_all_three_phases_or_is_refused_naming_the_minimum(total):
+    if total < 3:
+        with pytest.raises(ValueError, match="at least 3 epochs"):
+            udml.udml_phase(0, total)
+        with pytest.raises(ValueError, match="at least 3 epochs"):
+            udml.check_epochs(total)
+        return
+    phases = [udml.udml_phase(e, total) for e in range(total)]
+    clean, dependency = total // 2, max(total // 10, 1)  # first half clean, next tenth (at least one) dependency
+    assert phases == ["clean"] * clean + ["dependency"] * dependency + ["uncertainty"] * (total - clean - dependency)
+    assert all(phases.count(p) >= 1 for p in udml.PHASES)
+    assert udml.phase_lengths(total) == tuple(phases.count(p) for p in udml.PHASES)
+    with pytest.raises(ValueError, match="outside"):
+        udml.udml_phase(total, total)
 
 
 def test_baseline_scores():

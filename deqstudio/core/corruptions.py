@@ -1,18 +1,20 @@
 """Seeded, pure corruptions of raw modality features (DESIGN.md §4.3).
 
-``corrupt(x, modality_kind, kind, severity, seed)`` returns a corrupted copy of a (B, D) batch (or a
-(D,) sample). Severity is continuous on 0–5: 0 is clean, 1–5 are the labelled snap points of
+``corrupt(x, modality_kind, kind, severity, seed, modality=NAME)`` returns a corrupted copy of a (B, D)
+batch (or a (D,) sample). Severity is continuous on 0–5: 0 is clean, 1–5 are the labelled snap points of
 ``CORRUPTIONS`` (ImageNet-C convention) and the parameter is interpolated linearly between them.
 
-Randomness is drawn per sample from ``(seed, sample_id)``, so a sample corrupted alone equals the
-same sample corrupted inside a sweep batch, and it is coupled across severities (one uniform draw
-per element, compared against a growing threshold), so a higher severity never undoes a lower one.
+Randomness is drawn per sample from ``(seed, sample_id, modality_key(modality))``, so a sample
+corrupted alone equals the same sample corrupted inside a sweep batch, two modalities corrupted with
+the same seed get independent draws, and it is coupled across severities (one uniform draw per
+element, compared against a growing threshold), so a higher severity never undoes a lower one.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,8 +95,15 @@ def describe_table() -> list[dict]:
     ]
 
 
-def _rngs(seed: int, sample_ids: np.ndarray) -> list[np.random.Generator]:
-    return [np.random.default_rng([int(seed) & 0xFFFFFFFF, int(i) & 0xFFFFFFFF]) for i in sample_ids]
+def modality_key(modality: str) -> int:
+    """A stable 32-bit key of a modality's name (CRC-32 of its UTF-8 bytes; the same in every process)."""
+    if not isinstance(modality, str):
+        raise ValueError(f"modality must be the modality's name (a string), got {modality!r}")
+    return zlib.crc32(modality.encode("utf-8"))
+
+
+def _rngs(seed: int, sample_ids: np.ndarray, key: int) -> list[np.random.Generator]:
+    return [np.random.default_rng([int(seed) & 0xFFFFFFFF, int(i) & 0xFFFFFFFF, key]) for i in sample_ids]
 
 
 def _gaussian_kernel(sigma: float) -> np.ndarray:
@@ -131,6 +140,7 @@ def corrupt(
     severity: float,
     seed: int = 0,
     *,
+    modality: str,
     feature_std=None,
     image_shape: tuple[int, int] | None = None,
     value_range: tuple[float, float] | None = None,
@@ -140,6 +150,7 @@ def corrupt(
 ) -> np.ndarray:
     """A corrupted float32 copy of ``x`` (shape (B, D) or (D,)); ``x`` itself is never modified.
 
+    modality: the modality's name, which keys its randomness with the seed and the sample.
     feature_std: per-feature (D,) or scalar scale of ``gaussian`` noise (default 1, raw units).
     image_shape: (H, W) of an image modality (required for blur, impulse, contrast).
     value_range: (low, high) for ``impulse`` pepper and salt (default: each image's min and max).
@@ -147,6 +158,7 @@ def corrupt(
     pool, pool_ids: rows ``shuffle`` may swap in (default: the batch itself); a row is never
     swapped with a pool row carrying its own id.
     """
+    key = modality_key(modality)
     allowed = kinds_for(modality_kind)
     if kind not in CORRUPTIONS:
         raise ValueError(f"unknown corruption kind {kind!r}; expected one of {', '.join(CORRUPTIONS)}")
@@ -175,7 +187,7 @@ def corrupt(
             raise ValueError(f"corruption {kind!r} needs an image_shape (H, W) with H*W = {d}, got {image_shape!r}")
     if p == CORRUPTIONS[kind].clean or n == 0:
         return out.reshape(arr.shape)
-    rngs = _rngs(seed, ids)
+    rngs = _rngs(seed, ids, key)
 
     if kind == "gaussian":
         scale = np.ones(d, np.float32) if feature_std is None else np.broadcast_to(np.asarray(feature_std, np.float32), (d,))

@@ -16,7 +16,9 @@ from .fusion.baselines import ConcatFusion, SumFusion, WeightedSumFusion
 from .fusion.deq_fusion import DEQFusion
 from .solvers import SolverSettings, SolverTrace
 
-# How deq-udml weights its modalities: equal weights (clean phase), 1/α, or 1/(s·α).
+# How deq-udml weights its modalities: 1/α (clean and dependency phases) or 1/(s·α) (uncertainty phase).
+# WEIGHTING_UNIFORM (w = 1 for every modality) is what the clean phase used before it weighted by 1/α;
+# training no longer sets it, and it is kept so that checkpoints holding it still load and run as saved.
 WEIGHTING_UNIFORM, WEIGHTING_DEPENDENCY, WEIGHTING_UNCERTAINTY = 0, 1, 2
 
 
@@ -117,9 +119,13 @@ class FusionModel(nn.Module):
             features.append(torch.zeros_like(feat) if i in zero else feat)
         return features, (mus or None), (logvars or None)
 
+    def predict_noise(self, logvars: list[torch.Tensor]) -> torch.Tensor:
+        """σ̂ (B, M): each modality's noise predictor on its representation's log σ²."""
+        return torch.stack([p(lv) for p, lv in zip(self.noise_predictors, logvars)], dim=1)
+
     def udml_weights(self, logvars: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(σ̂ (B, M), w (B, M)) under the current weighting phase."""
-        sigma_hat = torch.stack([p(lv) for p, lv in zip(self.noise_predictors, logvars)], dim=1)
+        sigma_hat = self.predict_noise(logvars)
         batch, n = sigma_hat.shape
         mode = int(self.weighting)
         if mode == WEIGHTING_UNIFORM:
@@ -138,13 +144,21 @@ class FusionModel(nn.Module):
         record_states: bool = False,
         playback: bool = False,
         zero: Sequence[int] = (),
+        weighted: bool = True,
     ) -> FusionOutput:
-        """Classify a batch. ``playback`` records per-step probabilities and gates in the trace."""
+        """Classify a batch. ``playback`` records per-step probabilities and gates in the trace.
+
+        ``weighted=False`` switches the deq-udml residual weighting off: the features enter the fusion
+        as encoded (σ̂ is still predicted; ``weights`` is None). The dependency α is computed this way.
+        """
         features, mus, logvars = self.encode(inputs, zero)
         sigma_hat = weights = None
         if self.config.is_udml:
-            sigma_hat, weights = self.udml_weights(logvars)
-            features = udml.apply_residual_weights(features, weights)
+            if weighted:
+                sigma_hat, weights = self.udml_weights(logvars)
+                features = udml.apply_residual_weights(features, weights)
+            else:
+                sigma_hat = self.predict_noise(logvars)
         unimodal = [h(f) for h, f in zip(self.unimodal_heads, features)] if self.unimodal_heads is not None else None
         out = FusionOutput(
             logits=None, features=features, unimodal_logits=unimodal, mu=mus, logvar=logvars,

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from . import udml
-from .model import WEIGHTING_DEPENDENCY, WEIGHTING_UNCERTAINTY, WEIGHTING_UNIFORM, FusionModel
+from .model import WEIGHTING_DEPENDENCY, WEIGHTING_UNCERTAINTY, FusionModel
 
 Tensors = Sequence[torch.Tensor]
 
@@ -86,25 +86,42 @@ def accuracy(model: FusionModel, inputs: Tensors, labels: torch.Tensor, **forwar
 
 
 @torch.no_grad()
-def dependency_scores(model: FusionModel, inputs: Tensors, labels: torch.Tensor, batch_size: int = 256) -> dict:
-    """α per modality over a whole split, by both definitions, in eval mode."""
+def logit_magnitude(model: FusionModel, inputs: Tensors, batch_size: int = 256) -> torch.Tensor:
+    """The dependency α (M,) by its one definition, ``udml.DEPENDENCY_DEFINITIONS["logit_magnitude"]``.
+
+    For each modality m, the single-modality pass (every other modality's features zeroed), in eval
+    mode, with the deq-udml residual weighting switched off (the features as encoded); α_m is the sum
+    over classes of the mean |logit| over ``inputs``. Training sets its weights from this and stores it.
+    """
     model.eval()
+    n_mod = len(model.modality_names)
+    n = inputs[0].shape[0]
+    magnitude = torch.zeros(n_mod, dtype=torch.float64)
+    for idx in _batches(n, batch_size, None):
+        batch = [x[idx] for x in inputs]
+        for m in range(n_mod):
+            alone = model(batch, zero=[j for j in range(n_mod) if j != m], weighted=False).logits
+            magnitude[m] += float(alone.abs().sum(dtype=torch.float64))
+    return (magnitude / max(n, 1)).float()
+
+
+@torch.no_grad()
+def dependency_scores(model: FusionModel, inputs: Tensors, labels: torch.Tensor, batch_size: int = 256) -> dict:
+    """α per modality over a whole split, by both definitions (``udml.DEPENDENCY_DEFINITIONS``), in eval mode."""
     names = model.modality_names
+    magnitude = logit_magnitude(model, inputs, batch_size)
+    model.eval()
     n_mod = len(names)
     n = labels.shape[0]
-    magnitude = torch.zeros(n_mod)
     loss_full = 0.0
-    loss_drop = torch.zeros(n_mod)
+    loss_drop = torch.zeros(n_mod, dtype=torch.float64)
     for idx in _batches(n, batch_size, None):
         batch = [x[idx] for x in inputs]
         y = labels[idx]
         loss_full += float(F.cross_entropy(model(batch).logits, y, reduction="sum"))
         for m in range(n_mod):
-            alone = model(batch, zero=[j for j in range(n_mod) if j != m]).logits
-            magnitude[m] += alone.abs().sum()
             dropped = model(batch, zero=[m]).logits
             loss_drop[m] += float(F.cross_entropy(dropped, y, reduction="sum"))
-    magnitude /= max(n, 1)
     increase = ((loss_drop - loss_full) / max(n, 1)).clamp_min(1e-6)
     return {
         "logit_magnitude": {name: float(v) for name, v in zip(names, magnitude)},
@@ -146,6 +163,10 @@ def fit(
     n = train_labels.shape[0]
     n_mod = len(cfg.modalities)
 
+    if cfg.is_udml:
+        udml.check_epochs(opts.epochs)
+        _set_dependency(model, train_inputs)  # α of the initial weights, for the first epoch's 1/α weighting
+
     best_state, best_acc, best_epoch, since_best = None, -1.0, -1, 0
     result = TrainResult(best_epoch=-1, best_val_accuracy=float("nan"))
     t_start = time.perf_counter()
@@ -153,7 +174,7 @@ def fit(
         t0 = time.perf_counter()
         phase = udml.udml_phase(epoch, opts.epochs) if cfg.is_udml else "clean"
         if cfg.is_udml:
-            _set_weighting(model, phase, train_inputs, train_labels)
+            model.weighting.fill_(WEIGHTING_UNCERTAINTY if phase == "uncertainty" else WEIGHTING_DEPENDENCY)
         model.train()
         total, correct, count = 0.0, 0, 0
         for idx in _batches(n, opts.batch_size, generator):
@@ -161,11 +182,8 @@ def fit(
             y = train_labels[idx]
             tau = torch.ones(len(idx), n_mod, dtype=torch.long, device=device)
             if cfg.is_udml and phase != "clean":
-                noisy = []
-                for m in range(n_mod):
-                    tau[:, m] = udml.sample_noise_levels(len(idx), generator).to(device)
-                    noisy.append(udml.inject_noise(batch[m], tau[:, m], stds[m], generator=generator))
-                batch = noisy
+                tau = udml.sample_noise_levels(len(idx), n_mod, generator).to(device)
+                batch = [udml.inject_noise(batch[m], tau[:, m], stds[m], generator=generator) for m in range(n_mod)]
             out = model(batch)
             loss = F.cross_entropy(out.logits, y)
             if out.jac_loss is not None and cfg.jac_weight > 0:
@@ -179,14 +197,19 @@ def fit(
             total += float(loss.detach()) * len(idx)
             correct += int((out.logits.argmax(1) == y).sum())
             count += len(idx)
+        if cfg.is_udml:
+            # α of the weights as they now are: the next epoch weights by it, and a snapshot taken below
+            # holds the α of its own weights, so validation and the saved model use the same one
+            _set_dependency(model, train_inputs)
         val_acc = accuracy(model, val_inputs, val_labels)
         record = EpochRecord(epoch, total / max(count, 1), correct / max(count, 1), val_acc, phase, time.perf_counter() - t0)
         result.history.append(record)
         if progress:
             progress(record)
-        # Early stopping only compares epochs of the final phase for deq-udml, whose weighting changes.
+        # Early stopping only compares epochs of the final phase for deq-udml, whose weighting changes;
+        # the first comparable epoch is always kept, so a model always leaves in its final weighting
         comparable = not cfg.is_udml or phase == "uncertainty"
-        if comparable and val_acc > best_acc:
+        if comparable and (best_state is None or val_acc > best_acc):
             best_acc, best_epoch, since_best = val_acc, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
         elif comparable:
@@ -201,12 +224,6 @@ def fit(
     return result
 
 
-def _set_weighting(model: FusionModel, phase: str, inputs: Tensors, labels: torch.Tensor) -> None:
-    """Set the deq-udml weighting for a phase; α is computed over the whole training split."""
-    if phase == "clean":
-        model.weighting.fill_(WEIGHTING_UNIFORM)
-        return
-    model.weighting.fill_(WEIGHTING_UNIFORM)
-    alpha = dependency_scores(model, inputs, labels)["logit_magnitude"]
-    model.dependency.copy_(torch.tensor([alpha[n] for n in model.modality_names]))
-    model.weighting.fill_(WEIGHTING_DEPENDENCY if phase == "dependency" else WEIGHTING_UNCERTAINTY)
+def _set_dependency(model: FusionModel, inputs: Tensors) -> None:
+    """Store α (``logit_magnitude``, weighting off) over the training split in the model's buffer."""
+    model.dependency.copy_(logit_magnitude(model, inputs).to(model.dependency.device))

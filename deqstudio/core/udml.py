@@ -8,6 +8,7 @@ last training batch.
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -23,12 +24,16 @@ NOISE_STD_PER_LEVEL = 0.2  # Gaussian std, in units of the feature's training st
 
 DEPENDENCY_DEFINITIONS = {
     "logit_magnitude": "alpha_m = sum over classes of the mean |logit| of the single-modality pass "
-    "(every other modality's features zeroed), over the training split (the released code's definition)",
+    "(every other modality's features zeroed), in eval mode, with the UDML residual weighting switched off "
+    "(the features as encoded, not (1 + w)x), over the training split (the released code's definition); "
+    "the same computation sets the weights during training and is stored after it",
     "loss_increase": "alpha_m = mean cross-entropy with modality m's features zeroed minus the mean "
-    "cross-entropy with all modalities, over the training split (the paper summary's ablation form)",
+    "cross-entropy with all modalities, over the training split, with the model's own weighting active "
+    "(the model as it is used) (the paper summary's ablation form)",
 }
 
 PHASES = ("clean", "dependency", "uncertainty")
+MIN_EPOCHS = 3  # one epoch for each phase of the progressive schedule
 
 
 class ProbabilisticHead(nn.Module):
@@ -114,11 +119,26 @@ def noise_std_for_level(tau: torch.Tensor | int) -> torch.Tensor:
     return (torch.as_tensor(tau, dtype=torch.float32) - 1.0) * NOISE_STD_PER_LEVEL
 
 
-def sample_noise_levels(batch: int, generator: torch.Generator | None = None, clean_fraction: float = 0.5) -> torch.Tensor:
-    """Per-sample levels τ: a ``clean_fraction`` of samples get τ = 1, the rest uniform on 2..11."""
-    levels = torch.randint(2, NOISE_LEVELS[-1] + 1, (batch,), generator=generator)
-    clean = torch.rand(batch, generator=generator) < clean_fraction
-    return torch.where(clean, torch.ones_like(levels), levels)
+def sample_noise_levels(
+    batch: int, modalities: int, generator: torch.Generator | None = None, clean_fraction: float = 0.5
+) -> torch.Tensor:
+    """Levels τ (batch, modalities), per sample and per modality.
+
+    A ``clean_fraction`` of the samples is kept clean in every modality (τ = 1 throughout): exactly
+    ⌊f·B⌋ of them, plus one more with probability f·B − ⌊f·B⌋, so the expected clean count is f·B for
+    any batch size. Every other sample draws each modality's level independently and uniformly on
+    1..11, as the released code does (so one modality of a noisy sample may still be clean).
+    """
+    if not 0.0 <= clean_fraction <= 1.0:
+        raise ValueError(f"clean_fraction must be from 0 to 1, got {clean_fraction!r}")
+    levels = torch.randint(NOISE_LEVELS[0], NOISE_LEVELS[-1] + 1, (batch, modalities), generator=generator)
+    expected = clean_fraction * batch
+    n_clean = int(math.floor(expected))
+    if n_clean < batch and float(torch.rand((), generator=generator)) < expected - n_clean:
+        n_clean += 1
+    clean = torch.randperm(batch, generator=generator)[:n_clean]
+    levels[clean] = NOISE_LEVELS[0]
+    return levels
 
 
 def inject_noise(
@@ -136,11 +156,37 @@ def auxiliary_unimodal_loss(unimodal_logits: Sequence[torch.Tensor], target: tor
     return gamma * sum(F.cross_entropy(logits, target) for logits in unimodal_logits)
 
 
+def check_epochs(total_epochs: int) -> None:
+    """Refuse a schedule too short to hold all three phases (ValueError naming the minimum)."""
+    if isinstance(total_epochs, bool) or not isinstance(total_epochs, int) or total_epochs < MIN_EPOCHS:
+        raise ValueError(
+            f"deq-udml needs at least {MIN_EPOCHS} epochs (one each for its clean, dependency and uncertainty "
+            f"phases), got {total_epochs!r}")
+
+
+def phase_lengths(total_epochs: int) -> tuple[int, int, int]:
+    """Epochs in the (clean, dependency, uncertainty) phases: ⌊N/2⌋, max(⌊N/10⌋, 1), the rest.
+
+    Every length from ``MIN_EPOCHS`` on gives each phase at least one epoch; shorter ones are refused.
+    """
+    check_epochs(total_epochs)
+    clean = total_epochs // 2
+    dependency = max(total_epochs // 10, 1)
+    return clean, dependency, total_epochs - clean - dependency
+
+
 def udml_phase(epoch: int, total_epochs: int) -> str:
-    """Progressive schedule: first half clean, next tenth dependency-only, the rest uncertainty × dependency."""
-    if epoch < total_epochs // 2:
+    """Progressive schedule: first half clean, next tenth dependency-only, the rest uncertainty × dependency.
+
+    The clean phase injects no noise; both it and the dependency phase weight by u = 1/α, the uncertainty
+    phase by u = 1/(s·α).
+    """
+    clean, dependency, _ = phase_lengths(total_epochs)
+    if not 0 <= epoch < total_epochs:
+        raise ValueError(f"epoch {epoch} is outside 0..{total_epochs - 1}")
+    if epoch < clean:
         return "clean"
-    if epoch < total_epochs // 2 + max(total_epochs // 10, 1):
+    if epoch < clean + dependency:
         return "dependency"
     return "uncertainty"
 

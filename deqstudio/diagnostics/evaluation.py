@@ -79,9 +79,9 @@ class Evaluator:
             if c is not None and c.severity > 0:
                 if c.kind not in kinds_for(spec.kind):
                     raise ValueError(f"corruption {c.kind!r} does not apply to the {spec.kind} modality {spec.name!r}")
-                x = corrupt(x, spec.kind, c.kind, c.severity, c.seed, feature_std=self.feature_std[i],
-                            image_shape=spec.image_shape, sample_ids=ids, pool=self.pool[spec.name],
-                            pool_ids=self.pool_ids)
+                x = corrupt(x, spec.kind, c.kind, c.severity, c.seed, modality=spec.name,
+                            feature_std=self.feature_std[i], image_shape=spec.image_shape, sample_ids=ids,
+                            pool=self.pool[spec.name], pool_ids=self.pool_ids)
             out.append(np.ascontiguousarray(x, dtype=np.float32))
         return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -11,6 +12,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..core import udml
 from ..core.config import DEQ_FUSIONS, FUSIONS, ModalitySpec, ModelConfig
 from ..core.model import FusionModel
 from ..core.training import EpochRecord, TrainOptions, accuracy, dependency_scores, fit, predict
@@ -31,7 +33,13 @@ class TrainRequest:
     batch_size: int = 64
     lr: float = 1e-3
     patience: int = 15
+    threads: int | None = None  # torch's intra-op threads for the run; None: the current count
     config_overrides: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and (
+                isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1):
+            raise ValueError(f"threads must be a positive integer, got {self.threads!r}")
 
 
 def resolve_device(device: str) -> str:
@@ -95,29 +103,84 @@ def evaluate(model: FusionModel, ds: Dataset, split: str = "test") -> dict:
     return metrics
 
 
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux; ``platform.processor()`` or the machine type elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Hardware", "Processor") and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+@contextlib.contextmanager
+def reproducible(threads: int, device: str):
+    """Run with ``threads`` intra-op threads, deterministic algorithms and a forked global RNG; restore all after.
+
+    Yields the settings, as recorded in a checkpoint's ``training`` info. On CPU every op must be
+    deterministic (an op without a deterministic implementation raises); on CUDA, where some ops have none,
+    they warn instead (``warn_only``).
+    """
+    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.deterministic,
+             torch.backends.cudnn.benchmark)
+    warn_only = device != "cpu"
+    devices = [torch.cuda.current_device()] if device == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.set_num_threads(threads)
+            torch.use_deterministic_algorithms(True, warn_only=warn_only)
+            torch.backends.cudnn.deterministic = True
+            torch.backends.cudnn.benchmark = False
+            yield {"use_deterministic_algorithms": True, "warn_only": warn_only, "cudnn_deterministic": True,
+                   "cudnn_benchmark": False}
+    finally:
+        torch.set_num_threads(saved[0])
+        torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[3], saved[4]
+
+
 def train_model(ds: Dataset, req: TrainRequest, progress: Callable[[EpochRecord], None] | None = None):
-    """Train; returns (model, metrics, dependency, training info)."""
+    """Train; returns (model, metrics, dependency, training info).
+
+    The run uses ``req.threads`` threads (default: torch's current count) and deterministic algorithms;
+    the global torch state it changes (threads, deterministic settings, RNG) is restored afterwards.
+    """
     device = resolve_device(req.device)
-    torch.manual_seed(req.seed)
     config = build_config(ds, req)
-    model = FusionModel(config)
-    names = config.modality_names
-    tx, ty = split_tensors(ds, names, "train")
-    vx, vy = split_tensors(ds, names, "val")
-    opts = TrainOptions(epochs=req.epochs, batch_size=req.batch_size, lr=req.lr, patience=req.patience,
-                        seed=req.seed, device=device)
-    result = fit(model, tx, ty, vx, vy, opts, progress=progress)
-    dependency = dependency_scores(model, [t.to(device) for t in tx], ty.to(device))
     if config.is_udml:
-        model.dependency.copy_(torch.tensor([dependency["logit_magnitude"][n] for n in names]))
-    metrics = {"best_epoch": result.best_epoch, "val_accuracy": result.best_val_accuracy,
-               "epochs_run": len(result.history), "train_seconds": result.seconds}
-    metrics.update(evaluate(model, ds, "test"))
+        udml.check_epochs(req.epochs)
+    threads = req.threads if req.threads is not None else torch.get_num_threads()
+    with reproducible(threads, device) as settings:
+        torch.manual_seed(req.seed)
+        model = FusionModel(config)
+        names = config.modality_names
+        tx, ty = split_tensors(ds, names, "train")
+        vx, vy = split_tensors(ds, names, "val")
+        opts = TrainOptions(epochs=req.epochs, batch_size=req.batch_size, lr=req.lr, patience=req.patience,
+                            seed=req.seed, device=device)
+        result = fit(model, tx, ty, vx, vy, opts, progress=progress)
+        dependency = dependency_scores(model, [t.to(device) for t in tx], ty.to(device))
+        if config.is_udml:  # the same α the model was left with by fit (same definition, same weights)
+            model.dependency.copy_(torch.tensor([dependency["logit_magnitude"][n] for n in names]))
+        metrics = {"best_epoch": result.best_epoch, "val_accuracy": result.best_val_accuracy,
+                   "epochs_run": len(result.history), "train_seconds": result.seconds}
+        metrics.update(evaluate(model, ds, "test"))
+    request = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(req).items()}
+    request["threads"] = threads
     info = {
-        "request": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(req).items()},
+        "request": request,
         "device": device,
+        "threads": threads,
+        "cpu": cpu_name(),
+        "platform": platform.platform(),
         "torch": torch.__version__,
+        "numpy": np.__version__,
         "python": platform.python_version(),
+        "deterministic": settings,
         "history": [asdict(r) for r in result.history],
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

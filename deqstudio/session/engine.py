@@ -225,8 +225,9 @@ class Engine:
             if choice.kind not in kinds_for(spec.kind):
                 raise ValueError(f"corruption {choice.kind!r} does not apply to the {spec.kind} modality {spec.name!r}")
             out.append(corrupt(
-                x, spec.kind, choice.kind, choice.severity, choice.seed, feature_std=self._feature_std[i],
-                image_shape=spec.image_shape, sample_ids=[sample], pool=self._pool[spec.name], pool_ids=self._pool_ids,
+                x, spec.kind, choice.kind, choice.severity, choice.seed, modality=spec.name,
+                feature_std=self._feature_std[i], image_shape=spec.image_shape, sample_ids=[sample],
+                pool=self._pool[spec.name], pool_ids=self._pool_ids,
             ))
         return out
 
