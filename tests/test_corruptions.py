@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from deqstudio.core.corruptions import (
-    CORRUPTIONS, IMAGE_KINDS, VECTOR_KINDS, CorruptionSpec, corrupt, describe_table, modality_key, parameter_for,
+    CORRUPTIONS, IMAGE_KINDS, VECTOR_KINDS, Corruption, corrupt, describe_table, modality_key, parameter_for,
 )
 
 RNG = np.random.default_rng(0)
@@ -165,11 +165,14 @@ def test_bad_arguments_are_clear_value_errors(call, message):
 
 
 def test_spec_parses_and_prints():
-    spec = CorruptionSpec.parse("pix=gaussian:3@7")
-    assert (spec.modality, spec.kind, spec.severity, spec.seed) == ("pix", "gaussian", 3.0, 7)
-    assert str(spec) == "pix=gaussian:3@7"
-    assert CorruptionSpec.parse(" fou = mask : 2.5 ").severity == 2.5
+    modality, spec = Corruption.parse("pix=gaussian:3@7")
+    assert (modality, spec.kind, spec.severity, spec.seed) == ("pix", "gaussian", 3.0, 7)
+    assert spec.text(modality) == "pix=gaussian:3@7"
+    assert Corruption.parse(" fou = mask : 2.5 ")[1].severity == 2.5
     assert spec.to_dict()["parameter"] == 1.0
-    for bad in ("pix", "pix=gaussian", "pix=gaussian:x", "pix=fog:2", "pix=gaussian:9"):
+    assert spec.active and not Corruption("mask").active
+    assert spec.label() == "gaussian 3 (noise std 1)"
+    assert Corruption.from_dict(spec.to_dict()) == spec
+    for bad in ("pix", "pix=gaussian", "pix=gaussian:x", "pix=fog:2", "pix=gaussian:9", "pix=gaussian:2@-1"):
         with pytest.raises(ValueError):
-            CorruptionSpec.parse(bad)
+            Corruption.parse(bad)

@@ -5,7 +5,7 @@
   survive a write/read round trip.
 - ``load_checkpoint`` on random bytes, damaged checkpoints and random ``torch.save``d structures:
   a working checkpoint or ``CheckpointError``.
-- ``corrupt``, ``parameter_for``, ``CorruptionSpec.parse``: a finite array of the input's shape (from
+- ``corrupt``, ``parameter_for``, ``Corruption.parse``: a finite array of the input's shape (from
   finite input), or ``ValueError``.
 """
 
@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
 from deqstudio.core.corruptions import (
-    CORRUPTIONS, MAX_SEVERITY, CorruptionSpec, corrupt, kinds_for, parameter_for,
+    CORRUPTIONS, MAX_SEVERITY, Corruption, corrupt, kinds_for, parameter_for,
 )
 from deqstudio.io.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from deqstudio.io.dataset import SPLITS, Dataset, DatasetError, Modality, read_dataset, validate, write_dataset
@@ -488,13 +488,13 @@ def test_parameter_for_is_finite_and_between_the_table_values_or_raises(kind, se
 ))
 def test_corruption_spec_parse_round_trips_or_raises_value_error(text):
     try:
-        spec = CorruptionSpec.parse(text)
+        modality, spec = Corruption.parse(text)
     except ValueError as exc:
         assert str(exc)
         return
     assert spec.kind in CORRUPTIONS and 0 <= spec.severity <= MAX_SEVERITY
-    again = CorruptionSpec.parse(str(spec))  # str() shows the severity with 6 significant digits
-    assert (again.modality, again.kind, again.seed) == (spec.modality, spec.kind, spec.seed)
+    again_modality, again = Corruption.parse(spec.text(modality))  # text() shows 6 significant digits
+    assert (again_modality, again.kind, again.seed) == (modality, spec.kind, spec.seed)
     assert again.severity == pytest.approx(spec.severity, rel=1e-5, abs=1e-12)
     assert math.isfinite(spec.to_dict()["parameter"])
 

@@ -40,8 +40,9 @@ def evaluate(
         if cancel is not None and cancel():
             raise Cancelled()
         parts.append(adapter([x[start : start + batch_size] for x in inputs], settings, playback))
-    if not parts:
-        parts.append(adapter([x[:0] for x in inputs], settings, playback))
+    if not parts:  # no samples: nothing to run
+        c = len(adapter.class_names)
+        return ModelRun(np.zeros((0, c)), np.zeros((0, c)))
     return concat_runs(parts)
 
 

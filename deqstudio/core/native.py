@@ -25,6 +25,7 @@ class NativeAdapter(AdapterBase):
         c = model.config
         self.model = model.eval()
         self.config = c
+        self.unrolled_steps = c.unrolled_steps  # what the solver race iterates as "unrolled"
         self.name = c.fusion if c.ablation == "full" else f"{c.fusion} ({c.ablation})"
         self.modalities = tuple(ModalityInfo(m.name, m.input_dim, m.kind, m.image_shape) for m in c.modalities)
         self.class_names = c.class_names or tuple(f"class {i}" for i in range(c.num_classes))

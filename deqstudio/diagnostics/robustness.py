@@ -9,18 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from ..core.corruptions import CORRUPTIONS, kinds_for
-from .evaluation import BatchOutcome, CancelFn, Cancelled, Corruption, Evaluator, ProgressFn, spearman
+from ..core.corruptions import Corruption
+from ..errors import Cancelled
+from .evaluation import BatchOutcome, CancelFn, Evaluator, ProgressFn
+from .stats import area_under_curve, spearman
 from .results import write_csv, write_hdf5
 
 LEVELS = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
-
-
-def area_under_curve(levels, accuracy) -> float:
-    """Mean accuracy over the severity range (trapezoid rule, normalised by the range)."""
-    levels, accuracy = np.asarray(levels, float), np.asarray(accuracy, float)
-    if len(levels) < 2 or not np.all(np.isfinite(accuracy)):
-        return float("nan")
-    return float(np.trapezoid(accuracy, levels) / (levels[-1] - levels[0]))
 
 
 @dataclass
@@ -143,7 +138,7 @@ def sweep_plan(evaluator: Evaluator, modalities=None, kinds=None) -> list[tuple[
 
     kinds ``None`` means gaussian noise; ``("all",)`` every kind the modality admits.
     """
-    specs = {m.name: m for m in evaluator.config.modalities}
+    specs = {m.name: m for m in evaluator.modalities}
     names = list(modalities) if modalities else list(specs)
     for n in names:
         if n not in specs:
