@@ -10,8 +10,14 @@ from ..io import atomic
 
 
 def config_dir() -> Path:
-    base = os.environ.get("DEQSTUDIO_CONFIG_DIR") or os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "deqstudio" if not os.environ.get("DEQSTUDIO_CONFIG_DIR") else Path(base)
+    """Where the studio remembers things: $DEQSTUDIO_CONFIG_DIR, else the platform's own place
+    (~/.config/deqstudio or $XDG_CONFIG_HOME on Linux, ~/Library/Application Support on macOS, %APPDATA% on Windows)."""
+    override = os.environ.get("DEQSTUDIO_CONFIG_DIR")
+    if override:
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("deqstudio", appauthor=False))
 
 
 class RecentFiles:
