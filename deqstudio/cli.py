@@ -124,9 +124,22 @@ def _gui(args: argparse.Namespace) -> int:
             CorruptionSpec.parse(text)
         except ValueError as exc:
             return _fail(str(exc))
+    from .io.guard import regular_file
+
     for label, path in (("checkpoint", args.checkpoint), ("dataset", args.dataset), ("session", args.session)):
-        if path is not None and not __import__("os").path.exists(path):
-            return _fail(f"{label} {path}: no such file")
+        if path is None:
+            continue
+        try:
+            regular_file(path)  # a FIFO or a device is refused here, at once, never opened
+        except ValueError as exc:
+            return _fail(f"{label} {path}: {exc}")
+    if args.session is not None:
+        from .session.state import LoadError, read_session
+
+        try:
+            read_session(args.session, full=False)  # checked before any window opens: one line, exit 2
+        except LoadError as exc:
+            return _fail(str(exc))
     from .gui.app import run_gui
 
     return run_gui(checkpoint=args.checkpoint, dataset=args.dataset, session_path=args.session,
@@ -217,7 +230,9 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _fail(message: str, code: int = 2) -> int:
-    print(f"error: {message}", file=sys.stderr)
+    from .io.guard import printable
+
+    print(f"error: {printable(message)}", file=sys.stderr)  # one line: nothing from a file reaches it raw
     return code
 
 
@@ -315,29 +330,31 @@ def _solve(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
+    from .io.guard import printable as p
+
     run = result.corrupted
-    print(f"sample {data['sample']} · true {data['label']} · predicted {data['prediction']} "
+    print(f"sample {data['sample']} · true {p(data['label'])} · predicted {p(data['prediction'])} "
           f"(p = {run.final_probabilities[run.prediction]:.3f}) · {result.fusion} on {result.device}")
-    print(f"corruptions: {', '.join(data['corruptions']) or 'none'}")
+    print(f"corruptions: {p(', '.join(data['corruptions'])) or 'none'}")
     if run.nstep:
         state = "converged" if run.converged else f"NOT converged ({run.reason})"
         print(f"{result.request.solver.solver}: {run.nstep} steps, {state}, final relative residual {run.final_rel:.2e}")
-        names = result.block_names
+        names = [p(n) for n in result.block_names]
         print(f"\n{'step':>4}  {'rel':>9}  " + "  ".join(f"{n:>9}" for n in names) + "  prediction")
         for k in range(run.nstep):
-            p = run.probabilities[k]
+            prob = run.probabilities[k]
             blocks = "  ".join(f"{v:9.2e}" for v in run.block_rel[k])
-            print(f"{k + 1:>4}  {run.rel[k]:9.2e}  {blocks}  {result.class_names[int(p.argmax())]} ({p.max():.2f})")
+            print(f"{k + 1:>4}  {run.rel[k]:9.2e}  {blocks}  {p(result.class_names[int(prob.argmax())])} ({prob.max():.2f})")
     udml = data["udml"]
     if udml["weights"] is not None:
         def num(table, m, spec=".3g"):
             value = (table or {}).get(m)
             return "–" if value is None else format(value, spec)
 
-        print("\nUDML  " + "  ".join(f"{m}: σ̂ {num(udml['noise'], m)}, α {num(udml['dependency'], m)}, "
+        print("\nUDML  " + "  ".join(f"{p(m)}: σ̂ {num(udml['noise'], m)}, α {num(udml['dependency'], m)}, "
                                     f"w {num(udml['weights'], m, '.3f')}" for m in result.modality_names))
     if result.notice:
-        print(f"note: {result.notice}", file=sys.stderr)
+        print(f"note: {p(result.notice)}", file=sys.stderr)
     return 0
 
 
@@ -356,20 +373,20 @@ def _sweep(args: argparse.Namespace) -> int:
             print(f"note: {loaded.engine.notice}", file=sys.stderr)
         swept = headless.sweep(loaded, args.modality, args.kind, args.split, progress=progress)
         if args.out:
-            from .io import atomic
             from .session.provenance import provenance
 
-            (swept.to_csv if args.out.lower().endswith(".csv") else swept.to_hdf5)(args.out)
             record = provenance(loaded.checkpoint, loaded.dataset, None, what="sweep", device=loaded.engine.device)
             record.update(settings={"split": swept.split, "modality": args.modality or "all",
                                     "kind": args.kind or "gaussian", "levels": [float(v) for v in swept.levels]},
                           exported=os.path.basename(args.out))
-            atomic.write_text(args.out + ".provenance.json", json.dumps(record, indent=2) + "\n")
+            # the table and its provenance sidecar are one unit: both of this run, or neither
+            (swept.to_csv if args.out.lower().endswith(".csv") else swept.to_hdf5)(args.out, sidecar=record)
     except (headless.HeadlessError, OSError) as exc:
-        return _fail(str(exc))
-    finally:
         if progress:
             print(file=sys.stderr)
+        return _fail(str(exc))
+    if progress:
+        print(file=sys.stderr)
     ck, ds = loaded.checkpoint, loaded.dataset
     report = {"checkpoint": str(ck.path), "dataset": ds.name, "split": swept.split, "samples": swept.samples,
               "levels": [float(v) for v in swept.levels], "seconds": round(swept.seconds, 3),
@@ -377,13 +394,19 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"{ck.path.name} on {ds.name}, {swept.split} split ({swept.samples} samples), {swept.seconds:.1f} s")
+    from .io.guard import printable as p
+
+    print(f"{p(ck.path.name)} on {p(ds.name)}, {swept.split} split ({swept.samples} samples), {swept.seconds:.1f} s")
     levels = "  ".join(f"{v:>5g}" for v in swept.levels)
     print(f"{'curve':<18} {'':>9}  {levels}    AUC   UDML ρ   PE ρ")
     for name, entry in report["modalities"].items():
         acc = "  ".join(f"{v:5.3f}" if v is not None else "    –" for v in entry["accuracy"])
         rho = lambda v: f"{v:6.2f}" if v is not None else "     –"  # noqa: E731
-        print(f"{name:<18} {'accuracy':>9}  {acc}  {entry['auc']:.3f}  {rho(entry['noise_spearman'])}  {rho(entry['pe_spearman'])}")
+        auc = f"{entry['auc']:.3f}" if entry["auc"] is not None else "    –"
+        print(f"{p(name):<18} {'accuracy':>9}  {acc}  {auc}  {rho(entry['noise_spearman'])}  {rho(entry['pe_spearman'])}")
+        # "–": not applicable (a model without a solver takes no steps) or not reached (cancelled)
+        steps = "  ".join(f"{v:5.1f}" if v is not None else "    –" for v in entry["mean_steps"])
+        print(f"{'':<18} {'steps':>9}  {steps}")
         if any(v is not None for v in entry["noise_estimate"]):
             est = "  ".join(f"{v:5.2f}" if v is not None else "    –" for v in entry["noise_estimate"])
             print(f"{'':<18} {'σ̂':>9}  {est}")
@@ -400,8 +423,10 @@ def _report(args: argparse.Namespace) -> int:
         return _fail(problem)
     from .gui.export import ExportError
     from .gui.headless_report import build_report
+    from .gui.report import recover_report
 
     try:
+        recover_report(args.out)  # a report swap a kill interrupted is completed before anything else
         choice = headless.solver_choice(args.solver, args.device, args.max_iter, args.tol)
         folder, summary = build_report(args.out, args.checkpoint, args.dataset, args.sample, args.corrupt, choice,
                                        device=args.device, sweep=args.sweep,

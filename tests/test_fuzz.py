@@ -7,6 +7,9 @@
   a working checkpoint or ``CheckpointError``.
 - ``corrupt``, ``parameter_for``, ``Corruption.parse``: a finite array of the input's shape (from
   finite input), or ``ValueError``.
+- ``ModelConfig`` with random field values: every field within its documented range, or ``ValueError``
+  naming the field; ``Session.load`` on random JSON and bytes: ``LoadError`` or settings in range;
+  metadata with shared and nested containers: checked in time linear in what was unpickled.
 """
 
 import io
@@ -517,3 +520,107 @@ def test_a_higher_severity_never_undoes_a_lower_one_for_masking_kinds(kind, seed
     a = corrupt(x, "image", kind, low, seed, modality="m", image_shape=(4, 4), value_range=(-1.0, 5.0))
     b = corrupt(x, "image", kind, high, seed, modality="m", image_shape=(4, 4), value_range=(-1.0, 5.0))
     assert np.all((a == x) | (b != x))  # every element changed at the lower severity is changed at the higher
+
+
+
+# -- issue 12: config bounds, session files, shared metadata ----------------------------------------------
+NUMBERS = st.one_of(st.integers(-2, 20), st.integers(-(2**70), 2**70), st.sampled_from([10**9, 10**400, 2**63]),
+                    st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([1e-300, 1e300, 0.5, 1.0]),
+                    st.booleans(), st.text(max_size=3), st.none())
+
+
+@FUZZ
+@given(values=st.dictionaries(st.sampled_from(sorted(["num_classes", "hidden", "encoder_hidden", "unrolled_steps",
+                                                      "max_iter", "backward_max_iter", "phantom_steps", "jac_vectors",
+                                                      "dropout", "tol", "backward_tol", "phantom_tau",
+                                                      "jac_weight"])), NUMBERS, min_size=1, max_size=4),
+       m=st.one_of(st.just(None), NUMBERS))
+def test_config_fields_are_within_their_ranges_or_a_value_error_naming_them(values, m):
+    from deqstudio.core.config import INT_FIELDS, REAL_FIELDS, ModelConfig
+
+    data = {"modalities": [{"name": "a", "input_dim": 3}], "num_classes": 3, **values}
+    if m is not None:
+        data["solver_options"] = {"m": m}
+    try:
+        config = ModelConfig.from_dict(data)
+    except ValueError as exc:
+        event("refused")
+        assert any(name in str(exc) for name in [*values, "solver_options", "hidden"]), str(exc)
+        return
+    event("accepted")
+    for name, (low, high) in INT_FIELDS.items():
+        value = getattr(config, name)
+        assert type(value) is int and low <= value <= high, name
+    for name, (low, high) in REAL_FIELDS.items():
+        value = getattr(config, name)
+        assert type(value) is float and math.isfinite(value) and low <= value <= high, name
+    if m is not None:
+        assert 1 <= config.solver_options["m"] <= 256
+
+
+JSON_VALUES = st.recursive(
+    NUMBERS.filter(lambda v: not isinstance(v, float) or math.isfinite(v)),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=8,
+)
+
+
+@FUZZ
+@given(fields=st.dictionaries(st.sampled_from(["format", "version", "solver", "corruptions", "sample", "step",
+                                               "checkpoint", "dataset", "split"]), JSON_VALUES, max_size=4),
+       solver=st.dictionaries(st.sampled_from(["solver", "max_iter", "tol", "stop_mode", "m", "lam", "tau", "device",
+                                               "other"]), JSON_VALUES, max_size=3),
+       corruption=st.dictionaries(st.sampled_from(["kind", "severity", "seed", "other"]), JSON_VALUES, max_size=3))
+def test_random_session_files_are_a_load_error_or_settings_in_range(workdir, fields, solver, corruption):
+    import json
+
+    from deqstudio.session.state import LoadError, read_session
+
+    data = {"format": "deqstudio-session", "version": 1, "solver": solver, "corruptions": {"m": corruption},
+            **fields}
+    path = workdir / "session.json"
+    path.write_text(json.dumps(data))
+    try:
+        saved = read_session(path)
+    except LoadError as exc:
+        event("refused")
+        assert str(exc).startswith("session.json: ") and str(exc).isprintable()
+        return
+    event("accepted")
+    assert 1 <= saved.solver.max_iter <= 10_000 and 1e-12 <= saved.solver.tol <= 1e3
+    assert 1 <= saved.solver.m <= 256 and 1e-3 <= saved.solver.tau <= 1
+    assert all(0 <= c.severity <= 5 and 0 <= c.seed < 2**32 for c in saved.corruptions.values())
+
+
+@FUZZ
+@given(raw=st.binary(max_size=200))
+def test_random_bytes_are_not_a_session(workdir, raw):
+    from deqstudio.session.state import LoadError, Session
+
+    path = workdir / "bytes.json"
+    path.write_bytes(raw)
+    with pytest.raises(LoadError):
+        Session().load(path)
+
+
+@FUZZ
+@given(levels=st.integers(1, 40), fan=st.integers(1, 6), leaf=SCALARS)
+def test_shared_containers_are_checked_without_walking_every_path(workdir, levels, fan, leaf):
+    """A list holding one list ``fan`` times, ``levels`` deep: fan**levels paths, checked in linear time."""
+    import time
+
+    from deqstudio.io.checkpoint import _MAX_DEPTH, _MAX_ENTRIES, _plain_problem
+
+    value = [leaf]
+    for _ in range(levels):
+        value = [value] * fan
+    t0 = time.perf_counter()
+    problem = _plain_problem({"history": value}, "metrics")
+    assert time.perf_counter() - t0 < 1.0
+    size = 2  # [leaf]: the list and its value, as written out
+    for _ in range(levels):
+        size = 1 + fan * size
+    nested, written = levels + 2, 1 + size  # the leaf's depth below the metadata dict; entries written out
+    assert bool(problem) == (nested > _MAX_DEPTH or written > _MAX_ENTRIES), (levels, fan, problem)
+    if problem and nested <= _MAX_DEPTH:
+        assert "shared many times over" in problem

@@ -212,7 +212,7 @@ def corrupt(
             u = r.random()
             candidates = np.flatnonzero(src_ids != ids[b])
             if len(candidates) == 0:
-                raise ValueError("shuffle needs at least one other sample to swap in (pass a pool)")
+                raise ValueError("shuffle needs at least one other sample to swap in, and its pool holds none")
             partner = candidates[r.integers(len(candidates))]
             if u < p:
                 out[b] = src[partner]

@@ -1,9 +1,16 @@
-"""Writing analysis results: CSV tables and HDF5 groups of named numpy arrays, atomically."""
+"""Writing analysis results: CSV tables and HDF5 groups of named numpy arrays, atomically.
+
+Files are built in memory and written in one atomic step (HDF5 included: h5py writes to a BytesIO,
+so a full disk can never interrupt libhdf5 halfway through a file). A table given a ``sidecar``
+record is written together with ``<file>.provenance.json`` as one unit (``atomic.write_files``):
+both or neither, never a table beside the provenance of another run.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -21,21 +28,57 @@ def _cell(value) -> str:
     return str(value)
 
 
-def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Sequence[Sequence]) -> Path:
-    """A CSV file; floats keep full precision (repr) so the numbers round-trip; NaN is an empty cell."""
+SIDECAR_SUFFIX = ".provenance.json"
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
+def json_bytes(record: Mapping) -> bytes:
+    return (json.dumps(record, indent=2, default=str) + "\n").encode("utf-8")
+
+
+def write_with_sidecar(path: str | os.PathLike, data: bytes, sidecar: Mapping | None = None) -> Path:
+    """``data`` at ``path``, and with a sidecar record both files as one unit."""
+    if sidecar is None:
+        return atomic.write_bytes(path, data)
+    atomic.write_files({Path(path): data, sidecar_path(path): json_bytes(sidecar)})
+    return Path(path)
+
+
+def csv_bytes(header: Sequence[str], rows: Sequence[Sequence]) -> bytes:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
     for row in rows:
         writer.writerow([_cell(v) for v in row])
-    return atomic.write_text(path, buf.getvalue())
+    return buf.getvalue().encode("utf-8")
 
 
-def write_hdf5(path: str | os.PathLike, group: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, object]) -> Path:
+def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Sequence[Sequence],
+              sidecar: Mapping | None = None) -> Path:
+    """A CSV file; floats keep full precision (repr) so the numbers round-trip; NaN is an empty cell."""
+    return write_with_sidecar(path, csv_bytes(header, rows), sidecar)
+
+
+def hdf5_bytes(build) -> bytes:
+    """The bytes of an HDF5 file that ``build(h5)`` fills, made in memory (nothing touches the disk)."""
+    import h5py
+
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as h5:
+        build(h5)
+    return buf.getvalue()
+
+
+def write_hdf5(path: str | os.PathLike, group: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, object],
+               sidecar: Mapping | None = None) -> Path:
     """One HDF5 file holding ``group`` with the arrays as datasets and ``attrs`` as its attributes."""
     import h5py
 
-    with atomic.atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+    def build(h5) -> None:
         g = h5.create_group(group)
         for key, value in attrs.items():
             g.attrs[key] = _attr(value)
@@ -45,7 +88,8 @@ def write_hdf5(path: str | os.PathLike, group: str, arrays: Mapping[str, np.ndar
                 g.create_dataset(key, data=arr.astype(h5py.string_dtype()))
             else:
                 g.create_dataset(key, data=arr)
-    return Path(path)
+
+    return write_with_sidecar(path, hdf5_bytes(build), sidecar)
 
 
 def _attr(value):
@@ -60,6 +104,7 @@ def read_hdf5(path: str | os.PathLike, group: str) -> tuple[dict[str, np.ndarray
     """The arrays and attributes written by ``write_hdf5`` (strings decoded)."""
     import h5py
 
+    atomic.recover(path)  # a commit interrupted by a kill is completed before reading
     with h5py.File(path, "r") as h5:
         g = h5[group]
         arrays = {}

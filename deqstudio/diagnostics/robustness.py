@@ -22,6 +22,7 @@ LEVELS = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
 class RobustnessSweep:
     """One curve per (modality, kind): accuracy, steps and predicted noise against severity.
 
+    ``mean_steps`` and ``converged_fraction`` are NaN (not applicable) for models without a solver.
     ``noise_estimate`` is the mean UDML σ̂ of the corrupted modality, ``pe_estimate`` the mean
     predicted variance (the PE baseline); both NaN for models without UDML. ``*_spearman`` rank-
     correlate the per-sample estimate with the injected severity. Cells a cancelled sweep did not
@@ -92,10 +93,11 @@ class RobustnessSweep:
                             base[c, j], auc[c], rel[c], self.noise_spearman[c], self.pe_spearman[c]])
         return out
 
-    def to_csv(self, path: str | os.PathLike) -> Path:
-        return write_csv(path, self.COLUMNS, self.rows())
+    def to_csv(self, path: str | os.PathLike, sidecar: dict | None = None) -> Path:
+        """The table; with ``sidecar``, its provenance record beside it, written as one unit."""
+        return write_csv(path, self.COLUMNS, self.rows(), sidecar=sidecar)
 
-    def to_hdf5(self, path: str | os.PathLike) -> Path:
+    def to_hdf5(self, path: str | os.PathLike, sidecar: dict | None = None) -> Path:
         arrays = {k: getattr(self, k) for k in ("levels", "modality", "kind", "accuracy", "mean_steps",
                                                   "converged_fraction", "noise_estimate", "pe_estimate",
                                                   "noise_spearman", "pe_spearman")}
@@ -104,7 +106,7 @@ class RobustnessSweep:
             arrays["baseline_accuracy"] = self.baseline_accuracy
         attrs = {"model": self.model, "split": self.split, "samples": self.samples, "complete": self.complete,
                  "baseline": self.baseline, "seconds": self.seconds}
-        return write_hdf5(path, "robustness", arrays, attrs)
+        return write_hdf5(path, "robustness", arrays, attrs, sidecar=sidecar)
 
     def to_json(self) -> dict:
         """Keyed by modality (``MOD=KIND`` when several kinds were swept): the curve's lists and scores."""
@@ -207,7 +209,9 @@ def robustness_sweep(
                     raise Cancelled()
                 corr = {m: Corruption(k, float(level), seed)} if level > 0 else None
                 r = outcome(evaluator, "model", corr)
-                acc[c, j], steps[c, j], conv[c, j] = r.accuracy, r.steps.mean(), r.converged.mean()
+                acc[c, j] = r.accuracy
+                if r.steps.any():  # a solver takes at least one step: none at all means the model has no solver,
+                    steps[c, j], conv[c, j] = r.steps.mean(), r.converged.mean()  # and both stay NaN (n/a)
                 predictions[c, j] = r.predictions
                 if r.sigma_hat is not None:
                     noise[c, j], pe[c, j] = r.sigma_hat[:, mi].mean(), r.pe[:, mi].mean()

@@ -47,6 +47,27 @@ async def prepare_window(window, checkpoint, dataset, session_path=None, sample=
     return True
 
 
+def _save_screenshot(window, path) -> int:
+    """The window as a PNG, written atomically; a write fault is one error line and exit 2."""
+    from PySide6 import QtCore
+
+    from ..io import atomic
+    from ..io.guard import printable
+
+    buf = QtCore.QBuffer()
+    buf.open(QtCore.QIODevice.OpenModeFlag.WriteOnly)
+    if not window.grab().save(buf, "PNG"):
+        print(f"error: cannot write {printable(path)}: the PNG encoder failed", file=sys.stderr)
+        return 2
+    try:
+        atomic.write_bytes(path, bytes(buf.data()))
+    except atomic.WriteError as exc:
+        print(f"error: {printable(exc)}", file=sys.stderr)
+        return 2
+    print(f"saved {path}")
+    return 0
+
+
 def run_gui(checkpoint=None, dataset=None, session_path=None, screenshot=None, sample=None, corruptions=(),
             step=None, width=1500, height=940) -> int:
     import qasync
@@ -87,9 +108,14 @@ def run_gui(checkpoint=None, dataset=None, session_path=None, screenshot=None, s
             ok = False
         if screenshot:
             app.processEvents()
-            window.grab().save(str(screenshot))
-            print(f"saved {screenshot}" if ok else f"saved {screenshot} (with an error: {window.last_error})")
-            exit_code = 0 if ok else 1
+            if not ok:  # a bad argument or file: the error line and exit 2, like every command; no picture
+                from ..io.guard import printable
+
+                reason = window.last_error or "nothing could be opened"
+                print(f"error: {printable(reason)}", file=sys.stderr)
+                exit_code = 2
+            else:
+                exit_code = _save_screenshot(window, screenshot)
             window.close()
             app.quit()
 

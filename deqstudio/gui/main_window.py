@@ -12,13 +12,14 @@ from ..session.provenance import provenance
 from ..session.runner import Runner
 from ..session.traces import write_trace_hdf5
 from .analysis_window import AnalysisWindow
-from .export import ExportError, export_plot, sidecar_path, write_json
+from .export import ExportError, export_plot
 from .report import SOLVE_FIGURES, solve_figures, sweep_figures, write_report
 from ..session.state import LoadError, Session
 from .panels import CorruptionPanel, SampleBrowser, SolverPanel
 from .plots import GatePlot, ProbabilityPlot, ResidualPlot, ShiftPlot, UDMLPanel
 from .scrubber import Scrubber
 from ..session.recent import RecentFiles
+from ..io.guard import printable
 
 CHECKPOINT_FILTER = "DEQ Studio checkpoints (*.pt *.pth *.ckpt);;All files (*)"
 DATASET_FILTER = "DEQ Studio datasets (*.h5 *.hdf5);;All files (*)"
@@ -88,6 +89,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.banner = QtWidgets.QLabel()
         self.banner.setObjectName("banner")
         self.banner.setWordWrap(True)
+        self.banner.setTextFormat(QtCore.Qt.TextFormat.PlainText)  # text from files is never read as HTML
         self.banner.setStyleSheet("QLabel#banner { background: #fdecea; color: #611a15; padding: 6px; border-radius: 3px; }")
         self.banner.hide()
         central = QtWidgets.QWidget()
@@ -222,9 +224,14 @@ class MainWindow(QtWidgets.QMainWindow):
         """Open a file of either kind, by its content (drag-and-drop, Open recent)."""
         from ..io.inspect import HDF5_MAGIC
 
+        from ..io.guard import open_regular
+
         try:
-            with open(path, "rb") as fh:
+            with open_regular(path) as fh:  # a FIFO or a device is refused at once, never read
                 head = fh.read(8)
+        except ValueError as exc:
+            self.show_message(f"{Path(path).name}: {exc}", True)
+            return
         except OSError as exc:
             self.show_message(f"{Path(path).name}: cannot be read ({exc.strerror or exc})", True)
             return
@@ -417,9 +424,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if not self._exportable():
             return False
         record = self.current_provenance("trace")
-        try:
-            write_trace_hdf5(self.session.result, path, record)
-            write_json(sidecar_path(path), dict(record, exported=Path(path).name))
+        try:  # the trace and its sidecar: one unit
+            write_trace_hdf5(self.session.result, path, record, sidecar=dict(record, exported=Path(path).name))
         except OSError as exc:
             self.show_message(f"Export failed: {exc}", True)
             return False
@@ -514,6 +520,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # -- messages ---------------------------------------------------------------------------------
     def show_message(self, text: str, is_error: bool = False) -> None:
+        text = printable(text)  # one line: control characters from a file are shown escaped
         self.last_error = text if is_error else self.last_error
         if is_error:
             self.banner.setText(text)

@@ -1,12 +1,14 @@
 """A report folder: every current plot as PNG/SVG/PDF/CSV, the trace as HDF5, provenance, report.html.
 
 The studio's "Export report" and the headless ``deqstudio report`` both call ``write_report``. The folder
-is assembled in a temporary sibling folder and its files are renamed into place, so a failure leaves no
-half-written report and keeps any earlier files.
+is assembled in a temporary sibling folder and swapped into place as one unit (``atomic.swap_folder``,
+with a commit journal), so a failure leaves no half-written report and keeps any earlier one, and a
+swap interrupted by a kill is completed the next time that folder is written or read (``recover_report``).
 """
 
 from __future__ import annotations
 
+import glob
 import html
 import os
 import shutil
@@ -62,24 +64,46 @@ def _check_target(out: Path) -> None:
 
 def _move_into(tmp: Path, out: Path) -> None:
     os.chmod(tmp, atomic.default_mode(folder=True))
-    if out.is_dir():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-        os.replace(out, old / out.name)  # the earlier report (or empty folder) steps aside ...
-        try:
-            os.replace(tmp, out)  # ... the new one takes its place in one rename ...
-        except OSError:
-            os.replace(old / out.name, out)  # ... or the earlier one comes back
-            shutil.rmtree(old, ignore_errors=True)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-        return
-    os.replace(tmp, out)
+    atomic.swap_folder(tmp, out)
+
+
+def recover_report(out: str | os.PathLike) -> bool:
+    """Complete a report swap that a kill interrupted, so the report is at ``out`` again; True if one was.
+
+    Also brings back an earlier report that an older version of this app left only in a hidden
+    ``.<name>.*.old`` folder when it was killed mid-swap.
+    """
+    out = Path(out).expanduser()
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        return False
+    try:
+        found = atomic.recover(out)
+    except atomic.WriteError as exc:
+        raise ExportError(str(exc)) from None
+    if not (out.exists() or out.is_symlink()):
+        for old in sorted(parent.glob(f".{glob.escape(out.name)}.*.old")):
+            earlier = old / out.name
+            if old.is_dir() and not old.is_symlink() and earlier.is_dir() and _is_earlier_report(earlier):
+                try:
+                    os.replace(earlier, out)
+                except OSError as exc:
+                    raise ExportError(f"cannot restore the earlier report at {out}: {exc.strerror or exc}") from None
+                shutil.rmtree(old, ignore_errors=True)
+                return True
+    return found
 
 
 def write_report(out: str | os.PathLike, figures: list[Figure], provenance: dict, result=None, analyses=(),
                  title: str = "DEQ Studio report") -> Path:
     """Write the folder; ``analyses`` are (slug, object with to_csv/to_hdf5) pairs. Returns the folder."""
     out = Path(out).expanduser()
+    try:
+        recover_report(out)
+    except OSError as exc:
+        if isinstance(exc, ExportError):
+            raise
+        raise ExportError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
     _check_target(out)
     tmp = _prepare_folder(out)
     try:

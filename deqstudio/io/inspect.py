@@ -4,34 +4,44 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import guard
+
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
 
 
 class InspectError(ValueError):
-    pass
+    def __init__(self, message: str) -> None:
+        super().__init__(guard.printable(message))
 
 
 def describe(path: str | Path) -> dict:
-    """Summarise the file; raises InspectError with a one-line reason when it is not usable."""
+    """Summarise the file; raises InspectError with a one-line reason when it is not usable.
+
+    Every string in the summary (names, descriptions, metrics from the file) is escaped with
+    ``guard.printable``: printed as text or as JSON, nothing from a file reaches the terminal raw.
+    """
     from .checkpoint import CheckpointError, load_checkpoint
     from .dataset import DatasetError, read_dataset
 
     path = Path(path)
-    if not path.exists():
-        raise InspectError(f"{path}: no such file")
-    if path.is_dir():
-        raise InspectError(f"{path}: is a folder, not a checkpoint or dataset file")
     try:
-        with open(path, "rb") as fh:
+        fh = guard.open_regular(path)
+    except ValueError as exc:
+        shown = path.name if path.name and "no such file" not in str(exc) else path
+        if "folder" in str(exc):
+            raise InspectError(f"{path}: is a folder, not a checkpoint or dataset file") from None
+        raise InspectError(f"{shown}: {exc}") from None
+    try:
+        with fh:
             head = fh.read(8)
     except OSError as exc:
         raise InspectError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     try:
         if head.startswith(HDF5_MAGIC):
-            return _dataset_summary(read_dataset(path))
+            return guard.printable_data(_dataset_summary(read_dataset(path)))
         if head.startswith(ZIP_MAGIC) or path.suffix in (".pt", ".pth", ".ckpt"):
-            return _checkpoint_summary(load_checkpoint(path))
+            return guard.printable_data(_checkpoint_summary(load_checkpoint(path)))
     except (CheckpointError, DatasetError) as exc:
         raise InspectError(str(exc)) from None
     if not head:

@@ -97,7 +97,10 @@ def solve(loaded: Loaded, sample: int | None, corruptions=(), solver: SolverChoi
     parse_corruptions(corruptions, loaded)
     if solver is not None:
         session.solver = solver
-    result = session.engine_solve(session.request())
+    try:
+        result = session.engine_solve(session.request())
+    except ValueError as exc:  # e.g. a corruption that cannot apply to this sample: one line, not a traceback
+        raise HeadlessError(str(exc)) from None
     session.accept(result)
     return result
 

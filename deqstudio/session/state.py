@@ -4,20 +4,73 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from ..core.corruptions import kinds_for
-from ..io import atomic
+from ..core.bounds import MAX_ITER, TOL, bounded_int, bounded_real, solver_option
+from ..core.corruptions import CORRUPTIONS, kinds_for
+from ..io import atomic, guard
 from .engine import BrowseTable, CorruptionChoice, Engine, ModelInfo, SolveRequest, SolveResult, SolverChoice
 from .signals import Signal
 
 SESSION_FORMAT = "deqstudio-session"
 SESSION_VERSION = 1
+MAX_SESSION_BYTES = 1024**2  # a session this app writes is a few hundred bytes
+MAX_SEED = 2**32 - 1
 
 
 class LoadError(ValueError):
     """A file could not be opened; the message is for the user and names the problem."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(guard.printable(message))
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"it holds {name}, which no session setting takes")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"it holds the number {text[:20]}, beyond the range of a float")
+    return value
+
+
+def _read_json(path: Path) -> object:
+    """The JSON in a session file: a regular file of at most MAX_SESSION_BYTES; no NaN or Infinity."""
+    label = guard.printable(path.name)
+    try:
+        fh = guard.open_regular(path)
+    except ValueError as exc:
+        raise LoadError(f"{label}: {exc}") from None
+    try:
+        with fh:
+            raw = fh.read(MAX_SESSION_BYTES + 1)
+    except OSError as exc:
+        raise LoadError(f"{label}: cannot be read ({exc.strerror or exc})") from None
+    if len(raw) > MAX_SESSION_BYTES:
+        raise LoadError(f"{label}: too large for a session file (more than {MAX_SESSION_BYTES // 1024} KiB)")
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise LoadError(f"{label}: not a readable session file (nested too deeply)") from None
+    except UnicodeDecodeError:
+        raise LoadError(f"{label}: not a readable session file (not UTF-8 text)") from None
+    except json.JSONDecodeError as exc:
+        raise LoadError(f"{label}: not a readable session file ({exc.__class__.__name__})") from None
+    except ValueError as exc:
+        raise LoadError(f"{label}: not a readable session file ({exc})") from None
+
+
+def _settings(data: dict, key: str, names) -> dict:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ValueError(f"{key!r} must be an object, got {type(value).__name__}")
+    unknown = [k for k in value if k not in names]
+    if unknown:
+        raise ValueError(f"{key!r} has unknown setting {guard.printable(unknown[0])[:40]!r}")
+    return value
 
 
 class Session:
@@ -127,18 +180,31 @@ class Session:
             self.set_corruption(name, replace(self.corruptions[name], severity=0.0))
 
     @staticmethod
-    def _check_solver(choice: SolverChoice) -> None:
-        from ..core.solvers import available_solvers
+    def _check_solver(choice: SolverChoice, known_solver: bool = True) -> None:
+        """Every solver setting of the right type and within its range (as a checkpoint's config is).
 
-        if choice.solver not in available_solvers():
-            raise ValueError(f"unknown solver {choice.solver!r}")
+        ``known_solver=False`` skips looking the solver's name up (which imports torch).
+        """
+        if known_solver:
+            from ..core.solvers import available_solvers
+
+            solvers = available_solvers()
+        if not isinstance(choice.solver, str) or (known_solver and choice.solver not in solvers):
+            raise ValueError(f"unknown solver {guard.printable(repr(choice.solver))[:40]}")
         if (isinstance(choice.max_iter, bool) or not isinstance(choice.max_iter, int) or choice.max_iter < 1
                 or isinstance(choice.tol, bool) or not isinstance(choice.tol, (int, float))
                 or not (math.isfinite(choice.tol) and choice.tol > 0)):
             raise ValueError(f"max_iter must be a whole number of at least 1 and tol a positive finite number "
                              f"(got max_iter={choice.max_iter!r}, tol={choice.tol!r})")
-        if choice.stop_mode not in ("rel", "abs"):
-            raise ValueError(f"unknown stop mode {choice.stop_mode!r}")
+        bounded_int("max_iter", choice.max_iter, *MAX_ITER)
+        bounded_real("tol", choice.tol, *TOL)
+        for name in ("m", "lam", "tau"):
+            solver_option(name, getattr(choice, name))
+        if not isinstance(choice.stop_mode, str) or choice.stop_mode not in ("rel", "abs"):
+            raise ValueError(f"unknown stop mode {guard.printable(repr(choice.stop_mode))[:40]}")
+        if not isinstance(choice.device, str) or not (choice.device in ("cpu", "cuda") or (
+                choice.device.startswith("cuda:") and choice.device[5:].isdigit() and len(choice.device) < 9)):
+            raise ValueError(f"unknown device {guard.printable(repr(choice.device))[:40]}; expected cpu or cuda")
 
     def set_solver(self, choice: SolverChoice) -> None:
         self._check_solver(choice)
@@ -198,48 +264,99 @@ class Session:
         return atomic.write_text(path, json.dumps(self.to_dict(), indent=2))
 
     def load(self, path) -> None:
-        """Restore a saved session; a bad file is a LoadError and changes nothing."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise LoadError(f"{path.name}: not a readable session file ({exc.__class__.__name__})") from None
-        if not isinstance(data, dict) or data.get("format") != SESSION_FORMAT:
-            raise LoadError(f"{path.name}: not a DEQ Studio session file")
-        if data.get("version") != SESSION_VERSION:
-            raise LoadError(f"{path.name}: session version {data.get('version')!r} is not supported")
-        try:
-            solver = SolverChoice(**data.get("solver", {}))
-            self._check_solver(solver)
-            corruptions = {str(m): CorruptionChoice(**c) for m, c in dict(data.get("corruptions", {})).items()}
-            for c in corruptions.values():
-                if not 0 <= float(c.severity) <= 5:
-                    raise ValueError(f"severity {c.severity!r} is outside 0..5")
-            sample = int(data.get("sample", 0))
-            step = int(data.get("step", -1))
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise LoadError(f"{path.name}: invalid settings ({exc})") from None
-        def resolve(value):
-            if not value:
-                return None
-            if not isinstance(value, str):
-                raise LoadError(f"{path.name}: file paths must be strings, got {value!r}")
-            p = Path(value).expanduser()
-            return p if p.is_absolute() else (path.parent / p).resolve()  # relative to the session file
-
-        self.open(resolve(data.get("checkpoint")), resolve(data.get("dataset")))
-        self.set_solver(solver)
-        for m, c in corruptions.items():
+        """Restore a saved session; a bad file is a LoadError and changes nothing (``read_session``)."""
+        saved = read_session(path)
+        self.open(saved.checkpoint, saved.dataset)
+        self.set_solver(saved.solver)
+        for m, c in saved.corruptions.items():
             if m in self.corruptions:
                 try:
                     self.set_corruption(m, c)
                 except ValueError as exc:
-                    self.message.emit(f"{path.name}: {exc}; left clean", True)
-        if self.dataset is not None and 0 <= sample < len(self.dataset):
-            self.set_sample(sample)
+                    self.message.emit(f"{saved.label}: {exc}; left clean", True)
+        if self.dataset is not None and 0 <= saved.sample < len(self.dataset):
+            self.set_sample(saved.sample)
         else:
-            self.message.emit(f"{path.name}: sample {sample} is not in the dataset; showing sample {self.sample}", True)
-        self.set_step(step)
+            self.message.emit(f"{saved.label}: sample {saved.sample} is not in the dataset; showing sample "
+                              f"{self.sample}", True)
+        self.set_step(saved.step)
+        if saved.notice:
+            self.message.emit(saved.notice, False)
+
+
+@dataclass(frozen=True)
+class SavedSession:
+    """A session file's settings, each checked; ``notice`` says what was adapted to this machine."""
+
+    label: str
+    checkpoint: Path | None
+    dataset: Path | None
+    solver: SolverChoice
+    corruptions: dict
+    sample: int
+    step: int
+    notice: str = ""
+
+
+def read_session(path, full: bool = True) -> SavedSession:
+    """Read and check a session file without changing anything; any problem is a LoadError.
+
+    The file must be a regular file (a FIFO or a device is refused at once, never read), of sane
+    size, plain JSON without NaN or Infinity, with every setting of its type and range; the files it
+    names must be regular files too. A session saved on CUDA opens on the CPU where there is no GPU,
+    with a notice saying so. ``full=False`` leaves out the two checks that import torch (the solver's
+    name, whether CUDA is present): the command line checks a session that way before the window opens.
+    """
+    path = Path(path)
+    label = guard.printable(path.name)
+    data = _read_json(path)
+    if not isinstance(data, dict) or data.get("format") != SESSION_FORMAT:
+        raise LoadError(f"{label}: not a DEQ Studio session file")
+    version = data.get("version")
+    if type(version) is not int or version != SESSION_VERSION:
+        shown = repr(version) if isinstance(version, (int, float, str, type(None))) else type(version).__name__
+        raise LoadError(f"{label}: session version {shown[:40]} is not supported")
+    try:
+        solver = SolverChoice(**_settings(data, "solver", {f.name for f in fields(SolverChoice)}))
+        Session._check_solver(solver, known_solver=full)
+        raw = data.get("corruptions", {})
+        if not isinstance(raw, dict):
+            raise ValueError(f"'corruptions' must be an object, got {type(raw).__name__}")
+        corruptions = {}
+        for m, c in raw.items():
+            where = f"corruption of {guard.printable(m)[:40]!r}"
+            choice = CorruptionChoice(**_settings({"c": c}, "c", {f.name for f in fields(CorruptionChoice)}))
+            if not isinstance(choice.kind, str) or choice.kind not in CORRUPTIONS:
+                raise ValueError(f"{where}: unknown kind {guard.printable(repr(choice.kind))[:40]}")
+            bounded_real(f"{where}: severity", choice.severity, 0.0, 5.0)
+            bounded_int(f"{where}: seed", choice.seed, 0, MAX_SEED)
+            corruptions[m] = replace(choice, severity=float(choice.severity))
+        sample = bounded_int("sample", data.get("sample", 0), 0, 2**62)
+        step = bounded_int("step", data.get("step", -1), -1, 10_000)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise LoadError(f"{label}: invalid settings ({exc})") from None
+
+    def named_file(key: str) -> Path | None:
+        value = data.get(key)
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            raise LoadError(f"{label}: the {key} path must be a string, got {type(value).__name__}")
+        try:
+            p = Path(value).expanduser()
+            p = p if p.is_absolute() else (path.parent / p)  # relative to the session file
+            guard.regular_file(p)
+        except (ValueError, RuntimeError) as exc:
+            raise LoadError(f"{label}: its {key} {guard.printable(value)[:200]}: {exc}") from None
+        return p
+
+    checkpoint, dataset = named_file("checkpoint"), named_file("dataset")
+    notice = ""
+    if full and solver.device.startswith("cuda") and "cuda" not in available_devices():
+        notice = (f"{label}: this session ran on {solver.device}, but CUDA is not available on this machine; "
+                  "using the CPU")
+        solver = replace(solver, device="cpu")
+    return SavedSession(label, checkpoint, dataset, solver, corruptions, sample, step, notice)
 
 
 def available_devices() -> tuple[str, ...]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..diagnostics.results import hdf5_bytes, write_with_sidecar
 from ..io import atomic
 from .engine import RunView, SolveResult
 
@@ -74,41 +75,47 @@ def result_to_json(result: SolveResult) -> dict:
     return out
 
 
-def write_trace_hdf5(result: SolveResult, path: str | os.PathLike, provenance: dict | None = None) -> Path:
-    """``/clean`` and ``/corrupted`` groups of per-step arrays, names as attributes; written atomically."""
-    import h5py
+def write_trace_hdf5(result: SolveResult, path: str | os.PathLike, provenance: dict | None = None,
+                     sidecar: dict | None = None) -> Path:
+    """``/clean`` and ``/corrupted`` groups of per-step arrays, names as attributes; written atomically.
 
-    with atomic.atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
-        h5.attrs["format"] = TRACE_FORMAT
-        h5.attrs["version"] = 1
-        h5.attrs["sample"] = result.request.sample
-        h5.attrs["label"] = result.label
-        h5.attrs["modality_names"] = [n.encode() for n in result.modality_names] or np.zeros(0, "S1")
-        h5.attrs["block_names"] = [n.encode() for n in result.block_names] or np.zeros(0, "S1")
-        h5.attrs["class_names"] = [n.encode() for n in result.class_names]
-        h5.attrs["corruptions"] = json.dumps(result.request.corruption_specs())
-        h5.attrs["solver"] = json.dumps(result.request.solver.to_dict())
-        if provenance is not None:
-            h5.attrs["provenance"] = json.dumps(provenance)
-        h5.create_dataset("equilibrium_shift", data=np.asarray(result.shift, dtype=np.float64))
-        for tag, run in (("clean", result.clean), ("corrupted", result.corrupted)):
-            g = h5.create_group(tag)
-            g.attrs["nstep"] = run.nstep
-            g.attrs["converged"] = run.converged
-            g.attrs["reason"] = run.reason
-            g.attrs["best_step"] = run.best_step
-            g.attrs["prediction"] = run.prediction
-            for key in RUN_ARRAYS:
-                value = getattr(run, key)
-                if value is not None:
-                    g.create_dataset(key, data=np.asarray(value))
-    return Path(path)
+    Built in memory, then written in one step; with ``sidecar``, ``<path>.provenance.json`` is written
+    with it as one unit.
+    """
+    return write_with_sidecar(path, hdf5_bytes(lambda h5: _fill_trace(h5, result, provenance)), sidecar)
+
+
+def _fill_trace(h5, result: SolveResult, provenance: dict | None) -> None:
+    h5.attrs["format"] = TRACE_FORMAT
+    h5.attrs["version"] = 1
+    h5.attrs["sample"] = result.request.sample
+    h5.attrs["label"] = result.label
+    h5.attrs["modality_names"] = [n.encode() for n in result.modality_names] or np.zeros(0, "S1")
+    h5.attrs["block_names"] = [n.encode() for n in result.block_names] or np.zeros(0, "S1")
+    h5.attrs["class_names"] = [n.encode() for n in result.class_names]
+    h5.attrs["corruptions"] = json.dumps(result.request.corruption_specs())
+    h5.attrs["solver"] = json.dumps(result.request.solver.to_dict())
+    if provenance is not None:
+        h5.attrs["provenance"] = json.dumps(provenance)
+    h5.create_dataset("equilibrium_shift", data=np.asarray(result.shift, dtype=np.float64))
+    for tag, run in (("clean", result.clean), ("corrupted", result.corrupted)):
+        g = h5.create_group(tag)
+        g.attrs["nstep"] = run.nstep
+        g.attrs["converged"] = run.converged
+        g.attrs["reason"] = run.reason
+        g.attrs["best_step"] = run.best_step
+        g.attrs["prediction"] = run.prediction
+        for key in RUN_ARRAYS:
+            value = getattr(run, key)
+            if value is not None:
+                g.create_dataset(key, data=np.asarray(value))
 
 
 def read_trace_hdf5(path: str | os.PathLike) -> dict:
     """{'attrs': {...}, 'clean': {name: array, ...}, 'corrupted': {...}} as written above."""
     import h5py
 
+    atomic.recover(path)  # a commit interrupted by a kill is completed before reading
     with h5py.File(path, "r") as h5:
         if h5.attrs.get("format") != TRACE_FORMAT:
             raise ValueError(f"{Path(path).name}: not a DEQ Studio trace file")

@@ -13,18 +13,14 @@ only when a solve runs (``deqstudio.core.solvers.solve``).
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass, field
 from typing import Callable
+
+from ..bounds import MAX_ITER, TOL, bounded_int, bounded_real, solver_option
 
 DEFAULT_SOLVER = "anderson"
 PLAIN_ITERATION = "fixed_point"  # z <- f(z): what unrolled (weight-tied) models do
 STOP_MODES = ("rel", "abs")
-MAX_ITER_LIMIT = 10_000  # more steps than any solve of these maps needs; a larger request is a mistake
-MIN_TOL = 1e-30
-MAX_TOL = 1e6
-MAX_HISTORY = 200  # Anderson's and Broyden's memory: larger costs memory per sample for nothing
 
 
 @dataclass(frozen=True)
@@ -49,24 +45,10 @@ class SolverSpec:
     extra: dict = field(default_factory=dict)
 
 
-def _whole(solver: str, name: str, value: object, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= int(value) <= high:
-        raise ValueError(f"{solver}: {name} must be a whole number from {low} to {high}, got {value!r}")
-
-
-def _history(solver: str, name: str, value: object) -> None:
-    _whole(solver, name, value, 1, MAX_HISTORY)
-
-
-def _fraction(solver: str, name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 < float(value) <= 1.0:
-        raise ValueError(f"{solver}: {name} must be a number in (0, 1], got {value!r}")
-
-
-def _regulariser(solver: str, name: str, value: object) -> None:
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value))
-            or not 0.0 <= float(value) <= 1.0):
-        raise ValueError(f"{solver}: {name} must be a number from 0 to 1, got {value!r}")
+def _option(solver: str, name: str, value: object) -> None:
+    """An option within its range (``core.bounds``); the message names the solver and what the option is."""
+    key = name.split()[-1]
+    solver_option(key, value, f"{solver}: {name}")
 
 
 _REGISTRY: dict[str, SolverSpec] = {}
@@ -79,19 +61,19 @@ def register_solver(spec: SolverSpec) -> None:
 
 register_solver(SolverSpec(
     "anderson", "deqstudio.core.solvers.anderson:anderson",
-    (OptionSpec("m", 6, _history, "history size", "how many past residuals are mixed"),
-     OptionSpec("lam", 1e-4, _regulariser, "regulariser", "Tikhonov λ, relative to the trace of GGᵀ"),
-     OptionSpec("tau", 1.0, _fraction, "mixing", "1 takes the mixed images; less damps toward the iterates")),
+    (OptionSpec("m", 6, _option, "history size", "how many past residuals are mixed"),
+     OptionSpec("lam", 1e-4, _option, "regulariser", "Tikhonov λ, relative to the trace of GGᵀ"),
+     OptionSpec("tau", 1.0, _option, "mixing", "1 takes the mixed images; less damps toward the iterates")),
     "Anderson acceleration (type II) with a scale-aware regulariser",
 ))
 register_solver(SolverSpec(
     "fixed_point", "deqstudio.core.solvers.fixed_point:fixed_point",
-    (OptionSpec("tau", 1.0, _fraction, "damping", "z ← (1 − τ)·z + τ·f(z)"),),
+    (OptionSpec("tau", 1.0, _option, "damping", "z ← (1 − τ)·z + τ·f(z)"),),
     "plain (optionally damped) fixed-point iteration",
 ))
 register_solver(SolverSpec(
     "broyden", "deqstudio.core.solvers.broyden:broyden",
-    (OptionSpec("m", 30, _history, "memory", "rank-one updates kept before the estimate restarts"),),
+    (OptionSpec("m", 30, _option, "memory", "rank-one updates kept before the estimate restarts"),),
     "limited-memory ('good') Broyden on g(z) = f(z) − z",
 ))
 
@@ -129,12 +111,9 @@ def check_options(name: str, options: dict) -> dict:
 
 
 def check_common(max_iter: object, tol: object, stop_mode: object) -> None:
-    """The settings every solver shares; raises ValueError naming the first bad one."""
-    if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or not 1 <= int(max_iter) <= MAX_ITER_LIMIT:
-        raise ValueError(f"max_iter must be a whole number from 1 to {MAX_ITER_LIMIT}, got {max_iter!r}")
-    if (isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not math.isfinite(float(tol))
-            or not MIN_TOL <= float(tol) <= MAX_TOL):
-        raise ValueError(f"tol must be a positive finite number from {MIN_TOL:g} to {MAX_TOL:g}, got {tol!r}")
+    """The settings every solver shares, within their ranges (``core.bounds``); ValueError names the first bad one."""
+    bounded_int("max_iter", max_iter, *MAX_ITER)
+    bounded_real("tol", tol, *TOL)
     if stop_mode not in STOP_MODES:
         raise ValueError(f"stop_mode must be one of {', '.join(STOP_MODES)}, got {stop_mode!r}")
 
