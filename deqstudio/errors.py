@@ -8,11 +8,52 @@ the studio shows the message in its banner.
 from __future__ import annotations
 
 MAX_MESSAGE = 400
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def decode(value) -> str:
+    """A str from bytes or str that never fails: invalid UTF-8 bytes become \\xNN escapes."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    return value if isinstance(value, str) else str(value)
+
+
+def printable(value) -> str:
+    """``value`` as one line of plain text: control and invisible formatting characters escaped.
+
+    Every string from a file passes through this before it reaches a terminal or a window, so a file cannot
+    move the cursor, colour the terminal or print a line of its own. Idempotent; ordinary non-ASCII text (σ̂,
+    é) is unchanged.
+    """
+    text = decode(value)
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable():
+            out.append(ch)
+        elif ch in _NAMED:
+            out.append(_NAMED[ch])
+        else:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return "".join(out)
+
+
+def printable_data(value):
+    """``printable`` applied to every string (keys too) in nested dicts and lists, e.g. before JSON output."""
+    if isinstance(value, (str, bytes)):
+        return printable(value)
+    if isinstance(value, dict):
+        return {printable(k) if isinstance(k, (str, bytes)) else k: printable_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [printable_data(v) for v in value]
+    return value
 
 
 def one_line(message: object, limit: int = MAX_MESSAGE) -> str:
-    """The message on one line (white space folded), cut to ``limit`` characters."""
-    text = " ".join(str(message).split())
+    """The message on one line (white space folded, control characters escaped), cut to ``limit`` characters."""
+    text = printable(" ".join(decode(message).split()))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -35,16 +76,20 @@ class DatasetError(InputError):
     """A dataset file that cannot be used; the message names the file and the problem."""
 
 
-class SessionFileError(InputError):
-    """A session file that cannot be restored; nothing in the studio was changed."""
-
-
 class MismatchError(InputError):
     """A model and a dataset that do not fit together (modalities, sizes, classes)."""
 
 
 class LoadError(InputError):
     """Something could not be opened in the studio; what was open stays open."""
+
+
+class SessionFileError(LoadError):
+    """A session file that cannot be restored; nothing in the studio was changed."""
+
+
+class InspectError(InputError):
+    """A file ``deqstudio inspect`` cannot summarise: neither a model nor a dataset, or unreadable."""
 
 
 class UsageError(InputError):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PySide6 import QtCore, QtGui, QtSvg
 
-from deqstudio.gui.report import SOLVE_FIGURES
+from deqstudio.gui.solve_view import FIGURES as SOLVE_FIGURES
 from deqstudio.session.traces import read_trace_hdf5
 
 PROVENANCE_KEYS = {"checkpoint", "dataset", "sample", "corruptions", "solver", "packages", "created", "device"}

@@ -22,8 +22,7 @@ def _application():
 
 async def prepare_window(window, checkpoint, dataset, session_path=None, sample=None, corruptions=(), step=None):
     """Open files and apply settings, then wait for the first solve to finish."""
-    from ..core.corruptions import CorruptionSpec
-    from ..session.engine import CorruptionChoice
+    from ..core.corruptions import Corruption
 
     if session_path:
         window.load_session(session_path)
@@ -34,13 +33,9 @@ async def prepare_window(window, checkpoint, dataset, session_path=None, sample=
         return False
     if sample is not None:
         s.set_sample(sample)
-        window.browser.select_sample(sample)
     for text in corruptions:
-        spec = CorruptionSpec.parse(text)
-        choice = CorruptionChoice(spec.kind, spec.severity, spec.seed)
-        s.set_corruption(spec.modality, choice)
-        window.corruption.set_choice(spec.modality, choice)
-    window.request_solve()
+        modality, corruption = Corruption.parse(text)
+        s.set_corruption(modality, corruption)
     await window.runner.wait_idle(timeout=120)
     if step is not None and s.result is not None:
         window.scrubber.set_value(step - 1 if step > 0 else window.scrubber.steps - 1)

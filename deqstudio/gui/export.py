@@ -12,29 +12,17 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtSvg, QtWidgets
 
-from ..diagnostics.results import csv_bytes, json_bytes
-from ..diagnostics.results import sidecar_path as sidecar_path
+from ..diagnostics.results import csv_bytes
+from ..io.atomic import json_bytes, sidecar_path
+from ..errors import ExportError
 from ..io import atomic
 
-FORMATS = ("png", "svg", "pdf", "csv")
 SCREEN_DPI = 96  # PDF pages at screen resolution: at 300 dpi pyqtgraph's text and pens garble
 DEFAULT_PNG_WIDTH = 1600
 
 
-class ExportError(atomic.WriteError):
-    """An export could not be written; the message names the file and the reason."""
-
-
 def write_json(path: str | os.PathLike, data: dict) -> Path:
     return atomic.write_bytes(path, json_bytes(data))
-
-
-def _fmt(path: Path) -> str:
-    fmt = path.suffix.lower().lstrip(".")
-    if fmt not in FORMATS:
-        raise ExportError(f"cannot export to {path.name}: unknown format {path.suffix or '(none)'!r}; "
-                          f"use one of {', '.join('.' + f for f in FORMATS)}")
-    return fmt
 
 
 def _size(widget: QtWidgets.QWidget) -> QtCore.QSize:
@@ -121,6 +109,56 @@ def plot_csv_bytes(widget) -> bytes:
     return csv_bytes(header, rows)
 
 
+class Exporter:
+    """One export format, in pyqtgraph's shape: a name, a file suffix, and the bytes of a widget."""
+
+    name = ""
+    suffix = ""
+
+    def to_bytes(self, widget, *, width: int | None = None, title: str = "") -> bytes:  # pragma: no cover
+        raise NotImplementedError
+
+
+class PNGExporter(Exporter):
+    name, suffix = "PNG image (width of your choice; text and lines scale together)", "png"
+
+    def to_bytes(self, widget, *, width=None, title=""):
+        return png_bytes(widget, width)
+
+
+class SVGExporter(Exporter):
+    name, suffix = "SVG vector image", "svg"
+
+    def to_bytes(self, widget, *, width=None, title=""):
+        return svg_bytes(widget, title)
+
+
+class PDFExporter(Exporter):
+    name, suffix = "PDF document (one page at 96 dpi)", "pdf"
+
+    def to_bytes(self, widget, *, width=None, title=""):
+        return pdf_bytes(widget, title)
+
+
+class CSVExporter(Exporter):
+    name, suffix = "CSV of the plotted numbers (full precision)", "csv"
+
+    def to_bytes(self, widget, *, width=None, title=""):
+        return plot_csv_bytes(widget)
+
+
+EXPORTERS: dict[str, Exporter] = {e.suffix: e for e in (PNGExporter(), SVGExporter(), PDFExporter(), CSVExporter())}
+FORMATS = tuple(EXPORTERS)
+
+
+def exporter_for(path: Path) -> Exporter:
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in EXPORTERS:
+        raise ExportError(f"cannot export to {path.name}: unknown format {path.suffix or '(none)'!r}; "
+                          f"use one of {', '.join('.' + f for f in FORMATS)}")
+    return EXPORTERS[fmt]
+
+
 def _write(path, data: bytes) -> Path:
     try:
         return atomic.write_bytes(path, data)
@@ -148,17 +186,9 @@ def export_plot(widget, path: str | os.PathLike, *, width: int | None = None, pr
                 title: str = "") -> list[Path]:
     """Write the plot in the format its suffix names, plus the provenance sidecar; return the files."""
     path = Path(path)
-    fmt = _fmt(path)
+    exporter = exporter_for(path)
     try:
-        if fmt == "png":
-            data = png_bytes(widget, width)
-        elif fmt == "svg":
-            data = svg_bytes(widget, title)
-        elif fmt == "pdf":
-            data = pdf_bytes(widget, title)
-        else:
-            data = plot_csv_bytes(widget)
-        files = {path: data}
+        files = {path: exporter.to_bytes(widget, width=width, title=title)}
         if provenance is not None:
             record = dict(provenance, exported=path.name, plot=title or widget.objectName())
             files[sidecar_path(path)] = json_bytes(record)

@@ -21,24 +21,18 @@ def build_report(out, checkpoint=None, dataset=None, sample=None, corruptions=()
     from ..session import headless
     from ..session.provenance import provenance
     from .plots.analysis import CalibrationPlot, RobustnessPlot
-    from .plots import GatePlot, ProbabilityPlot, ResidualPlot, ShiftPlot, UDMLPanel
     from .report import solve_figures, sweep_figures, write_report
+    from .solve_view import SolveView
 
     app = _application()
-    from dataclasses import replace
-
     loaded = headless.load(checkpoint, dataset, device=device)
-    if solver is not None:
-        solver = replace(solver, device=loaded.engine.device)
     result = headless.solve(loaded, sample, corruptions, solver)
-    widgets = {"residual": ResidualPlot(), "gates": GatePlot(), "probabilities": ProbabilityPlot(),
-               "udml": UDMLPanel(), "equilibrium_shift": ShiftPlot()}
-    last = max(result.corrupted.nstep, 1) - 1
+    view = SolveView(arranged=False)
+    widgets = view.widgets()
     for w in widgets.values():
         w.resize(*PANEL_SIZE)
-        w.show()  # offscreen: lays out the plot and applies auto-range, as in the window
-        w.show_result(result)
-        w.show_step(last)
+        w.show()  # offscreen: lays out each plot at the report's size, as in the window
+    view.show_result(result)  # the marker at the last step
     figures = solve_figures(widgets)
     analyses = []
     swept = None
@@ -62,4 +56,5 @@ def build_report(out, checkpoint=None, dataset=None, sample=None, corruptions=()
                "sweep_seconds": swept.seconds if swept is not None else None, "notice": result.notice}
     for w in widgets.values():
         w.deleteLater()
+    view.deleteLater()
     return folder, summary

@@ -18,7 +18,9 @@ from pathlib import Path
 
 from ..io import atomic
 from ..session.traces import write_trace_hdf5
-from .export import ExportError, render_pdf, render_png, render_svg, write_json, write_plot_csv
+from ..errors import ExportError
+from .solve_view import FIGURES
+from .export import render_pdf, render_png, render_svg, write_json, write_plot_csv
 
 PNG_WIDTH = 1400
 
@@ -200,18 +202,9 @@ def report_html(title: str, figures, files, data_files, provenance: dict, result
     return "\n".join(parts) + "\n"
 
 
-SOLVE_FIGURES = (
-    ("residual", "Relative residual per block", "solid: corrupted input; dashed: clean; dotted line: tolerance"),
-    ("gates", "Gate share per modality", "share of the fused update from each modality, per solver step"),
-    ("probabilities", "Class probabilities per step", "the model's prediction read out at each solver step"),
-    ("udml", "UDML noise, dependency and weights", "predicted noise σ̂, dependency α, fusion weights w, PE and energy"),
-    ("equilibrium_shift", "Equilibrium shift", "‖z*corrupted − z*clean‖ per block"),
-)
-
-
 def solve_figures(widgets: dict) -> list[Figure]:
-    """Figures for the panels of one solved sample, keyed as SOLVE_FIGURES."""
-    return [Figure(slug, title, widgets[slug], caption) for slug, title, caption in SOLVE_FIGURES if slug in widgets]
+    """Figures for the panels of one solved sample, keyed as ``SolveView``'s ``FIGURES``."""
+    return [Figure(slug, title, widgets[slug], caption) for slug, title, caption in FIGURES if slug in widgets]
 
 
 def sweep_figures(robustness_widget, calibration_widget) -> list[Figure]:

@@ -21,9 +21,13 @@ FIGURES = (
 
 
 class SolveView(QtWidgets.QWidget):
-    """Residual, gate share and probabilities per step, the UDML table, and the equilibrium shift."""
+    """Residual, gate share and probabilities per step, the UDML table, and the equilibrium shift.
 
-    def __init__(self, session=None, parent=None) -> None:
+    ``arranged=False`` leaves each plot a window of its own (not laid out in this widget): the report draws
+    every plot at its own page size.
+    """
+
+    def __init__(self, session=None, parent=None, arranged: bool = True) -> None:
         super().__init__(parent)
         self.setObjectName("SolveView")
         self.residual = ResidualPlot()
@@ -32,6 +36,16 @@ class SolveView(QtWidgets.QWidget):
         self.udml = UDMLPanel()
         self.shift = ShiftPlot()
         self.plots = [self.residual, self.gates, self.probabilities, self.shift, self.udml]
+        if arranged:
+            self._arrange()
+        self.result = None
+        self.step = -1
+        self.session = session
+        if session is not None:
+            session.result_changed.connect(self._on_result_changed)
+            session.step_changed.connect(self._on_step_changed)
+
+    def _arrange(self) -> None:
         grid = QtWidgets.QGridLayout(self)
         grid.setContentsMargins(4, 4, 4, 4)
         grid.addWidget(self.residual, 0, 0)
@@ -45,12 +59,6 @@ class SolveView(QtWidgets.QWidget):
             grid.setColumnStretch(col, 1)
         for plot in self.plots:
             plot.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Ignored)
-        self.result = None
-        self.step = -1
-        self.session = session
-        if session is not None:
-            session.result_changed.connect(self._on_result_changed)
-            session.step_changed.connect(self._on_step_changed)
 
     def widgets(self) -> dict:
         """slug → widget, as ``FIGURES`` names them (for exports and the report)."""

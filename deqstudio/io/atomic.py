@@ -28,12 +28,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Mapping
 
+from ..errors import WriteError
+
 JOURNAL_SUFFIX = ".deqstudio-commit"
 JOURNAL_FORMAT = "deqstudio-commit"
-
-
-class WriteError(OSError):
-    """A file could not be written; the message names the file and the reason."""
 
 
 def _umask() -> int:
@@ -282,3 +280,24 @@ def recover(path: str | os.PathLike) -> bool:
             raise WriteError(f"cannot complete an interrupted write of {path}: {_reason(exc)}") from None
         found = True
     return found
+
+
+SIDECAR_SUFFIX = ".provenance.json"
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """Where a file's provenance record goes: ``NAME.EXT.provenance.json`` beside it."""
+    path = Path(path)
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
+def json_bytes(record: Mapping) -> bytes:
+    return (json.dumps(record, indent=2, default=str) + "\n").encode("utf-8")
+
+
+def write_with_sidecar(path: str | os.PathLike, data: bytes, sidecar: Mapping | None = None) -> Path:
+    """``data`` at ``path``; with a ``sidecar`` record, ``<path>.provenance.json`` too, both as one unit."""
+    if sidecar is None:
+        return write_bytes(path, data)
+    write_files({Path(path): data, sidecar_path(path): json_bytes(sidecar)})
+    return Path(path)

@@ -2,11 +2,13 @@
 
 Layout (``torch.save`` of a dict of plain data and tensors)::
 
-    {"format": "deqstudio-checkpoint", "version": 1,
+    {"format": "deqstudio-checkpoint", "version": 2,
      "config": ModelConfig.to_dict(), "state_dict": {...},
-     "normalisation": {"mean": {modality: tensor}, "std": {modality: tensor}},
      "dependency": {"logit_magnitude": {modality: float}, "loss_increase": {...}, "definitions": {...}},
      "metrics": {...}, "dataset": {...}, "training": {...}}
+
+The input normalisation lives in the state dict (``input_mean_i``, ``input_std_i``). Version 1 files also
+carried an unread copy of it under "normalisation"; they still load.
 
 Loading uses ``torch.load(..., weights_only=True)`` only: a pickle that asks for any object other
 than tensors and plain containers is refused before anything in it runs.
@@ -14,7 +16,6 @@ than tensors and plain containers is refused before anything in it runs.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import pickle
@@ -27,11 +28,14 @@ from typing import Any
 import torch
 
 from ..core.config import ModelConfig
+from ..errors import CheckpointError
 from . import atomic, guard
+from .guard import file_sha256
 from ..core.model import FusionModel
 
 FORMAT = "deqstudio-checkpoint"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 _ZIP_MAGIC = b"PK\x03\x04"
 _MAX_BYTES = 2 * 1024**3
 _MAX_PARAMETERS = _MAX_BYTES // 4  # a config that needs more float32 values than the largest file could hold
@@ -42,15 +46,10 @@ _GLOBAL = re.compile(r"GLOBAL\s+([\w.]+)")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-class CheckpointError(ValueError):
-    """A file that cannot be used as a checkpoint; the message names the file and the problem."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(guard.printable(message))
-
-
 @dataclass
 class Checkpoint:
+    """A loaded checkpoint: the model and what the file records about it."""
+
     path: Path | None
     sha256: str | None
     config: ModelConfig
@@ -59,18 +58,19 @@ class Checkpoint:
     dataset: dict = field(default_factory=dict)
     dependency: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
+    _adapter: object = field(default=None, repr=False, compare=False)
 
+    @property
+    def adapter(self):
+        """The model behind the ``ModelAdapter`` interface (one per checkpoint, sharing its model)."""
+        if self._adapter is None:
+            from ..core.adapter import ModelSource
+            from ..core.native import NativeAdapter
 
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    try:
-        fh = guard.open_regular(path)
-    except ValueError as exc:
-        raise OSError(f"{Path(path).name}: {exc}") from None
-    with fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+            source = ModelSource("native", str(self.path or ""), self.sha256 or "",
+                                 f"{self.config.fusion} model (DEQ Studio checkpoint)")
+            self._adapter = NativeAdapter(self.model, dependency=self.dependency, source=source)
+        return self._adapter
 
 
 def _plain(value: Any) -> Any:
@@ -102,17 +102,11 @@ def save_checkpoint(
 ) -> Path:
     """Write atomically: a temporary file in the same folder, then a rename."""
     path = Path(path)
-    means, stds = model.normalisation()
-    names = model.modality_names
     payload = {
         "format": FORMAT,
         "version": VERSION,
         "config": model.config.to_dict(),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        "normalisation": {
-            "mean": {n: m.detach().cpu().clone() for n, m in zip(names, means)},
-            "std": {n: s.detach().cpu().clone() for n, s in zip(names, stds)},
-        },
         "dependency": _plain(dependency or {}),
         "metrics": _plain(metrics or {}),
         "dataset": _plain(dataset or {}),
@@ -318,8 +312,9 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     if not isinstance(fmt, str) or fmt != FORMAT:  # isinstance first: a tensor here must not be compared
         raise _fail(path, f"not a DEQ Studio checkpoint (format is {_brief(fmt)}, expected {FORMAT!r})")
     version = payload.get("version")
-    if type(version) is not int or version != VERSION:
-        raise _fail(path, f"checkpoint version {_brief(version)} is not supported (this app reads version {VERSION})")
+    if type(version) is not int or version not in READABLE_VERSIONS:
+        raise _fail(path, f"checkpoint version {_brief(version)} is not supported (this app reads versions "
+                          f"{', '.join(map(str, READABLE_VERSIONS))})")
     for key in ("config", "state_dict"):
         if key not in payload:
             raise _fail(path, f"missing {key!r}")

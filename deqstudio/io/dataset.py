@@ -10,14 +10,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from . import atomic, guard
+from ..errors import DatasetError
+from . import atomic, guard, hdf5
+from .guard import file_sha256
 
 FORMAT = "deqstudio-dataset"
 VERSION = 1
@@ -30,15 +31,6 @@ MAX_EXPANSION = 64
 EXPANSION_FLOOR = 8 * 1024**2
 READ_BLOCK = 16 * 1024**2  # bytes per read while loading an array
 _FILTERS = (1, 2, 3, 32000)  # HDF5 filters read: deflate (gzip), shuffle, fletcher32, lzf
-
-
-class DatasetError(ValueError):
-    """A dataset file that cannot be used; the message names the file and the problem."""
-
-    def __init__(self, message: str) -> None:
-        # one line, of a readable length, whatever values from the file the message quotes
-        message = guard.printable(" ".join(str(message).split()))
-        super().__init__(message if len(message) <= 400 else message[:397] + "...")
 
 
 @dataclass
@@ -160,18 +152,6 @@ def _attr_str(attrs, key: str, default: str = "") -> str:
     if isinstance(value, np.ndarray) and value.size == 1:
         value = value.reshape(-1)[0]
     return guard.decode(value.item() if isinstance(value, np.generic) and not isinstance(value, np.bytes_) else value)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    try:
-        fh = guard.open_regular(path)
-    except ValueError as exc:
-        raise OSError(f"{Path(path).name}: {exc}") from None
-    with fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _Reader:
@@ -408,18 +388,16 @@ def write_dataset(ds: Dataset, path: str | os.PathLike, compression: str | None 
     if not folder.is_dir():
         raise DatasetError(f"{path}: folder {folder} does not exist")
     with atomic.atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
-        h5.attrs.update({"format": FORMAT, "version": VERSION, "name": ds.name, "description": ds.description,
-                         "source": ds.source, "license": ds.license})
+        hdf5.set_attrs(h5, {"format": FORMAT, "version": VERSION, "name": ds.name, "description": ds.description,
+                            "source": ds.source, "license": ds.license})
         group = h5.create_group("modalities", track_order=True)
         opts = {"compression": compression, "compression_opts": 9} if compression == "gzip" else {}
         for name, m in ds.modalities.items():
             arr = m.data.reshape(len(ds), *m.image_shape) if m.kind == "image" else m.data
             dset = group.create_dataset(name, data=arr.astype(np.float32), shuffle=bool(opts), track_times=False, **opts)
-            dset.attrs["kind"] = m.kind
-            if m.image_shape:
-                dset.attrs["image_shape"] = np.asarray(m.image_shape, dtype=np.int64)
+            hdf5.set_attrs(dset, {"kind": m.kind, **({"image_shape": list(m.image_shape)} if m.image_shape else {})})
         labels = h5.create_dataset("labels", data=ds.labels.astype(np.int64), track_times=False, **opts)
-        labels.attrs["class_names"] = np.asarray(ds.class_names, dtype=h5py.string_dtype())
+        hdf5.set_attrs(labels, {"class_names": list(ds.class_names)})
         splits = h5.create_group("splits")
         for split, idx in ds.splits.items():
             splits.create_dataset(split, data=np.asarray(idx, dtype=np.int64), track_times=False)

@@ -9,50 +9,14 @@ socket or a folder (a FIFO would block ``open()`` forever), checked on the resol
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from pathlib import Path
 
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+from ..errors import decode, printable, printable_data
 
-
-def decode(value) -> str:
-    """A str from bytes or str that never fails: invalid UTF-8 bytes become \\xNN escapes."""
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value).decode("utf-8", "backslashreplace")
-    return value if isinstance(value, str) else str(value)
-
-
-def printable(value) -> str:
-    """``value`` as one line of plain text: control and invisible formatting characters escaped.
-
-    Idempotent (backslashes are kept as they are); ordinary non-ASCII text (σ̂, é) is unchanged.
-    """
-    text = decode(value)
-    if text.isprintable():
-        return text
-    out = []
-    for ch in text:
-        if ch.isprintable():
-            out.append(ch)
-        elif ch in _NAMED:
-            out.append(_NAMED[ch])
-        else:
-            code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
-    return "".join(out)
-
-
-def printable_data(value):
-    """``printable`` applied to every string (keys too) in nested dicts and lists, e.g. before JSON output."""
-    if isinstance(value, (str, bytes)):
-        return printable(value)
-    if isinstance(value, dict):
-        return {printable(k) if isinstance(k, (str, bytes)) else k: printable_data(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [printable_data(v) for v in value]
-    return value
-
+__all__ = ["decode", "file_sha256", "open_regular", "printable", "printable_data", "regular_file"]
 
 def _kind(mode: int) -> str | None:
     if stat.S_ISREG(mode):
@@ -117,3 +81,16 @@ def open_regular(path: str | os.PathLike):
     except BaseException:
         os.close(fd)
         raise
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a regular file's bytes, read in blocks (OSError naming the file when it is not one)."""
+    h = hashlib.sha256()
+    try:
+        fh = open_regular(path)
+    except ValueError as exc:
+        raise OSError(f"{Path(path).name}: {exc}") from None
+    with fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -7,8 +7,11 @@ whatever the analysis had finished (its result has ``complete = False``).
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 import time
 from typing import Callable
+
+from ..core.solvers.registry import SOLVER_NAMES
 
 
 class AnalysisJob:
@@ -61,16 +64,14 @@ class AnalysisJob:
 def _evaluator(engine):
     """An evaluator on a copy of the engine's model, taken now (on the UI thread): the studio may move its
     model to another device or load another one while the analysis runs on its own thread."""
-    import copy
-
     from ..diagnostics.evaluation import Evaluator
 
-    return Evaluator(copy.deepcopy(engine.model), engine.dataset, device=engine.device)
+    return Evaluator(engine.adapter.copy(), engine.dataset)
 
 
 def _model_name(engine) -> str:
-    path = engine.checkpoint.path
-    return path.name if path else engine.config.fusion
+    path = engine.adapter.source.path
+    return Path(path).name if path else engine.adapter.name
 
 
 def robustness_job(engine, split: str = "test", kinds=None, modalities=None) -> AnalysisJob:
@@ -91,7 +92,7 @@ def robustness_job(engine, split: str = "test", kinds=None, modalities=None) -> 
     return AnalysisJob("robustness sweep", work, settings)
 
 
-def convergence_job(engine, split: str = "test", solvers=("anderson", "fixed_point", "broyden"), max_iter: int = 100) -> AnalysisJob:
+def convergence_job(engine, split: str = "test", solvers=SOLVER_NAMES, max_iter: int = 100) -> AnalysisJob:
     """Steps to converge and final residuals per solver over a split."""
     from ..diagnostics.convergence import convergence_stats
 

@@ -24,17 +24,22 @@ def package_versions() -> dict[str, str]:
 
 
 def checkpoint_record(checkpoint) -> dict:
+    """The open model file: where it is, its hash, what kind of model it holds, where it came from."""
     if checkpoint is None:
         return {}
-    c = checkpoint.config
-    return {
+    adapter = checkpoint.adapter
+    record = {
         "path": str(checkpoint.path) if checkpoint.path else "",
         "sha256": checkpoint.sha256 or "",
-        "fusion": c.fusion,
-        "modalities": list(c.modality_names),
-        "hidden": c.hidden,
-        "test_accuracy": (checkpoint.metrics or {}).get("test_accuracy"),
+        "fusion": adapter.name,
+        "modalities": list(adapter.modality_names),
+        "source": adapter.source.kind,
+        "test_accuracy": (getattr(checkpoint, "metrics", None) or {}).get("test_accuracy"),
     }
+    config = getattr(checkpoint, "config", None)
+    if config is not None:
+        record["hidden"] = config.hidden
+    return record
 
 
 def dataset_record(dataset) -> dict:
@@ -67,6 +72,7 @@ def provenance(checkpoint=None, dataset=None, result=None, *, what: str = "", an
                                     for m, c in req.corruptions if c.active},
             "solver": req.solver.to_dict(),
             "device": result.device,
+            "device_asked": req.device,
         })
     elif device:
         record["device"] = device

@@ -1,76 +1,26 @@
-"""The studio's application state, Qt-free, with change signals the widgets subscribe to."""
+"""The studio's application state, Qt-free: what is open, every setting, the current result.
+
+Views subscribe to its signals and change it only through its setters. With a runner attached
+(``start_solving``), every change that alters what is shown submits a solve; the runner hands the result back
+(``accept``) and ``result_changed`` tells every view. Nothing here imports Qt.
+"""
 
 from __future__ import annotations
 
-import json
-import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import replace
 from pathlib import Path
 
-from ..core.bounds import MAX_ITER, TOL, bounded_int, bounded_real, solver_option
-from ..core.corruptions import CORRUPTIONS, kinds_for
-from ..io import atomic, guard
-from .engine import BrowseTable, CorruptionChoice, Engine, ModelInfo, SolveRequest, SolveResult, SolverChoice
+from ..core.corruptions import Corruption, kinds_for
+from ..core.device import NO_CUDA, check_device_name
+from ..core.solvers.settings import SolverSettings
+from ..errors import DeqStudioError, LoadError
+from ..io.session_file import SavedSession, read_session, write_session
+from .engine import Engine
+from .runner import Runner
 from .signals import Signal
+from .values import BrowseTable, ModelInfo, SolveRequest, SolveResult
 
-SESSION_FORMAT = "deqstudio-session"
-SESSION_VERSION = 1
-MAX_SESSION_BYTES = 1024**2  # a session this app writes is a few hundred bytes
-MAX_SEED = 2**32 - 1
-
-
-class LoadError(ValueError):
-    """A file could not be opened; the message is for the user and names the problem."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(guard.printable(message))
-
-
-def _refuse_constant(name: str):
-    raise ValueError(f"it holds {name}, which no session setting takes")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"it holds the number {text[:20]}, beyond the range of a float")
-    return value
-
-
-def _read_json(path: Path) -> object:
-    """The JSON in a session file: a regular file of at most MAX_SESSION_BYTES; no NaN or Infinity."""
-    label = guard.printable(path.name)
-    try:
-        fh = guard.open_regular(path)
-    except ValueError as exc:
-        raise LoadError(f"{label}: {exc}") from None
-    try:
-        with fh:
-            raw = fh.read(MAX_SESSION_BYTES + 1)
-    except OSError as exc:
-        raise LoadError(f"{label}: cannot be read ({exc.strerror or exc})") from None
-    if len(raw) > MAX_SESSION_BYTES:
-        raise LoadError(f"{label}: too large for a session file (more than {MAX_SESSION_BYTES // 1024} KiB)")
-    try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
-    except RecursionError:
-        raise LoadError(f"{label}: not a readable session file (nested too deeply)") from None
-    except UnicodeDecodeError:
-        raise LoadError(f"{label}: not a readable session file (not UTF-8 text)") from None
-    except json.JSONDecodeError as exc:
-        raise LoadError(f"{label}: not a readable session file ({exc.__class__.__name__})") from None
-    except ValueError as exc:
-        raise LoadError(f"{label}: not a readable session file ({exc})") from None
-
-
-def _settings(data: dict, key: str, names) -> dict:
-    value = data.get(key, {})
-    if not isinstance(value, dict):
-        raise ValueError(f"{key!r} must be an object, got {type(value).__name__}")
-    unknown = [k for k in value if k not in names]
-    if unknown:
-        raise ValueError(f"{key!r} has unknown setting {guard.printable(unknown[0])[:40]!r}")
-    return value
+__all__ = ["LoadError", "Session", "read_session"]
 
 
 class Session:
@@ -78,36 +28,96 @@ class Session:
 
     def __init__(self) -> None:
         self.engine: Engine | None = None
-        self.checkpoint = None
+        self.checkpoint = None  # the open model file (path, sha256, adapter)
         self.dataset = None
         self.info: ModelInfo | None = None
         self.sample: int = 0
         self.split: str = "test"
-        self.corruptions: dict[str, CorruptionChoice] = {}
-        self.solver = SolverChoice()
+        self.corruptions: dict[str, Corruption] = {}
+        self.solver = SolverSettings()
+        self.device = "cpu"
         self.step: int = -1  # -1 = the last recorded step
         self.result: SolveResult | None = None
         self.table: BrowseTable | None = None
+        self.runner: Runner | None = None
         self._generation = 0
         self.loaded = Signal()  # (info)
         self.sample_changed = Signal()  # (index)
-        self.corruption_changed = Signal()  # (modality, choice)
-        self.solver_changed = Signal()  # (choice)
+        self.corruption_changed = Signal()  # (modality, corruption)
+        self.solver_changed = Signal()  # (settings)
+        self.device_changed = Signal()  # (device)
+        self.solve_requested = Signal()  # (generation): a newer result is on its way
         self.result_changed = Signal()  # (result)
         self.step_changed = Signal()  # (step)
         self.table_changed = Signal()  # (table)
         self.message = Signal()  # (text, is_error)
 
+    # -- solving ----------------------------------------------------------------------------------
+    def start_solving(self, synchronous: bool = False) -> Runner:
+        """Attach the runner: from now on every change that alters the picture submits a solve."""
+        from .engine import worker_thread_setup
+
+        if self.runner is None:
+            self.runner = Runner(self.engine_solve, self.accept, self._solve_failed,
+                                 thread_setup=worker_thread_setup, synchronous=synchronous)
+        return self.runner
+
+    def stop_solving(self) -> None:
+        """Let a solve in flight finish (its result is dropped) and detach the runner."""
+        if self.runner is not None:
+            self.runner.shutdown()
+            self.runner = None
+
+    @property
+    def pending(self) -> bool:
+        """A solve is running or waiting: what is shown is older than the settings."""
+        return self.runner is not None and self.runner.busy
+
+    def solve(self) -> None:
+        """Submit a solve of the current settings (newest wins)."""
+        if self.runner is None or not self.ready:
+            return
+        request = self.request()
+        self.solve_requested.emit(request.generation)
+        self.runner.submit(request)
+
+    def engine_solve(self, request: SolveRequest) -> SolveResult:
+        """Run on the worker thread: solve with whichever engine is current."""
+        engine = self.engine
+        if engine is None:
+            raise LoadError("nothing is loaded")
+        return engine.solve(request)
+
+    def request(self) -> SolveRequest:
+        self._generation += 1
+        return SolveRequest(generation=self._generation, sample=self.sample,
+                            corruptions=tuple(sorted(self.corruptions.items())), solver=self.solver,
+                            device=self.device)
+
+    def accept(self, result: SolveResult) -> None:
+        self.result = result
+        if result.notice:
+            self.message.emit(result.notice, False)
+        if self.step >= max(result.corrupted.nstep, result.clean.nstep):
+            self.step = -1
+        self.result_changed.emit(result)
+
+    def _solve_failed(self, request, exc: BaseException) -> None:
+        self.message.emit(f"the solve failed: {exc}", True)
+
+    def accept_table(self, table: BrowseTable) -> None:
+        self.table = table
+        self.table_changed.emit(table)
+
     # -- loading ----------------------------------------------------------------------------------
     def prepare(self, checkpoint_path=None, dataset_path=None):
         """Read and check files without touching the session (safe on a worker thread).
 
-        Returns ``(checkpoint, dataset, engine)``; engine is None until both are known. Any problem is
-        a LoadError naming it.
+        Returns ``(checkpoint, dataset, engine)``; engine is None until both are known. Any problem is a
+        LoadError naming it.
         """
-        from ..io.checkpoint import CheckpointError, load_checkpoint
-        from ..io.dataset import DatasetError, read_dataset
-        from .engine import MismatchError
+        from ..io.checkpoint import load_checkpoint
+        from ..io.dataset import read_dataset
 
         checkpoint, dataset = self.checkpoint, self.dataset
         try:
@@ -117,8 +127,8 @@ class Session:
                 dataset = read_dataset(dataset_path)
             engine = None
             if checkpoint is not None and dataset is not None:
-                engine = Engine(checkpoint, dataset, device=self.solver.device)
-        except (CheckpointError, DatasetError, MismatchError) as exc:
+                engine = Engine(checkpoint.adapter, dataset, device=self.device)
+        except DeqStudioError as exc:
             raise LoadError(str(exc)) from None
         except OSError as exc:
             raise LoadError(f"cannot read the file: {exc.strerror or exc}") from None
@@ -134,7 +144,7 @@ class Session:
         kept = {}
         for name, kind in zip(self.info.modality_names, self.info.modality_kinds):
             old = self.corruptions.get(name)
-            kept[name] = old if old is not None and old.kind in kinds_for(kind) else CorruptionChoice()
+            kept[name] = old if old is not None and old.kind in kinds_for(kind) else Corruption()
         self.corruptions = kept
         if self.split not in dataset.splits:
             self.split = "test"
@@ -145,6 +155,7 @@ class Session:
         self.table = None
         self.step = -1
         self.loaded.emit(self.info)
+        self.solve()
 
     def open(self, checkpoint_path=None, dataset_path=None) -> None:
         """Open a checkpoint and/or a dataset; on any problem raise LoadError and keep what was open."""
@@ -153,6 +164,14 @@ class Session:
     @property
     def ready(self) -> bool:
         return self.engine is not None
+
+    def available_devices(self) -> tuple[str, ...]:
+        """The CPU, and CUDA when a GPU is present (asked once)."""
+        if not hasattr(self, "_devices"):
+            from ..core.device import available_devices
+
+            self._devices = available_devices()
+        return self._devices
 
     # -- settings ---------------------------------------------------------------------------------
     def set_sample(self, index: int) -> None:
@@ -164,203 +183,95 @@ class Session:
             self.sample = int(index)
             self.step = -1
             self.sample_changed.emit(self.sample)
+            self.solve()
 
-    def set_corruption(self, modality: str, choice: CorruptionChoice) -> None:
+    def set_corruption(self, modality: str, corruption: Corruption) -> None:
         if self.info is None or modality not in self.info.modality_names:
             raise ValueError(f"no modality {modality!r} in the loaded model")
         kind = self.info.modality_kinds[self.info.modality_names.index(modality)]
-        if choice.kind not in kinds_for(kind):
-            raise ValueError(f"corruption {choice.kind!r} does not apply to the {kind} modality {modality!r}")
-        if self.corruptions.get(modality) != choice:
-            self.corruptions[modality] = choice
-            self.corruption_changed.emit(modality, choice)
+        if corruption.kind not in kinds_for(kind):
+            raise ValueError(f"corruption {corruption.kind!r} does not apply to the {kind} modality {modality!r}")
+        if self.corruptions.get(modality) != corruption:
+            self.corruptions[modality] = corruption
+            self.corruption_changed.emit(modality, corruption)
+            self.solve()
+
+    def set_corruptions(self, corruptions: dict[str, Corruption]) -> None:
+        """Several modalities' corruptions at once, checked first, announced one by one, solved once."""
+        runner, self.runner = self.runner, None  # one solve for the whole change, not one per modality
+        try:
+            for modality, corruption in corruptions.items():
+                self.set_corruption(modality, corruption)
+        finally:
+            self.runner = runner
+        self.solve()
 
     def reset_corruptions(self) -> None:
-        for name in list(self.corruptions):
-            self.set_corruption(name, replace(self.corruptions[name], severity=0.0))
+        self.set_corruptions({name: replace(c, severity=0.0) for name, c in self.corruptions.items()})
 
-    @staticmethod
-    def _check_solver(choice: SolverChoice, known_solver: bool = True) -> None:
-        """Every solver setting of the right type and within its range (as a checkpoint's config is).
+    def set_solver(self, settings: SolverSettings) -> None:
+        if not isinstance(settings, SolverSettings):
+            raise ValueError(f"solver settings must be SolverSettings, got {type(settings).__name__}")
+        if settings != self.solver:
+            self.solver = settings
+            self.solver_changed.emit(settings)
+            self.solve()
 
-        ``known_solver=False`` skips looking the solver's name up (which imports torch).
-        """
-        if known_solver:
-            from ..core.solvers import available_solvers
-
-            solvers = available_solvers()
-        if not isinstance(choice.solver, str) or (known_solver and choice.solver not in solvers):
-            raise ValueError(f"unknown solver {guard.printable(repr(choice.solver))[:40]}")
-        if (isinstance(choice.max_iter, bool) or not isinstance(choice.max_iter, int) or choice.max_iter < 1
-                or isinstance(choice.tol, bool) or not isinstance(choice.tol, (int, float))
-                or not (math.isfinite(choice.tol) and choice.tol > 0)):
-            raise ValueError(f"max_iter must be a whole number of at least 1 and tol a positive finite number "
-                             f"(got max_iter={choice.max_iter!r}, tol={choice.tol!r})")
-        bounded_int("max_iter", choice.max_iter, *MAX_ITER)
-        bounded_real("tol", choice.tol, *TOL)
-        for name in ("m", "lam", "tau"):
-            solver_option(name, getattr(choice, name))
-        if not isinstance(choice.stop_mode, str) or choice.stop_mode not in ("rel", "abs"):
-            raise ValueError(f"unknown stop mode {guard.printable(repr(choice.stop_mode))[:40]}")
-        if not isinstance(choice.device, str) or not (choice.device in ("cpu", "cuda") or (
-                choice.device.startswith("cuda:") and choice.device[5:].isdigit() and len(choice.device) < 9)):
-            raise ValueError(f"unknown device {guard.printable(repr(choice.device))[:40]}; expected cpu or cuda")
-
-    def set_solver(self, choice: SolverChoice) -> None:
-        self._check_solver(choice)
-        if choice != self.solver:
-            self.solver = choice
-            self.solver_changed.emit(choice)
+    def set_device(self, device: str) -> None:
+        check_device_name(device)
+        if device != self.device:
+            self.device = device
+            self.device_changed.emit(device)
+            self.solve()
 
     def set_step(self, step: int) -> None:
         if step != self.step:
             self.step = step
             self.step_changed.emit(step)
 
-    # -- solving ----------------------------------------------------------------------------------
-    def engine_solve(self, request: SolveRequest) -> SolveResult:
-        """Run on the worker thread: solve with whichever engine is current."""
-        engine = self.engine
-        if engine is None:
-            raise LoadError("nothing is loaded")
-        return engine.solve(request)
-
-    def request(self) -> SolveRequest:
-        self._generation += 1
-        return SolveRequest(
-            generation=self._generation, sample=self.sample,
-            corruptions=tuple(sorted(self.corruptions.items())), solver=self.solver,
-        )
-
-    def accept(self, result: SolveResult) -> None:
-        self.result = result
-        if result.notice:
-            self.message.emit(result.notice, False)
-        steps = max(result.corrupted.nstep, result.clean.nstep)
-        if self.step >= steps:
-            self.step = -1
-        self.result_changed.emit(result)
-
-    def accept_table(self, table: BrowseTable) -> None:
-        self.table = table
-        self.table_changed.emit(table)
-
     # -- session files ----------------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        return {
-            "format": SESSION_FORMAT,
-            "version": SESSION_VERSION,
-            "checkpoint": str(Path(self.checkpoint.path).resolve()) if self.checkpoint is not None and self.checkpoint.path else None,
-            "dataset": str(Path(self.dataset.path).resolve()) if self.dataset is not None and self.dataset.path else None,
-            "sample": self.sample,
-            "split": self.split,
-            "corruptions": {m: asdict(c) for m, c in self.corruptions.items()},
-            "solver": asdict(self.solver),
-            "step": self.step,
-        }
+    def saved(self) -> SavedSession:
+        path = lambda f: Path(f.path).resolve() if f is not None and f.path else None  # noqa: E731
+        return SavedSession(path(self.checkpoint), path(self.dataset), self.solver, self.device,
+                            dict(self.corruptions), self.sample, self.split, self.step)
 
     def save(self, path) -> Path:
-        path = Path(path)
-        return atomic.write_text(path, json.dumps(self.to_dict(), indent=2))
+        return write_session(path, self.saved())
 
     def load(self, path) -> None:
         """Restore a saved session; a bad file is a LoadError and changes nothing (``read_session``)."""
         saved = read_session(path)
-        self.open(saved.checkpoint, saved.dataset)
-        self.set_solver(saved.solver)
-        for m, c in saved.corruptions.items():
-            if m in self.corruptions:
-                try:
-                    self.set_corruption(m, c)
-                except ValueError as exc:
-                    self.message.emit(f"{saved.label}: {exc}; left clean", True)
-        if self.dataset is not None and 0 <= saved.sample < len(self.dataset):
-            self.set_sample(saved.sample)
-        else:
-            self.message.emit(f"{saved.label}: sample {saved.sample} is not in the dataset; showing sample "
-                              f"{self.sample}", True)
-        self.set_step(saved.step)
-        if saved.notice:
-            self.message.emit(saved.notice, False)
+        device, notice = saved.device, ""
+        if device.startswith("cuda"):
+            from ..core.device import cuda_available
 
-
-@dataclass(frozen=True)
-class SavedSession:
-    """A session file's settings, each checked; ``notice`` says what was adapted to this machine."""
-
-    label: str
-    checkpoint: Path | None
-    dataset: Path | None
-    solver: SolverChoice
-    corruptions: dict
-    sample: int
-    step: int
-    notice: str = ""
-
-
-def read_session(path, full: bool = True) -> SavedSession:
-    """Read and check a session file without changing anything; any problem is a LoadError.
-
-    The file must be a regular file (a FIFO or a device is refused at once, never read), of sane
-    size, plain JSON without NaN or Infinity, with every setting of its type and range; the files it
-    names must be regular files too. A session saved on CUDA opens on the CPU where there is no GPU,
-    with a notice saying so. ``full=False`` leaves out the two checks that import torch (the solver's
-    name, whether CUDA is present): the command line checks a session that way before the window opens.
-    """
-    path = Path(path)
-    label = guard.printable(path.name)
-    data = _read_json(path)
-    if not isinstance(data, dict) or data.get("format") != SESSION_FORMAT:
-        raise LoadError(f"{label}: not a DEQ Studio session file")
-    version = data.get("version")
-    if type(version) is not int or version != SESSION_VERSION:
-        shown = repr(version) if isinstance(version, (int, float, str, type(None))) else type(version).__name__
-        raise LoadError(f"{label}: session version {shown[:40]} is not supported")
-    try:
-        solver = SolverChoice(**_settings(data, "solver", {f.name for f in fields(SolverChoice)}))
-        Session._check_solver(solver, known_solver=full)
-        raw = data.get("corruptions", {})
-        if not isinstance(raw, dict):
-            raise ValueError(f"'corruptions' must be an object, got {type(raw).__name__}")
-        corruptions = {}
-        for m, c in raw.items():
-            where = f"corruption of {guard.printable(m)[:40]!r}"
-            choice = CorruptionChoice(**_settings({"c": c}, "c", {f.name for f in fields(CorruptionChoice)}))
-            if not isinstance(choice.kind, str) or choice.kind not in CORRUPTIONS:
-                raise ValueError(f"{where}: unknown kind {guard.printable(repr(choice.kind))[:40]}")
-            bounded_real(f"{where}: severity", choice.severity, 0.0, 5.0)
-            bounded_int(f"{where}: seed", choice.seed, 0, MAX_SEED)
-            corruptions[m] = replace(choice, severity=float(choice.severity))
-        sample = bounded_int("sample", data.get("sample", 0), 0, 2**62)
-        step = bounded_int("step", data.get("step", -1), -1, 10_000)
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise LoadError(f"{label}: invalid settings ({exc})") from None
-
-    def named_file(key: str) -> Path | None:
-        value = data.get(key)
-        if value is None or value == "":
-            return None
-        if not isinstance(value, str):
-            raise LoadError(f"{label}: the {key} path must be a string, got {type(value).__name__}")
+            if not cuda_available():
+                device, notice = "cpu", f"{saved.label}: this session ran on {saved.device}, but {NO_CUDA}"
+        runner, self.runner = self.runner, None  # the whole session is one change: one solve at the end
+        before = self.device
         try:
-            p = Path(value).expanduser()
-            p = p if p.is_absolute() else (path.parent / p)  # relative to the session file
-            guard.regular_file(p)
-        except (ValueError, RuntimeError) as exc:
-            raise LoadError(f"{label}: its {key} {guard.printable(value)[:200]}: {exc}") from None
-        return p
-
-    checkpoint, dataset = named_file("checkpoint"), named_file("dataset")
-    notice = ""
-    if full and solver.device.startswith("cuda") and "cuda" not in available_devices():
-        notice = (f"{label}: this session ran on {solver.device}, but CUDA is not available on this machine; "
-                  "using the CPU")
-        solver = replace(solver, device="cpu")
-    return SavedSession(label, checkpoint, dataset, solver, corruptions, sample, step, notice)
-
-
-def available_devices() -> tuple[str, ...]:
-    """CPU, plus CUDA when a GPU is present (imports torch)."""
-    import torch
-
-    return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
+            self.device = device
+            try:
+                self.open(saved.checkpoint, saved.dataset)
+            except LoadError:
+                self.device = before
+                raise
+            self.set_solver(saved.solver)
+            for m, c in saved.corruptions.items():
+                if m in self.corruptions:
+                    try:
+                        self.set_corruption(m, c)
+                    except ValueError as exc:
+                        self.message.emit(f"{saved.label}: {exc}; left clean", True)
+            if self.dataset is not None and 0 <= saved.sample < len(self.dataset):
+                self.set_sample(saved.sample)
+            else:
+                self.message.emit(f"{saved.label}: sample {saved.sample} is not in the dataset; showing sample "
+                                  f"{self.sample}", True)
+            self.set_step(saved.step)
+        finally:
+            self.runner = runner
+        self.device_changed.emit(self.device)
+        if notice:
+            self.message.emit(notice, False)
+        self.solve()

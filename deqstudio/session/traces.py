@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..diagnostics.results import hdf5_bytes, write_with_sidecar
-from ..io import atomic
-from .engine import RunView, SolveResult
+from ..io import hdf5
+from .values import RunView, SolveResult
 
 TRACE_FORMAT = "deqstudio-trace"
 RUN_ARRAYS = ("rel", "abs", "block_rel", "probabilities", "gates", "gate_share", "final_probabilities", "z_star",
@@ -82,29 +81,23 @@ def write_trace_hdf5(result: SolveResult, path: str | os.PathLike, provenance: d
     Built in memory, then written in one step; with ``sidecar``, ``<path>.provenance.json`` is written
     with it as one unit.
     """
-    return write_with_sidecar(path, hdf5_bytes(lambda h5: _fill_trace(h5, result, provenance)), sidecar)
+    return hdf5.write(path, lambda h5: _fill_trace(h5, result, provenance), sidecar)
 
 
 def _fill_trace(h5, result: SolveResult, provenance: dict | None) -> None:
-    h5.attrs["format"] = TRACE_FORMAT
-    h5.attrs["version"] = 1
-    h5.attrs["sample"] = result.request.sample
-    h5.attrs["label"] = result.label
-    h5.attrs["modality_names"] = [n.encode() for n in result.modality_names] or np.zeros(0, "S1")
-    h5.attrs["block_names"] = [n.encode() for n in result.block_names] or np.zeros(0, "S1")
-    h5.attrs["class_names"] = [n.encode() for n in result.class_names]
-    h5.attrs["corruptions"] = json.dumps(result.request.corruption_specs())
-    h5.attrs["solver"] = json.dumps(result.request.solver.to_dict())
+    hdf5.set_attrs(h5, {
+        "format": TRACE_FORMAT, "version": 1, "sample": result.request.sample, "label": result.label,
+        "modality_names": list(result.modality_names), "block_names": list(result.block_names),
+        "class_names": list(result.class_names), "corruptions": json.dumps(result.request.corruption_specs()),
+        "solver": json.dumps(result.request.solver.to_dict()), "device": result.request.device,
+    })
     if provenance is not None:
-        h5.attrs["provenance"] = json.dumps(provenance)
+        hdf5.set_attrs(h5, {"provenance": json.dumps(provenance)})
     h5.create_dataset("equilibrium_shift", data=np.asarray(result.shift, dtype=np.float64))
     for tag, run in (("clean", result.clean), ("corrupted", result.corrupted)):
         g = h5.create_group(tag)
-        g.attrs["nstep"] = run.nstep
-        g.attrs["converged"] = run.converged
-        g.attrs["reason"] = run.reason
-        g.attrs["best_step"] = run.best_step
-        g.attrs["prediction"] = run.prediction
+        hdf5.set_attrs(g, {"nstep": run.nstep, "converged": run.converged, "reason": run.reason,
+                           "best_step": run.best_step, "prediction": run.prediction})
         for key in RUN_ARRAYS:
             value = getattr(run, key)
             if value is not None:
@@ -113,16 +106,13 @@ def _fill_trace(h5, result: SolveResult, provenance: dict | None) -> None:
 
 def read_trace_hdf5(path: str | os.PathLike) -> dict:
     """{'attrs': {...}, 'clean': {name: array, ...}, 'corrupted': {...}} as written above."""
-    import h5py
-
-    atomic.recover(path)  # a commit interrupted by a kill is completed before reading
-    with h5py.File(path, "r") as h5:
-        if h5.attrs.get("format") != TRACE_FORMAT:
+    with hdf5.open_for_reading(path) as h5:
+        attrs = hdf5.get_attrs(h5)
+        if attrs.get("format") != TRACE_FORMAT:
             raise ValueError(f"{Path(path).name}: not a DEQ Studio trace file")
-        out = {"attrs": {k: (v.decode() if isinstance(v, bytes) else v) for k, v in h5.attrs.items()},
-               "equilibrium_shift": h5["equilibrium_shift"][()]}
+        out = {"attrs": attrs, "equilibrium_shift": h5["equilibrium_shift"][()]}
         for tag in ("clean", "corrupted"):
             g = h5[tag]
             out[tag] = {k: g[k][()] for k in g}
-            out[tag].update({k: g.attrs[k] for k in g.attrs})
+            out[tag].update(hdf5.get_attrs(g))
     return out

@@ -6,8 +6,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from ...core.corruptions import CORRUPTIONS, kinds_for, parameter_for
-from ...session.engine import CorruptionChoice
+from ...core.corruptions import CORRUPTIONS, Corruption, kinds_for, parameter_for
 
 SLIDER_SCALE = 100  # slider units per severity level
 SNAP = 8  # slider units within which a severity snaps to the nearest level 1–5
@@ -41,7 +40,7 @@ class ImagePair(pg.GraphicsLayoutWidget):
 
 
 class ModalityControls(QtWidgets.QGroupBox):
-    changed = QtCore.Signal(str, object)  # modality, CorruptionChoice
+    changed = QtCore.Signal(str, object)  # modality, Corruption
 
     def __init__(self, name: str, kind: str, parent=None) -> None:
         super().__init__(f"{name} ({kind})", parent)
@@ -79,10 +78,10 @@ class ModalityControls(QtWidgets.QGroupBox):
     def severity(self) -> float:
         return self.slider.value() / SLIDER_SCALE
 
-    def choice(self) -> CorruptionChoice:
-        return CorruptionChoice(self.kind.currentText(), self.severity(), self.seed.value())
+    def choice(self) -> Corruption:
+        return Corruption(self.kind.currentText(), self.severity(), self.seed.value())
 
-    def set_choice(self, choice: CorruptionChoice) -> None:
+    def set_choice(self, choice: Corruption) -> None:
         for w in (self.kind, self.seed, self.slider):
             w.blockSignals(True)
         self.kind.setCurrentText(choice.kind)
@@ -112,10 +111,12 @@ class ModalityControls(QtWidgets.QGroupBox):
 
 
 class CorruptionPanel(QtWidgets.QWidget):
+    """One ``ModalityControls`` per modality of the open model, and a reset. Follows the session."""
+
     changed = QtCore.Signal(str, object)
     reset_requested = QtCore.Signal()
 
-    def __init__(self, parent=None) -> None:
+    def __init__(self, parent=None, session=None) -> None:
         super().__init__(parent)
         self.setObjectName("CorruptionPanel")
         self.layout_ = QtWidgets.QVBoxLayout(self)
@@ -125,6 +126,22 @@ class CorruptionPanel(QtWidgets.QWidget):
         self.reset.clicked.connect(self.reset_requested.emit)
         self.layout_.addWidget(self.reset)
         self.layout_.addStretch(1)
+        self.session = session
+        if session is not None:
+            self.changed.connect(self._apply)
+            self.reset_requested.connect(session.reset_corruptions)
+            session.loaded.connect(self._on_loaded)
+            session.corruption_changed.connect(self.set_choice)
+            session.result_changed.connect(lambda result: self.show_images(result.images))
+
+    def _apply(self, modality: str, corruption) -> None:
+        try:
+            self.session.set_corruption(modality, corruption)
+        except ValueError as exc:
+            self.session.message.emit(str(exc), True)
+
+    def _on_loaded(self, info) -> None:
+        self.set_modalities(info.modality_names, info.modality_kinds, self.session.corruptions)
 
     def set_modalities(self, names, kinds, choices) -> None:
         for c in self.controls.values():

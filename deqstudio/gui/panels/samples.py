@@ -87,9 +87,11 @@ class BrowseFilter(QtCore.QSortFilterProxyModel):
 
 
 class SampleBrowser(QtWidgets.QWidget):
+    """The split's samples as a sortable, filterable table; choosing a row shows that sample. Follows the session."""
+
     sample_chosen = QtCore.Signal(int)
 
-    def __init__(self, parent=None) -> None:
+    def __init__(self, parent=None, session=None) -> None:
         super().__init__(parent)
         self.setObjectName("SampleBrowser")
         layout = QtWidgets.QVBoxLayout(self)
@@ -120,6 +122,15 @@ class SampleBrowser(QtWidgets.QWidget):
         self.search.textChanged.connect(self._refilter)
         self.mode.currentTextChanged.connect(self._refilter)
         self.view.selectionModel().currentRowChanged.connect(self._chosen)
+        self.session = session
+        if session is not None:
+            self.sample_chosen.connect(session.set_sample)
+            session.table_changed.connect(self._on_table_changed)
+            session.sample_changed.connect(self.select_sample)
+
+    def _on_table_changed(self, table) -> None:
+        self.set_table(table, self.session.info.class_names, self.session.split)
+        self.select_sample(self.session.sample)
 
     def _refilter(self, *_):
         self.proxy.set_filter(self.mode.currentText(), self.search.text())
