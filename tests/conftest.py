@@ -6,11 +6,11 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as deqstudio sets it, in case a test imports torch first
 
-import shutil  # noqa: E402
-from pathlib import Path  # noqa: E402
+import shutil
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
 DATA = Path(__file__).parent / "data"
 
@@ -98,8 +98,8 @@ def window(qtbot, event_loop_qt, small_files, tmp_path, monkeypatch):
     qtbot.addWidget(win)
     win.resize(1400, 900)
     win.show()
-    asyncio.ensure_future(win.open_files(ck, data))
-    qtbot.waitUntil(lambda: win.session.result is not None and not win.runner.busy, timeout=60000)
+    opening = asyncio.ensure_future(win.open_files(ck, data))
+    qtbot.waitUntil(lambda: opening.done() and win.session.result is not None and not win.runner.busy, timeout=60000)
     yield win
     win.close()
 
@@ -162,7 +162,7 @@ def show_sample():
     """``show_sample(window, qtbot, sample)``: select ``sample`` as a user would and wait for its solve."""
 
     def show(win, qtbot, sample: int):
-        win.open_sample_with(sample, "")
+        win.open_sample_with(sample)
         qtbot.waitUntil(lambda: win.session.result.request.sample == sample and not win.runner.busy, timeout=30000)
         return win.session.result
 

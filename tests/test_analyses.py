@@ -45,7 +45,7 @@ from deqstudio.diagnostics.robustness import (
 from deqstudio.io.checkpoint import load_checkpoint
 from deqstudio.io.dataset import read_dataset
 from deqstudio.io.synthetic import make_synthetic
-from deqstudio.io.training_run import TrainRequest, build_config
+from deqstudio.workflows.training import TrainRequest, build_config
 from deqstudio.paths import default_checkpoint, default_dataset, models_dir
 
 NAN = float("nan")

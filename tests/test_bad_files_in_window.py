@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from deqstudio.core.corruptions import Corruption
+
 from deqstudio.paths import default_checkpoint
 
 BAD = Path(__file__).parent / "data" / "bad"
@@ -45,7 +47,7 @@ def test_every_bad_file_is_refused_with_a_message_and_the_window_keeps_working(w
         assert (s.checkpoint.path, s.dataset.path) == before, name
     assert not _marker().exists()  # no payload ran
     # still working: a corruption re-solves the sample with what was open
-    window.open_sample_with(s.sample, "strong=gaussian:2")
+    window.open_sample_with(s.sample, dict([Corruption.parse("strong=gaussian:2")]))
     qtbot.waitUntil(lambda: s.result.request.corruption_specs() == ["strong=gaussian:2"], timeout=30000)
 
 
@@ -74,7 +76,7 @@ def test_a_fifo_as_session_or_recent_file_answers_at_once(window, qtbot, tmp_pat
 
 
 def test_a_session_saved_on_cuda_opens_on_the_cpu_and_says_so(window, qtbot, tmp_path, small_files):
-    from deqstudio.session.state import available_devices
+    from deqstudio.core.device import available_devices
 
     if "cuda" in available_devices():
         pytest.skip("this machine has CUDA: the session's device is available")
@@ -86,6 +88,6 @@ def test_a_session_saved_on_cuda_opens_on_the_cpu_and_says_so(window, qtbot, tmp
     window.load_session(str(path))
     message = window.statusBar().currentMessage() + " " + (window.banner.text() if window.banner.isVisible() else "")
     assert "CUDA is not available" in message and "CPU" in message, message
-    assert window.session.solver.device == "cpu" and window.solver_panel.device.currentText() == "cpu"
+    assert window.session.device == "cpu" and window.solver_panel.device.currentText() == "cpu"
     qtbot.waitUntil(lambda: window.session.result is not None and not window.runner.busy
                     and window.session.result.device == "cpu", timeout=60000)

@@ -1,5 +1,7 @@
 """Corruptions: pure, seeded, monotone in severity, one parameter table."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -42,7 +44,7 @@ def test_deterministic_for_a_seed(kind):
 def test_monotone_in_severity(kind):
     severities = np.linspace(0, 5, 21)
     distances = [np.linalg.norm(_run(kind, s, seed=3) - _clean(kind)) for s in severities]
-    assert all(b >= a - 1e-4 for a, b in zip(distances, distances[1:])), distances
+    assert all(b >= a - 1e-4 for a, b in itertools.pairwise(distances)), distances
     assert distances[-1] > 0
 
 
@@ -109,7 +111,7 @@ def test_a_higher_severity_never_undoes_a_lower_one_in_any_modality(kind, modali
     x, extra = (IMAGES, {"image_shape": SHAPE}) if kind == "impulse" else (VECTORS, {})
     mk = "image" if extra else "vector"
     runs = [corrupt(x, mk, kind, s, 2, modality=modality, **extra) for s in (1, 2.5, 4, 5)]
-    for low, high in zip(runs, runs[1:]):
+    for low, high in itertools.pairwise(runs):
         hit = low != x
         assert np.all(high[hit] == low[hit])
 

@@ -8,7 +8,9 @@ import xml.etree.ElementTree as ET
 import h5py
 import numpy as np
 import pytest
-from PySide6 import QtCore, QtGui, QtSvg
+
+from deqstudio.core.corruptions import Corruption
+from PySide6 import QtGui, QtSvg
 
 from deqstudio.gui.solve_view import FIGURES as SOLVE_FIGURES
 from deqstudio.session.traces import read_trace_hdf5
@@ -37,7 +39,7 @@ def _check_svg(path):
 
 def _check_sidecar(path, window):
     side = json.loads((path.parent / (path.name + ".provenance.json")).read_text())
-    assert PROVENANCE_KEYS <= set(side)
+    assert set(side) >= PROVENANCE_KEYS
     s = window.session
     assert side["checkpoint"]["sha256"] == s.checkpoint.sha256 and len(side["checkpoint"]["sha256"]) == 64
     assert side["dataset"]["sha256"] == s.dataset.sha256
@@ -48,7 +50,7 @@ def _check_sidecar(path, window):
 
 
 def _corrupt(window, qtbot, text="strong=gaussian:3"):
-    window.open_sample_with(window.session.sample, text)
+    window.open_sample_with(window.session.sample, dict([Corruption.parse(text)]))
     qtbot.waitUntil(lambda: window.session.result.request.corruption_specs() == [text], timeout=30000)
     qtbot.waitUntil(lambda: not window.runner.busy, timeout=30000)
 
@@ -131,7 +133,7 @@ def test_report_folder_has_every_plot_and_an_html_page(window, qtbot, tmp_path):
             assert (out / f"{slug}.{fmt}").stat().st_size > 0
         assert f"src='{slug}.png'" in html and title in html
     prov = json.loads((out / "provenance.json").read_text())
-    assert PROVENANCE_KEYS <= set(prov) and "report.html" in prov["files"]
+    assert set(prov) >= PROVENANCE_KEYS and "report.html" in prov["files"]
     with h5py.File(out / "trace.h5") as h5:
         assert "clean" in h5 and "corrupted" in h5
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".report")]  # no temporary folder left

@@ -126,7 +126,7 @@ def dataset_layouts(draw):
         "version": draw(st.sampled_from([2, "1", -1, None, 1.5, [1, 2], 2**62])) if "version" in defects else 1,
         "modalities": None if "no_modalities" in defects and draw(st.booleans()) else {
             m: draw(modality_layouts(n, defects & {"rows", "kind", "dtype", "ndim", "features", "image_shape", "poison"}))
-            for m in names if not ("no_modalities" in defects)},
+            for m in names if "no_modalities" not in defects},
         "labels": None if "labels_missing" in defects else {
             "values": labels,
             "dtype": draw(st.sampled_from(["f8", "S2", "?"]) | st.just("i4")) if "labels_dtype" in defects else
@@ -173,7 +173,7 @@ def _assert_valid(ds: Dataset) -> None:
     validate(ds)
     n = len(ds)
     assert n > 0 and ds.labels.dtype == np.int64 and ds.labels.ndim == 1
-    assert 0 <= ds.labels.min() and ds.labels.max() < ds.num_classes
+    assert ds.labels.min() >= 0 and ds.labels.max() < ds.num_classes
     for m in ds.modalities.values():
         assert m.data.dtype == np.float32 and m.data.shape == (n, m.dim) and m.dim > 0
         assert np.isfinite(m.data).all()
@@ -181,7 +181,7 @@ def _assert_valid(ds: Dataset) -> None:
             assert m.image_shape[0] * m.image_shape[1] == m.dim
     assert set(SPLITS) <= set(ds.splits)
     for idx in ds.splits.values():
-        assert idx.dtype == np.int64 and idx.size and 0 <= idx.min() and idx.max() < n
+        assert idx.dtype == np.int64 and idx.size and idx.min() >= 0 and idx.max() < n
 
 
 @FUZZ
@@ -370,7 +370,7 @@ SIZES = st.one_of(st.integers(-2, 12), st.sampled_from([2**12, 2**20, 2**31, 2**
     weights=st.lists(st.tuples(st.integers(0, 200), st.one_of(TENSORS, st.just("<drop>"), SCALARS)), max_size=3),
 )
 def test_damaged_payloads_load_or_raise_checkpoint_error(workdir, valid_checkpoint, top, config, modality, weights):
-    payload = {k: v for k, v in valid_checkpoint[1].items()}
+    payload = dict(valid_checkpoint[1])
     cfg = dict(payload["config"])
     mods = [dict(m) for m in cfg["modalities"]]
     mods[0].update(modality)
@@ -574,7 +574,8 @@ JSON_VALUES = st.recursive(
 def test_random_session_files_are_a_load_error_or_settings_in_range(workdir, fields, solver, corruption):
     import json
 
-    from deqstudio.session.state import LoadError, read_session
+    from deqstudio.errors import LoadError
+    from deqstudio.io.session_file import read_session
 
     data = {"format": "deqstudio-session", "version": 1, "solver": solver, "corruptions": {"m": corruption},
             **fields}
@@ -588,7 +589,8 @@ def test_random_session_files_are_a_load_error_or_settings_in_range(workdir, fie
         return
     event("accepted")
     assert 1 <= saved.solver.max_iter <= 10_000 and 1e-12 <= saved.solver.tol <= 1e3
-    assert 1 <= saved.solver.m <= 256 and 1e-3 <= saved.solver.tau <= 1
+    options = saved.solver.option_dict  # the chosen solver's options, each within its range
+    assert 1 <= options.get("m", 1) <= 256 and 1e-3 <= options.get("tau", 1.0) <= 1 and 0 <= options.get("lam", 0) <= 1e6
     assert all(0 <= c.severity <= 5 and 0 <= c.seed < 2**32 for c in saved.corruptions.values())
 
 

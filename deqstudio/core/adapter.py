@@ -15,7 +15,8 @@ DEQ Studio's own checkpoints come through ``deqstudio.core.native.NativeAdapter`
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Callable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -26,8 +27,7 @@ if TYPE_CHECKING:  # torch is only needed by adapters and analyses that build fi
     from .solvers.settings import SolverSettings
     from .solvers.trace import SolverTrace
 
-TASKS = ("multiclass", "multilabel")
-MODALITY_KINDS = ("vector", "image")
+from .kinds import MODALITY_KINDS, TASKS  # noqa: F401 (part of the adapter vocabulary)
 FUSED = "fused"
 NOT_PROVIDED = "not provided by this model"
 
@@ -106,7 +106,9 @@ class ModelRun:
 
     def rows(self, index) -> "ModelRun":
         """The run of some rows (an index array or a slice); the trace is cut to them too."""
-        pick = (lambda a: None if a is None else a[index])
+        def pick(a):
+            return None if a is None else a[index]
+
         trace = None
         if self.trace is not None:
             rows = np.arange(len(self))[index]

@@ -8,13 +8,9 @@ from typing import Any
 
 from .bounds import MAX_ITER, SOLVER_OPTION_FIELDS, TOL, bounded_int, bounded_real, solver_option
 from .bounds import shown as _shown
-from .fusion.deq_block import ABLATIONS, GROUPS
-from .implicit import BACKWARD_MODES
+from .kinds import ABLATIONS, BACKWARD_MODES, DEQ_FUSIONS, FUSIONS, GROUPS, MODALITY_KINDS
 from .solvers.registry import DEFAULT_SOLVER, SOLVER_NAMES, option_defaults
 
-FUSIONS = ("deq", "deq-udml", "concat", "sum", "weighted-sum", "late")
-DEQ_FUSIONS = ("deq", "deq-udml")
-MODALITY_KINDS = ("vector", "image")
 STOP_MODES = ("rel", "abs")
 
 # The allowed range of every numeric field, checked whenever a config is built (and so on every

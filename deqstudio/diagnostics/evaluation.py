@@ -8,7 +8,7 @@ commands all go through it, so a number shown in the window and one in a sweep a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from ..errors import Cancelled
 ProgressFn = Callable[[float], None]
 CancelFn = Callable[[], bool]
 
-__all__ = ["BatchOutcome", "Cancelled", "CancelFn", "Corruption", "Evaluator", "ProgressFn", "as_adapter"]
+__all__ = ["BatchOutcome", "CancelFn", "Cancelled", "Corruption", "Evaluator", "ProgressFn", "as_adapter"]
 
 
 def as_adapter(model) -> ModelAdapter:

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from pathlib import Path
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..io import atomic, hdf5
+from ..io import hdf5
 from ..io.atomic import write_with_sidecar
 
 

@@ -6,7 +6,6 @@ import asyncio
 import os
 import sys
 import time
-from pathlib import Path
 
 LAUNCHED_AT = time.perf_counter()
 

@@ -47,7 +47,7 @@ class ExportActions:
         try:
             files = export_plot(self.view.widgets()[slug], path, width=width,
                                 provenance=self.current_provenance(f"plot {slug}"),
-                                title=dict((a, b) for a, b, _ in FIGURES)[slug])
+                                title={a: b for a, b, _ in FIGURES}[slug])
         except ExportError as exc:
             self.status.show_message(f"Export failed: {exc}", True)
             return False

@@ -26,6 +26,14 @@ class FileActions:
     def __init__(self, window, session, recent, status, remember: bool = True) -> None:
         self.window, self.session, self.recent, self.status = window, session, recent, status
         self.remember = remember
+        self._tasks: set[asyncio.Task] = set()
+
+    def in_background(self, coroutine) -> asyncio.Task:
+        """Run ``coroutine`` on the event loop, keeping a reference until it is done (asyncio keeps weak ones)."""
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     def add_to_menu(self, menu: QtWidgets.QMenu) -> None:
         menu.addAction("Open &checkpoint…", QtGui.QKeySequence.StandardKey.Open, self.ask_checkpoint)
@@ -79,7 +87,7 @@ class FileActions:
             s.accept_table(table)
 
     def open_in_background(self, checkpoint=None, dataset=None) -> None:
-        asyncio.ensure_future(self.open_files(checkpoint, dataset))
+        self.in_background(self.open_files(checkpoint, dataset))
 
     def remember_file(self, path) -> None:
         if self.remember:
@@ -144,7 +152,7 @@ class FileActions:
         except LoadError as exc:
             self.status.show_message(str(exc), True)
             return
-        asyncio.ensure_future(self.refresh_table())
+        self.in_background(self.refresh_table())
 
     @property
     def last_session_path(self) -> Path:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..session.recent import RecentFiles
@@ -59,7 +57,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._layout()
         self._menus()
         s.loaded.connect(self._on_loaded)
-        s.solver_changed.connect(lambda settings: asyncio.ensure_future(self.files.refresh_table()))
+        s.solver_changed.connect(lambda settings: self.files.in_background(self.files.refresh_table()))
 
     # -- what tests and scripts reach ---------------------------------------------------------------
     residual = property(lambda self: self.view.residual)

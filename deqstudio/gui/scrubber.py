@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing
+
 from PySide6 import QtCore, QtWidgets
 
 
@@ -10,7 +12,7 @@ class Scrubber(QtWidgets.QWidget):
 
     step_changed = QtCore.Signal(int)
 
-    SPEEDS = {"5 steps/s": 5, "10 steps/s": 10, "30 steps/s": 30, "60 steps/s": 60}
+    SPEEDS: typing.ClassVar[dict[str, int]] = {"5 steps/s": 5, "10 steps/s": 10, "30 steps/s": 30, "60 steps/s": 60}
 
     def __init__(self, parent=None, session=None) -> None:
         super().__init__(parent)

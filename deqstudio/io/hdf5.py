@@ -12,7 +12,7 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 

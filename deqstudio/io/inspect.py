@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import CheckpointError, DatasetError, InspectError
 from . import guard
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
-
-
-class InspectError(ValueError):
-    def __init__(self, message: str) -> None:
-        super().__init__(guard.printable(message))
 
 
 def describe(path: str | Path) -> dict:
@@ -21,8 +17,8 @@ def describe(path: str | Path) -> dict:
     Every string in the summary (names, descriptions, metrics from the file) is escaped with
     ``guard.printable``: printed as text or as JSON, nothing from a file reaches the terminal raw.
     """
-    from .checkpoint import CheckpointError, load_checkpoint
-    from .dataset import DatasetError, read_dataset
+    from .checkpoint import load_checkpoint
+    from .dataset import read_dataset
 
     path = Path(path)
     try:
@@ -62,7 +58,7 @@ def _dataset_summary(ds) -> dict:
         "num_samples": len(ds),
         "class_names": list(ds.class_names),
         "class_counts": counts,
-        "splits": {k: int(len(v)) for k, v in ds.splits.items()},
+        "splits": {k: len(v) for k, v in ds.splits.items()},
         "modalities": {
             n: {"kind": m.kind, "dim": m.dim, "image_shape": list(m.image_shape) if m.image_shape else None,
                 "min": float(m.data.min()), "max": float(m.data.max()), "mean": float(m.data.mean())}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from ..core.solvers.registry import SOLVER_NAMES
 

@@ -8,6 +8,7 @@ through its ``ModelAdapter`` and the ``Evaluator``; everything it returns is num
 from __future__ import annotations
 
 import time
+from itertools import pairwise
 
 import numpy as np
 
@@ -34,7 +35,7 @@ def check_compatible(adapter: ModelAdapter, dataset) -> None:
     if not problems and dataset.num_classes != len(adapter.class_names):
         problems.append(f"the dataset has {dataset.num_classes} classes, the model {len(adapter.class_names)}")
     if problems:
-        raise MismatchError(f"dataset {dataset.name!r} does not fit this model: " + "; ".join(problems))
+        raise MismatchError(f"dataset {dataset.name!r} does not fit this checkpoint: " + "; ".join(problems))
 
 
 def model_info(adapter: ModelAdapter, dataset=None) -> ModelInfo:
@@ -135,14 +136,14 @@ class Engine:
             nstep=k, converged=bool(t.converged[0]), reason=str(t.reason[0]), best_step=int(t.best_step[0]),
             prediction=int(final.argmax()), final_probabilities=final,
             z_star=np.asarray(run.z_star[0], dtype=np.float64) if run.z_star is not None else np.zeros(0),
-            block_slices=[(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])], wall_ms=wall_ms, **per_modality,
+            block_slices=[(int(a), int(b)) for a, b in pairwise(edges)], wall_ms=wall_ms, **per_modality,
         )
 
     def _run_with_fallback(self, inputs, settings: SolverSettings) -> RunView:
         try:
             return self._run(inputs, settings)
         except Exception as exc:
-            if self.device == "cpu" or not is_out_of_memory(exc):
+            if not is_out_of_memory(exc):
                 raise
             lost = self.device
             self.set_device("cpu")
@@ -174,7 +175,7 @@ class Engine:
                           for a, b in clean.block_slices])
         images = {spec.name: (before.reshape(spec.image_shape), np.asarray(after).reshape(spec.image_shape))
                   for spec, before, after in zip(self.adapter.modalities, raw, corrupted_inputs) if spec.kind == "image"}
-        severities = {n: 0.0 for n in self.adapter.modality_names}
+        severities = dict.fromkeys(self.adapter.modality_names, 0.0)
         severities.update({n: c.severity for n, c in request.corruptions if n in severities})
         return SolveResult(
             request=request, label=int(self.dataset.labels[request.sample]), clean=clean, corrupted=corrupted,

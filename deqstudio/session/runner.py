@@ -16,7 +16,8 @@ import asyncio
 import concurrent.futures
 import contextlib
 import traceback
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 
 class Runner:

@@ -149,7 +149,7 @@ class Session:
         if self.split not in dataset.splits:
             self.split = "test"
         split = dataset.split(self.split)
-        if self.sample not in set(int(i) for i in split):
+        if self.sample not in {int(i) for i in split}:
             self.sample = int(split[0])
         self.result = None
         self.table = None

@@ -85,7 +85,7 @@ class SolveResult:
     class_names: tuple[str, ...] = ()
     dependency: dict = field(default_factory=dict)
     corruption_labels: dict = field(default_factory=dict)
-    capabilities: Capabilities = Capabilities()
+    capabilities: Capabilities = field(default_factory=Capabilities)
     clean_from_cache: bool = False  # the clean run was an earlier request's, reused
 
     @property
@@ -117,7 +117,7 @@ class ModelInfo:
     image_shapes: tuple
     class_names: tuple[str, ...]
     block_names: tuple[str, ...]
-    capabilities: Capabilities = Capabilities()
+    capabilities: Capabilities = field(default_factory=Capabilities)
     task: str = "multiclass"
     source: str = ""  # where it came from, in words
     dependency: dict[str, float] = field(default_factory=dict)

@@ -20,10 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..kinds import ABLATIONS, GROUPS
 from ..solvers.batch_map import BlockLayout
-
-GROUPS = 4
-ABLATIONS = ("full", "no-ftheta", "no-ffuse", "no-gate", "no-deq", "unrolled")
 
 
 class DEQFusionBlock(nn.Module):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from ..implicit import BACKWARD_MODES, attach_implicit_backward, phantom_gradient
+from ..implicit import attach_implicit_backward, phantom_gradient
+from ..kinds import BACKWARD_MODES
 from ..jacobian import jacobian_regulariser
 from ..solvers import PerSampleMap, SolverSettings, SolverTrace, solve
 from ..solvers.registry import PLAIN_ITERATION

@@ -9,6 +9,8 @@ with an absolute 1e-4).
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
@@ -46,10 +48,8 @@ def _weights_numpy(A: np.ndarray, lam: float, newest: int) -> np.ndarray:
         except np.linalg.LinAlgError:
             w = np.full((A.shape[0], n), np.nan)
             for b in range(A.shape[0]):
-                try:
+                with contextlib.suppress(np.linalg.LinAlgError):  # a singular row keeps NaN: the newest is used
                     w[b] = np.linalg.solve(A[b], ones[b])[:, 0]
-                except np.linalg.LinAlgError:
-                    pass
         alpha = w / w.sum(axis=1, keepdims=True)
     bad = ~np.isfinite(alpha).all(axis=1)
     if bad.any():

@@ -14,11 +14,12 @@ only when a solve runs (``deqstudio.core.solvers.solve``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
 
 from ..bounds import MAX_ITER, TOL, bounded_int, bounded_real, solver_option
 
-DEFAULT_SOLVER = "anderson"
+ANDERSON = "anderson"  # also the name torchdeq gives its Anderson solver (the benchmark compares the two)
+DEFAULT_SOLVER = ANDERSON
 PLAIN_ITERATION = "fixed_point"  # z <- f(z): what unrolled (weight-tied) models do
 STOP_MODES = ("rel", "abs")
 
@@ -60,14 +61,14 @@ def register_solver(spec: SolverSpec) -> None:
 
 
 register_solver(SolverSpec(
-    "anderson", "deqstudio.core.solvers.anderson:anderson",
+    ANDERSON, "deqstudio.core.solvers.anderson:anderson",
     (OptionSpec("m", 6, _option, "history size", "how many past residuals are mixed"),
      OptionSpec("lam", 1e-4, _option, "regulariser", "Tikhonov λ, relative to the trace of GGᵀ"),
      OptionSpec("tau", 1.0, _option, "mixing", "1 takes the mixed images; less damps toward the iterates")),
     "Anderson acceleration (type II) with a scale-aware regulariser",
 ))
 register_solver(SolverSpec(
-    "fixed_point", "deqstudio.core.solvers.fixed_point:fixed_point",
+    PLAIN_ITERATION, "deqstudio.core.solvers.fixed_point:fixed_point",
     (OptionSpec("tau", 1.0, _option, "damping", "z ← (1 − τ)·z + τ·f(z)"),),
     "plain (optionally damped) fixed-point iteration",
 ))

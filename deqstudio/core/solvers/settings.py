@@ -13,7 +13,8 @@ build one of these; everything downstream trusts it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from .registry import DEFAULT_SOLVER, check_common, check_options, get_spec
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 from .batch_map import BlockLayout
 from .recorder import Recorder
-from .registry import STOP_MODES, check_options, implementation
+from .registry import DEFAULT_SOLVER, STOP_MODES, check_options, implementation
 from .trace import SolverTrace
 
 
@@ -17,7 +17,7 @@ def solve(
     f: Callable[[torch.Tensor], torch.Tensor],
     z0: torch.Tensor,
     *,
-    solver: str = "anderson",
+    solver: str = DEFAULT_SOLVER,
     max_iter: int = 50,
     tol: float = 1e-4,
     stop_mode: str = "rel",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -107,7 +108,9 @@ class SolverTrace:
     def rows(self, index: np.ndarray) -> "SolverTrace":
         """The trace of some samples (an index array), every step kept."""
         index = np.asarray(index, dtype=np.int64)
-        pick = (lambda a: None if a is None else a[index])
+        def pick(a):
+            return None if a is None else a[index]
+
         return replace(
             self, abs=self.abs[index], rel=self.rel[index], nstep=self.nstep[index],
             converged=self.converged[index], best_step=self.best_step[index],

@@ -20,7 +20,7 @@ class ImagePair(pg.GraphicsLayoutWidget):
         self.setBackground("w")
         self.setFixedHeight(130)
         self.items = []
-        for title in ("before", "after"):
+        for _ in ("before", "after"):
             vb = self.addViewBox(lockAspect=True, enableMouse=False)
             vb.invertY(True)
             img = pg.ImageItem(axisOrder="row-major")
@@ -28,7 +28,7 @@ class ImagePair(pg.GraphicsLayoutWidget):
             self.items.append((vb, img))
         self.addLabel("before · after", row=1, col=0, colspan=2, size="8pt")
 
-    def show(self, before: np.ndarray, after: np.ndarray) -> None:  # noqa: A003
+    def show(self, before: np.ndarray, after: np.ndarray) -> None:
         lo, hi = float(min(before.min(), after.min())), float(max(before.max(), after.max()))
         if hi <= lo:
             hi = lo + 1.0

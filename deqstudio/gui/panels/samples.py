@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
+_TOP = QtCore.QModelIndex()  # the table has no tree: every row hangs from the invisible root
+
 
 class BrowseModel(QtCore.QAbstractTableModel):
     HEADERS = ("sample", "label", "prediction", "correct", "steps", "final residual")
@@ -19,10 +21,10 @@ class BrowseModel(QtCore.QAbstractTableModel):
         self.table, self.class_names = table, class_names
         self.endResetModel()
 
-    def rowCount(self, parent=QtCore.QModelIndex()) -> int:  # noqa: N802
+    def rowCount(self, parent=_TOP) -> int:  # noqa: N802
         return 0 if self.table is None or parent.isValid() else len(self.table.indices)
 
-    def columnCount(self, parent=QtCore.QModelIndex()) -> int:  # noqa: N802
+    def columnCount(self, parent=_TOP) -> int:  # noqa: N802
         return len(self.HEADERS)
 
     def headerData(self, section, orientation, role=QtCore.Qt.ItemDataRole.DisplayRole):  # noqa: N802
