@@ -7,11 +7,12 @@ whatever the analysis had finished (its result has ``complete = False``).
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from ..core.solvers.registry import SOLVER_NAMES
+from .threads import process_threads, use_threads
 
 
 class AnalysisJob:
@@ -27,6 +28,7 @@ class AnalysisJob:
         self.seconds = 0.0
         self._thread: threading.Thread | None = None
         self._done = threading.Event()
+        self.threads = process_threads()  # read now: what this thread count is, whatever another thread set
 
     def start(self) -> "AnalysisJob":
         self._thread = threading.Thread(target=self._run, name=f"deqstudio-{self.title}", daemon=True)
@@ -36,6 +38,7 @@ class AnalysisJob:
     def _run(self) -> None:
         t0 = time.perf_counter()
         try:
+            use_threads(self.threads)
             self.result = self._work(self._set_progress, self._cancel.is_set)
         except Exception as exc:  # noqa: BLE001 — shown to the user as a message
             self.error = f"{self.title} failed: {exc}"

@@ -18,6 +18,7 @@ from ..core.evaluate import evaluate
 from ..core.solvers.settings import SolverSettings
 from ..diagnostics.evaluation import Evaluator
 from ..errors import MismatchError
+from .threads import threads_for_batches
 from .values import BrowseTable, ModelInfo, RunView, SolveRequest, SolveResult
 
 CLEAN_CACHE_SIZE = 256
@@ -53,10 +54,10 @@ def model_info(adapter: ModelAdapter, dataset=None) -> ModelInfo:
 
 def worker_thread_setup() -> None:
     """One torch thread for the solve worker: one sample's small ops only pay for a second thread's hand-off
-    (p95 73 ms against 14 ms). torch's thread count is per thread (OpenMP), so no other thread is affected."""
-    import torch
+    (p95 73 ms against 14 ms). See ``session.threads``: no other running thread is affected."""
+    from .threads import use_threads
 
-    torch.set_num_threads(1)
+    use_threads(1)
 
 
 class Engine:
@@ -191,7 +192,8 @@ class Engine:
         """Label, prediction, steps and final residual for every sample of a split (clean inputs)."""
         idx = self.dataset.split(split)
         settings = self._settings(settings) if settings is not None else None
-        out = self.evaluator.run(idx, None, settings, cancel)
+        with threads_for_batches():
+            out = self.evaluator.run(idx, None, settings, cancel)
         labels = self.dataset.labels[idx]
         return BrowseTable(indices=idx, labels=labels, predictions=out.predictions, correct=out.predictions == labels,
                            steps=out.steps, final_rel=out.final_rel, converged=out.converged)

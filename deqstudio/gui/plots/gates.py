@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...core.adapter import NOT_PROVIDED
 from .base import PlotPanel, colour, curve, pen, set_points, step_range, steps_axis
 
 
@@ -32,15 +33,17 @@ class GatePlot(PlotPanel):
             self._drawn_clean = None
         for run, tag in self._runs_to_draw(result):
             for i, name in enumerate(names):
-                y = run.gate_share[:, i] if run.nstep else np.zeros(0)
+                y = run.gate_share[:, i] if len(run.gate_share) else np.zeros(0)
                 set_points(self._curves[(name, tag)], steps_axis(len(y)), y)
         if not result.corrupted.nstep:
-            self.set_note(f"no gate: the {result.fusion} model has no DEQ block")
+            self.set_note(f"no gate: {NOT_PROVIDED} (the {result.fusion} model has no DEQ block)")
+        elif not result.capabilities.gates:
+            self.set_note(f"no gate share: {NOT_PROVIDED} (its fused update does not go through the gate)")
         self.getPlotItem().setXRange(*step_range(max(result.corrupted.nstep, result.clean.nstep)), padding=0.02)
 
     def show_step(self, step: int) -> None:
         super().show_step(step)
         r = self.result
-        if r is not None and r.corrupted.nstep:
+        if r is not None and len(r.corrupted.gate_share):
             k = min(step, r.corrupted.nstep - 1)
             self.set_note("  ".join(f"{n} {v:.2f}" for n, v in zip(r.modality_names, r.corrupted.gate_share[k])))

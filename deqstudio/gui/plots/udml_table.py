@@ -6,6 +6,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
+from ...core.adapter import NOT_PROVIDED
 from .base import colour, nice_ceiling
 
 
@@ -74,6 +75,7 @@ class UDMLPanel(QtWidgets.QWidget):
                     self.table.item(j, i).setToolTip(value)
                 else:
                     text = "—" if value is None else spec.format(value)
+                    self.table.item(j, i).setToolTip(NOT_PROVIDED if value is None else "")
                 cell = self.table.item(j, i)
                 if cell.text() != text:
                     cell.setText(text)
@@ -87,12 +89,14 @@ class UDMLPanel(QtWidgets.QWidget):
         else:
             self.bars_clean.setOpts(x=[], height=[])
             self.bars_now.setOpts(x=[], height=[])
+        missing = any(v is None for values in self._quantities(result)[1:] for v in values)
+        key = " · — : not provided by this model" if missing else ""
         if now.weights is not None:
-            self.title.setText("<b>UDML</b>: predicted noise, dependency α, weights w")
+            self.title.setText(f"<b>UDML</b>: predicted noise, dependency α, weights w{key}")
             self.title.setToolTip("α: logit magnitude of the single-modality pass over the training set; "
                                   "w = M·u/Σu with u = 1/(predicted noise² · α)")
         else:
-            self.title.setText(f"<b>UDML</b> — this {result.fusion} model has no UDML weights")
+            self.title.setText(f"<b>UDML</b> — this {result.fusion} model has no UDML weights{key}")
 
     def show_step(self, step: int) -> None:
         pass  # the table shows the final values: nothing changes with the step
