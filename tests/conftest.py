@@ -144,7 +144,7 @@ def count_solves(monkeypatch):
 
 def _converging_sample(win, qtbot, exclude=()) -> int:
     """The test sample the open model solves cleanly in the fewest steps (from the samples table)."""
-    qtbot.waitUntil(lambda: win.session.table is not None, timeout=60000)
+    qtbot.waitUntil(lambda: win.session.table is not None and win.session.table.complete, timeout=60000)
     t = win.session.table
     ok = t.converged & ~np.isin(t.indices, list(exclude))
     assert ok.any(), "the model converges on no sample of the split"

@@ -116,13 +116,15 @@ def test_scrub_and_play_replay_the_stored_trace(window, qtbot, count_solves):
     assert window.session.step == 0
     assert window.residual.marker.value() == 1
     assert window.probabilities.note.startswith("step 1:")
-    assert window.residual.note == f"step 1: rel {r.corrupted.rel[0]:.2e}"
+    run = r.corrupted  # the note names the step's residual and the one final residual (the returned state's)
+    returned = f"final residual {run.final_rel:.1e} (returned state: step {run.best_step + 1})"
+    assert window.residual.note == f"step 1: rel {run.rel[0]:.2e} · {returned}"
     window.scrubber.speed.setCurrentText("60 steps/s")
     window.scrubber.play.setChecked(True)
     qtbot.waitUntil(lambda: window.scrubber.value() == r.corrupted.nstep - 1, timeout=10000)
     qtbot.waitUntil(lambda: not window.scrubber.play.isChecked(), timeout=5000)
     last = r.corrupted.nstep - 1
-    assert window.residual.note == f"step {last + 1}: rel {r.corrupted.rel[last]:.2e}"
+    assert window.residual.note == f"step {last + 1}: rel {r.corrupted.rel[last]:.2e} · {returned}"
     assert solves.started == 0 and window.session.result is r  # playback never re-solves
     qtbot.keyClick(window, QtCore.Qt.Key.Key_Left)
     assert window.scrubber.value() == r.corrupted.nstep - 2
@@ -183,10 +185,12 @@ def test_selecting_a_sample_in_the_browser_solves_it(window, qtbot):
     view.selectRow(5)
     target = window.browser.model.table.indices[window.browser.proxy.mapToSource(window.browser.proxy.index(5, 0)).row()]
     qtbot.waitUntil(lambda: window.session.result.request.sample == target, timeout=30000)
-    # five solver steps are too few for any sample: the table is re-made and "not converged" lists them
+    # five solver steps are too few for any sample: the table is re-made (in the background, once the settings
+    # are still) and "not converged" lists them
     before = window.session.table
     window.solver_panel.max_iter.setValue(5)
-    qtbot.waitUntil(lambda: window.session.table is not before and not window.runner.busy, timeout=30000)
+    qtbot.waitUntil(lambda: window.session.table is not before and window.session.table.complete
+                    and not window.runner.busy, timeout=30000)
     table = window.session.table
     assert (table.steps <= 5).all() and not table.converged.all()
     for mode, hidden in (("wrong", table.correct), ("not converged", table.converged)):

@@ -12,6 +12,9 @@ import numbers
 MAX_ITER = (1, 10_000)
 TOL = (1e-12, 1e3)
 SOLVER_OPTION_FIELDS = {"m": (int, 1, 256), "lam": (float, 0.0, 1e6), "tau": (float, 1e-3, 1.0)}
+# A relative residual of a float32 state cannot go much below float32's precision (eps 1.2e-7): a tolerance
+# under it is allowed (a float64 model reaches it) but a float32 model will not converge to it.
+FLOAT32_FLOOR = 1e-7
 
 
 def shown(value) -> str:

@@ -17,8 +17,18 @@ EXPORT_FILTER = "PNG image (*.png);;SVG vector image (*.svg);;PDF document (*.pd
 
 
 class ExportActions:
-    def __init__(self, window, session, view, status, analyses) -> None:
+    def __init__(self, window, session, view, status, analyses, recent=None) -> None:
         self.window, self.session, self.view, self.status, self.analyses = window, session, view, status, analyses
+        self.recent = recent  # remembers the last export folder: every export dialog starts there
+
+    def start_path(self, name: str) -> str:
+        """``name`` in the folder of the last export (the working folder before any)."""
+        folder = self.recent.folder("export") if self.recent is not None else ""
+        return str(Path(folder) / name) if folder else name
+
+    def _exported_to(self, path) -> None:
+        if self.recent is not None and getattr(self.window, "remember", True):
+            self.recent.set_folder("export", str(Path(path).resolve().parent))
 
     def add_to_menu(self, menu: QtWidgets.QMenu) -> None:
         plots = menu.addMenu("Export &plot")
@@ -52,6 +62,7 @@ class ExportActions:
             self.status.show_message(f"Export failed: {exc}", True)
             return False
         self._saved(f"saved {files[0]} (+ provenance sidecar)")
+        self._exported_to(path)
         return True
 
     def export_trace(self, path: str) -> bool:
@@ -64,6 +75,7 @@ class ExportActions:
             self.status.show_message(f"Export failed: {exc}", True)
             return False
         self._saved(f"saved {path}")
+        self._exported_to(path)
         return True
 
     def export_report(self, folder: str) -> bool:
@@ -83,10 +95,11 @@ class ExportActions:
             self.status.show_message(f"Export failed: {exc}", True)
             return False
         self._saved(f"saved the report to {folder}/report.html", 8000)
+        self._exported_to(Path(folder) / "report.html")
         return True
 
     def ask_export_plot(self, slug: str, title: str) -> None:
-        path, chosen = QtWidgets.QFileDialog.getSaveFileName(self.window, f"Export {title}", f"{slug}.png",
+        path, chosen = QtWidgets.QFileDialog.getSaveFileName(self.window, f"Export {title}", self.start_path(f"{slug}.png"),
                                                              EXPORT_FILTER)
         if not path:
             return
@@ -101,12 +114,14 @@ class ExportActions:
 
     def ask_export_trace(self) -> None:
         path, _ = QtWidgets.QFileDialog.getSaveFileName(self.window, "Export trace",
-                                                        f"trace-sample-{self.session.sample}.h5", "HDF5 (*.h5)")
+                                                        self.start_path(f"trace-sample-{self.session.sample}.h5"),
+                                                        "HDF5 (*.h5)")
         if path:
             self.export_trace(path)
 
     def ask_export_report(self) -> None:
         path, _ = QtWidgets.QFileDialog.getSaveFileName(self.window, "Export report to a new or existing folder",
-                                                        f"report-sample-{self.session.sample}", "Folders (*)")
+                                                        self.start_path(f"report-sample-{self.session.sample}"),
+                                                        "Folders (*)")
         if path:
             self.export_report(path)

@@ -70,21 +70,7 @@ class FileActions:
         bar.clearMessage()
         if self.session.ready:
             self.status.hide_message()
-            await self.refresh_table()
         return True
-
-    async def refresh_table(self) -> None:
-        s = self.session
-        if not s.ready:
-            return
-        engine, split, settings = s.engine, s.split, s.solver
-        try:
-            table = await s.start_solving().run_exclusive(engine.browse, split, settings)
-        except Exception as exc:  # noqa: BLE001 — a table that cannot be made is a message
-            self.status.show_message(f"could not tabulate the {split} split: {exc}", True)
-            return
-        if engine is s.engine:
-            s.accept_table(table)
 
     def open_in_background(self, checkpoint=None, dataset=None) -> None:
         self.in_background(self.open_files(checkpoint, dataset))
@@ -145,14 +131,15 @@ class FileActions:
         if path:
             self.load_session(path)
 
-    def load_session(self, path: str) -> None:
+    def load_session(self, path: str, remember: bool = True) -> None:
         self.session.start_solving()
         try:
             self.session.load(path)
         except LoadError as exc:
             self.status.show_message(str(exc), True)
             return
-        self.in_background(self.refresh_table())
+        if remember:  # Load session is an opening like any other: it goes into Open recent
+            self.remember_file(path)
 
     @property
     def last_session_path(self) -> Path:
@@ -164,7 +151,7 @@ class FileActions:
             self.status.show_message("No last session is remembered yet: one is saved each time the studio closes.",
                                      True)
             return False
-        self.load_session(str(self.last_session_path))
+        self.load_session(str(self.last_session_path), remember=False)
         return self.session.ready
 
     def save_last_session(self) -> None:

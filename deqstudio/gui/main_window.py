@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from PySide6 import QtCore, QtGui, QtWidgets
+from PySide6 import QtGui, QtWidgets
 
 from ..session.recent import RecentFiles
 from ..session.state import Session
 from .analysis_actions import AnalysisActions
+from .busy import BusyWatch
+from .docks import Docks
 from .export_actions import ExportActions
 from .file_actions import FileActions
+from .history import SettingsHistory
+from .keyboard import Keyboard
 from .panels import CorruptionPanel, SampleBrowser, SolverPanel
 from .scrubber import Scrubber
 from .solve_view import SolveView
 from .status import Banner, StatusView
+from .theme import apply_theme
 
 _GUI_THREAD_GC = None
 
@@ -47,17 +52,21 @@ class MainWindow(QtWidgets.QMainWindow):
         self.view = SolveView(s)
         self.scrubber = Scrubber(session=s)
         self.banner = Banner()
-        self.status = StatusView(self, self.banner, s)
+        self.busy = BusyWatch(s, self)  # plots marked stale while a newer solve is pending
+        self.busy.changed.connect(self.view.set_stale)
+        self.status = StatusView(self, self.banner, s, self.busy)
         self.browser = SampleBrowser(session=s)
         self.corruption = CorruptionPanel(session=s)
         self.solver_panel = SolverPanel(devices, session=s)
         self.files = FileActions(self, s, self.recent, self.status, remember)
+        self.history = SettingsHistory(s, self)
         self.analyses = AnalysisActions(self, s, self.status)
-        self.exports = ExportActions(self, s, self.view, self.status, self.analyses)
+        self.exports = ExportActions(self, s, self.view, self.status, self.analyses, self.recent)
+        self.keys = Keyboard(self)
         self._layout()
         self._menus()
+        self.keys.arrange()
         s.loaded.connect(self._on_loaded)
-        s.solver_changed.connect(lambda settings: self.files.in_background(self.files.refresh_table()))
 
     # -- what tests and scripts reach ---------------------------------------------------------------
     residual = property(lambda self: self.view.residual)
@@ -120,54 +129,40 @@ class MainWindow(QtWidgets.QMainWindow):
         column.addWidget(self.view, 1)
         column.addWidget(self.scrubber)
         self.setCentralWidget(central)
-        self._dock("Samples", self.browser, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
-        right = QtWidgets.QWidget()
-        rcol = QtWidgets.QVBoxLayout(right)
-        rcol.setContentsMargins(0, 0, 0, 0)
-        rcol.addWidget(self.corruption, 1)
-        rcol.addWidget(self.solver_panel)
-        scroll = QtWidgets.QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(right)
-        scroll.setMinimumWidth(300)
-        self._dock("Corruption and solver", scroll, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
-
-    def _dock(self, title: str, widget: QtWidgets.QWidget, area) -> QtWidgets.QDockWidget:
-        dock = QtWidgets.QDockWidget(title, self)
-        dock.setObjectName(title)
-        dock.setWidget(widget)
-        dock.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetMovable
-                         | QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetFloatable)
-        self.addDockWidget(area, dock)
-        return dock
+        self.docks = Docks(self)
+        self.docks.remember_initial()
 
     def _menus(self) -> None:
         bar = self.menuBar()
         file = bar.addMenu("&File")
         self.files.add_to_menu(file)
         file.addSeparator()
-        file.addAction("&Quit", QtGui.QKeySequence.StandardKey.Quit, self.close)
+        self.quit_action = file.addAction("&Quit", QtGui.QKeySequence.StandardKey.Quit, self.close)
+        edit = bar.addMenu("&Edit")
+        self.undo_action, self.redo_action = self.history.actions(self)
+        edit.addActions([self.undo_action, self.redo_action])
+        view = bar.addMenu("&View")
+        self.docks.add_to_menu(view)
+        view.addSeparator()
+        self.dark_action = view.addAction("&Dark theme")
+        self.dark_action.setCheckable(True)
+        self.dark_action.toggled.connect(lambda dark: apply_theme(self, "dark" if dark else "light"))
         self.exports.add_to_menu(bar.addMenu("E&xport"))
         self.analyses.add_to_menu(bar.addMenu("&Analysis"))
-        playback = bar.addMenu("&Playback")
-        playback.addAction("Play / pause\tSpace", self.scrubber.toggle_play)
-        playback.addAction("Step back\tLeft", lambda: self.scrubber.nudge(-1))
-        playback.addAction("Step forward\tRight", lambda: self.scrubber.nudge(1))
+        self.keys.add_to_menu(bar.addMenu("&Playback"))
+        help_menu = bar.addMenu("&Help")
+        help_menu.addAction("&Keyboard shortcuts", QtGui.QKeySequence.StandardKey.HelpContents, self.keys.show_help)
+
+    def resizeEvent(self, event: QtGui.QResizeEvent) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        if event.oldSize().width() < 0 or abs(event.size().width() - event.oldSize().width()) > 150:
+            self.docks.fit(event.size().width())  # the plots keep at least half of a small window
 
     # -- events -----------------------------------------------------------------------------------
     def _on_loaded(self, info) -> None:
         s = self.session
         name = s.checkpoint.path.name if s.checkpoint and s.checkpoint.path else "?"
         self.setWindowTitle(f"DEQ Studio — {name} · {s.dataset.name}")
-
-    def keyPressEvent(self, event: QtGui.QKeyEvent) -> None:  # noqa: N802
-        keys = {QtCore.Qt.Key.Key_Space: self.scrubber.toggle_play, QtCore.Qt.Key.Key_Left: lambda: self.scrubber.nudge(-1),
-                QtCore.Qt.Key.Key_Right: lambda: self.scrubber.nudge(1)}
-        action = keys.get(event.key())
-        if action is None:
-            super().keyPressEvent(event)
-        else:
-            action()
 
     def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:  # noqa: N802
         if event.mimeData().hasUrls():
@@ -182,5 +177,5 @@ class MainWindow(QtWidgets.QMainWindow):
         self.files.save_last_session()
         self.analyses.close_all()
         self.scrubber.timer.stop()
-        self.session.stop_solving()
+        self.session.stop_solving()  # the table's fill is cancelled; a chunk in flight is at most ~0.1 s
         super().closeEvent(event)

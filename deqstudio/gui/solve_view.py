@@ -9,6 +9,7 @@ from __future__ import annotations
 from PySide6 import QtWidgets
 
 from .plots import GatePlot, ProbabilityPlot, ResidualPlot, ShiftPlot, UDMLPanel
+from .plots.hover import StepHover
 
 # slug (file stem of exports), title, caption: the order of the report and of Export › Export plot
 FIGURES = (
@@ -36,8 +37,10 @@ class SolveView(QtWidgets.QWidget):
         self.udml = UDMLPanel()
         self.shift = ShiftPlot()
         self.plots = [self.residual, self.gates, self.probabilities, self.shift, self.udml]
+        self.hover = None
         if arranged:
             self._arrange()
+            self.hover = StepHover([self.residual, self.gates, self.probabilities])  # one x axis, one crosshair
         self.result = None
         self.step = -1
         self.session = session
@@ -79,6 +82,15 @@ class SolveView(QtWidgets.QWidget):
         self.step = step if 0 <= step < steps else steps - 1
         for plot in self.plots:
             plot.show_step(self.step)
+
+    def set_stale(self, stale: bool) -> None:
+        """Mark every plot as showing an older result than the settings (or no longer)."""
+        for plot in self.plots:
+            plot.set_stale(stale)
+
+    @property
+    def stale(self) -> bool:
+        return any(plot.stale for plot in self.plots)
 
     def _on_result_changed(self, result) -> None:
         self.show_result(result, self.session.step)

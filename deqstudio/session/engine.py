@@ -197,3 +197,19 @@ class Engine:
         labels = self.dataset.labels[idx]
         return BrowseTable(indices=idx, labels=labels, predictions=out.predictions, correct=out.predictions == labels,
                            steps=out.steps, final_rel=out.final_rel, converged=out.converged)
+
+    def table_chunk(self, ids: np.ndarray, settings: SolverSettings, corruptions: dict | None,
+                    clean: bool = True) -> tuple[dict | None, dict | None]:
+        """Prediction, steps, final residual and converged for samples ``ids``: clean (when ``clean``) and under
+        ``corruptions`` (when any is active). One chunk of the progressively filled samples table."""
+        settings = self._settings(settings) if settings is not None else None
+        active = {m: c for m, c in (corruptions or {}).items() if c.active}
+
+        def columns(outcome) -> dict:
+            return {"predictions": outcome.predictions, "steps": outcome.steps, "final_rel": outcome.final_rel,
+                    "converged": outcome.converged}
+
+        with threads_for_batches():
+            plain = columns(self.evaluator.run(ids, None, settings)) if clean else None
+            now = columns(self.evaluator.run(ids, active, settings)) if active else None
+        return plain, now

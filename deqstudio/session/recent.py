@@ -34,9 +34,27 @@ class RecentFiles:
         except (OSError, ValueError, AttributeError):
             return []
 
+    def _read(self) -> dict:
+        try:
+            data = json.loads(self.path.read_text())
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
     def add(self, path: str) -> None:
         items = [path] + [p for p in self.paths() if p != path]
-        self._write({"recent": items[: self.limit]})
+        self._write(dict(self._read(), recent=items[: self.limit]))
+
+    def folder(self, kind: str) -> str:
+        """The folder last used for ``kind`` (e.g. "export"), or "" when none is remembered or it is gone."""
+        folders = self._read().get("folders", {})
+        folder = folders.get(kind, "") if isinstance(folders, dict) else ""
+        return folder if isinstance(folder, str) and folder and os.path.isdir(folder) else ""
+
+    def set_folder(self, kind: str, folder: str) -> None:
+        data = self._read()
+        folders = data.get("folders") if isinstance(data.get("folders"), dict) else {}
+        self._write(dict(data, folders=dict(folders, **{kind: str(folder)})))
 
     def _write(self, data: dict) -> None:
         try:

@@ -7,6 +7,7 @@ Views subscribe to its signals and change it only through its setters. With a ru
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,8 +18,10 @@ from ..errors import DeqStudioError, LoadError
 from ..io.session_file import SavedSession, read_session, write_session
 from .engine import Engine
 from .runner import Runner
+from .sample_table import SampleTable
 from .signals import Signal
-from .values import BrowseTable, ModelInfo, SolveRequest, SolveResult
+from .table_fill import TableFiller
+from .values import ModelInfo, SolveRequest, SolveResult
 
 __all__ = ["LoadError", "Session", "read_session"]
 
@@ -38,7 +41,7 @@ class Session:
         self.device = "cpu"
         self.step: int = -1  # -1 = the last recorded step
         self.result: SolveResult | None = None
-        self.table: BrowseTable | None = None
+        self.table: SampleTable | None = None  # the split's samples, filled in the background (``filler``)
         self.runner: Runner | None = None
         self._generation = 0
         self.loaded = Signal()  # (info)
@@ -49,8 +52,10 @@ class Session:
         self.solve_requested = Signal()  # (generation): a newer result is on its way
         self.result_changed = Signal()  # (result)
         self.step_changed = Signal()  # (step)
-        self.table_changed = Signal()  # (table)
+        self.table_changed = Signal()  # (table): a new table, or its columns started over (settings changed)
+        self.table_progress = Signal()  # (table): more of it is computed
         self.message = Signal()  # (text, is_error)
+        self.filler = TableFiller(self)
 
     # -- solving ----------------------------------------------------------------------------------
     def start_solving(self, synchronous: bool = False) -> Runner:
@@ -65,10 +70,16 @@ class Session:
         return self.runner
 
     def stop_solving(self) -> None:
-        """Let a solve in flight finish (its result is dropped) and detach the runner."""
+        """Cancel the table's fill, let a solve or chunk in flight finish (its result is dropped), detach the runner."""
+        self.filler.cancel()
         if self.runner is not None:
             self.runner.shutdown()
             self.runner = None
+
+    @property
+    def generation(self) -> int:
+        """The number of the newest solve request."""
+        return self._generation
 
     @property
     def pending(self) -> bool:
@@ -107,9 +118,33 @@ class Session:
     def _solve_failed(self, request, exc: BaseException) -> None:
         self.message.emit(f"the solve failed: {exc}", True)
 
-    def accept_table(self, table: BrowseTable) -> None:
-        self.table = table
-        self.table_changed.emit(table)
+    # -- the samples table -------------------------------------------------------------------------------
+    def _corruption_key(self) -> tuple:
+        active = tuple(sorted((m, c) for m, c in self.corruptions.items() if c.active))
+        return (self.solver, active) if active else ()
+
+    def corruption_label(self) -> str:
+        """The active corruptions as ``MOD=KIND:SEVERITY``, e.g. "strong=gaussian:3, picture=blur:1" ("" when clean)."""
+        return ", ".join(c.text(m) for m, c in sorted(self.corruptions.items()) if c.active)
+
+    def new_table(self) -> None:
+        """Start the split's table over (a new model, dataset or solver): rows at once, columns to compute."""
+        self.filler.cancel()
+        if self.dataset is None or self.engine is None:
+            self.table = None
+            return
+        idx = self.dataset.split(self.split)
+        self.table = SampleTable(self.split, idx, self.dataset.labels[idx], (self.solver,), self._corruption_key())
+        self.table.corruption_label = self.corruption_label()
+        self.table_changed.emit(self.table)
+
+    def _corruptions_changed(self) -> None:
+        if self.table is not None:
+            key = self._corruption_key()
+            if (self.table.now.key if self.table.now is not None else ()) != key:
+                self.filler.cancel()
+            self.table.set_corruption(key, self.corruption_label())
+            self.table_changed.emit(self.table)
 
     # -- loading ----------------------------------------------------------------------------------
     def prepare(self, checkpoint_path=None, dataset_path=None):
@@ -154,10 +189,10 @@ class Session:
         if self.sample not in {int(i) for i in split}:
             self.sample = int(split[0])
         self.result = None
-        self.table = None
         self.step = -1
         self.loaded.emit(self.info)
-        self.solve()
+        self.solve()  # the shown sample first; the table fills afterwards, in the background
+        self.new_table()
 
     def open(self, checkpoint_path=None, dataset_path=None) -> None:
         """Open a checkpoint and/or a dataset; on any problem raise LoadError and keep what was open."""
@@ -197,16 +232,25 @@ class Session:
             self.corruptions[modality] = corruption
             self.corruption_changed.emit(modality, corruption)
             self.solve()
+            self._corruptions_changed()
 
-    def set_corruptions(self, corruptions: dict[str, Corruption]) -> None:
-        """Several modalities' corruptions at once, checked first, announced one by one, solved once."""
-        runner, self.runner = self.runner, None  # one solve for the whole change, not one per modality
+    @contextlib.contextmanager
+    def changes(self):
+        """Within the block, setters announce their changes but nothing is solved; one solve at the end (only when
+        the block held the runner: a nested block leaves it to the outer one)."""
+        runner, self.runner = self.runner, None
         try:
-            for modality, corruption in corruptions.items():
-                self.set_corruption(modality, corruption)
+            yield self
         finally:
             self.runner = runner
-        self.solve()
+        if runner is not None:
+            self.solve()
+
+    def set_corruptions(self, corruptions: dict[str, Corruption]) -> None:
+        """Several modalities' corruptions at once, announced one by one, solved once."""
+        with self.changes():  # one solve for the whole change, not one per modality
+            for modality, corruption in corruptions.items():
+                self.set_corruption(modality, corruption)
 
     def reset_corruptions(self) -> None:
         self.set_corruptions({name: replace(c, severity=0.0) for name, c in self.corruptions.items()})
@@ -218,6 +262,7 @@ class Session:
             self.solver = settings
             self.solver_changed.emit(settings)
             self.solve()
+            self.new_table()
 
     def set_device(self, device: str) -> None:
         check_device_name(device)

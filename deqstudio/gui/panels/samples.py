@@ -1,15 +1,32 @@
-"""The samples table: every sample of a split with label, prediction, steps and residual; sort and filter."""
+"""The samples table: every sample of a split with label, prediction, steps and residual; sort and filter.
+
+The model is virtual over the session's ``SampleTable``: all rows exist at once, computed columns fill in as the
+table's chunks arrive; sorting and filtering work on what is computed so far (``BrowseFilter``) and say so.
+The table is computed lazily: only while it is shown, and only once the settings have stopped changing.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from .sample_order import FILTERS, BrowseFilter
+
 _TOP = QtCore.QModelIndex()  # the table has no tree: every row hangs from the invisible root
+NOT_COMPUTED = "…"
+SETTLE_MS = 350  # the table is recomputed once the settings have been still this long (never per keystroke)
+RESORT_MS = 600  # a sorted or filtered view follows arriving chunks at most this often
+WRONG = "#b3261e"
 
 
 class BrowseModel(QtCore.QAbstractTableModel):
-    HEADERS = ("sample", "label", "prediction", "correct", "steps", "final residual")
+    HEADERS = ("sample", "label", "prediction", "correct", "steps", "final residual", "prediction now", "steps now")
+    TIPS = ("dataset index", "true class", "predicted class (clean input)", "prediction matches the label",
+            "solver steps to converge (clean input)",
+            "relative residual of the returned state (the best step), clean input",
+            "predicted class under the current corruption (red: wrong)",
+            "solver steps under the current corruption (red: not converged)")
+    NOW_COLUMNS = (6, 7)
 
     def __init__(self) -> None:
         super().__init__()
@@ -18,74 +35,94 @@ class BrowseModel(QtCore.QAbstractTableModel):
 
     def set_table(self, table, class_names) -> None:
         self.beginResetModel()
-        self.table, self.class_names = table, class_names
+        self.table, self.class_names = table, tuple(class_names)
         self.endResetModel()
 
+    def refresh(self) -> None:
+        """Computed values arrived (or started over): repaint the computed columns."""
+        if self.table is not None and len(self.table):
+            self.dataChanged.emit(self.index(0, 2), self.index(len(self.table) - 1, len(self.HEADERS) - 1))
+            self.headerDataChanged.emit(QtCore.Qt.Orientation.Horizontal, 6, 7)
+
     def rowCount(self, parent=_TOP) -> int:  # noqa: N802
-        return 0 if self.table is None or parent.isValid() else len(self.table.indices)
+        return 0 if self.table is None or parent.isValid() else len(self.table)
 
     def columnCount(self, parent=_TOP) -> int:  # noqa: N802
-        return len(self.HEADERS)
+        return 0 if parent.isValid() else len(self.HEADERS)
 
     def headerData(self, section, orientation, role=QtCore.Qt.ItemDataRole.DisplayRole):  # noqa: N802
-        if role == QtCore.Qt.ItemDataRole.DisplayRole and orientation == QtCore.Qt.Orientation.Horizontal:
+        if orientation != QtCore.Qt.Orientation.Horizontal:
+            return None
+        if role == QtCore.Qt.ItemDataRole.DisplayRole:
             return self.HEADERS[section]
+        if role == QtCore.Qt.ItemDataRole.ToolTipRole:
+            label = self.table.corruption_label if self.table is not None else ""
+            return self.TIPS[section] + (f" ({label})" if section in self.NOW_COLUMNS and label else "")
         return None
 
-    def value(self, row: int, col: int):
+    @staticmethod
+    def is_computed_column(col: int) -> bool:
+        return col >= 2
+
+    def _cell(self, row: int, col: int):
+        """(value, known) of a cell; value is a number."""
         t = self.table
-        return (int(t.indices[row]), int(t.labels[row]), int(t.predictions[row]), bool(t.correct[row]),
-                int(t.steps[row]), float(t.final_rel[row]))[col]
+        if col == 0:
+            return int(t.indices[row]), True
+        if col == 1:
+            return int(t.labels[row]), True
+        cols = t.clean if col < 6 else t.now
+        if cols is None or not cols.done[row]:
+            return None, False
+        if col in (2, 6):
+            return int(cols.predictions[row]), True
+        if col == 3:
+            return bool(cols.predictions[row] == t.labels[row]), True
+        if col in (4, 7):
+            return int(cols.steps[row]), True
+        return float(cols.final_rel[row]), True
+
+    def sort_key(self, col: int) -> tuple[np.ndarray, np.ndarray]:
+        """(values, known) over all rows, as float64, for sorting with numpy."""
+        t = self.table
+        if col == 0:
+            return t.indices.astype(np.float64), np.ones(len(t), bool)
+        if col == 1:
+            return t.labels.astype(np.float64), np.ones(len(t), bool)
+        cols = t.clean if col < 6 else t.now
+        if cols is None:
+            return np.zeros(len(t)), np.zeros(len(t), bool)
+        values = {2: cols.predictions, 3: cols.predictions == t.labels, 4: cols.steps, 5: cols.final_rel,
+                  6: cols.predictions, 7: cols.steps}[col].astype(np.float64)
+        return np.nan_to_num(values, nan=np.inf), cols.done.copy()
+
+    def _name(self, c: int) -> str:
+        return self.class_names[c] if 0 <= c < len(self.class_names) else str(c)
 
     def data(self, index, role=QtCore.Qt.ItemDataRole.DisplayRole):
         if not index.isValid() or self.table is None:
             return None
         row, col = index.row(), index.column()
-        v = self.value(row, col)
+        v, known = self._cell(row, col)
         if role == QtCore.Qt.ItemDataRole.DisplayRole:
-            if col in (1, 2):
-                return self.class_names[v] if v < len(self.class_names) else str(v)
+            if not known:
+                return NOT_COMPUTED
+            if col in (1, 2, 6):
+                return self._name(v)
             if col == 3:
                 return "yes" if v else "no"
             if col == 5:
                 return "—" if not np.isfinite(v) else f"{v:.1e}"
             return str(v)
-        if role == QtCore.Qt.ItemDataRole.UserRole:  # sort key
-            return v
-        if role == QtCore.Qt.ItemDataRole.ForegroundRole and col == 3 and not v:
-            return QtGui.QColor("#c0392b")
-        if role == QtCore.Qt.ItemDataRole.ForegroundRole and col == 4 and not self.table.converged[row]:
-            return QtGui.QColor("#c0392b")
+        if role == QtCore.Qt.ItemDataRole.ToolTipRole and not known:
+            return "not computed yet: the table fills in the background"
+        if role == QtCore.Qt.ItemDataRole.ForegroundRole and known:
+            t = self.table
+            wrong = (col == 3 and not v) or (col == 6 and v != t.labels[row])
+            unconverged = (col == 4 and not t.clean.converged[row]) or (col == 7 and not t.now.converged[row])
+            if wrong or unconverged:
+                return QtGui.QColor(WRONG)
         return None
-
-
-class BrowseFilter(QtCore.QSortFilterProxyModel):
-    def __init__(self) -> None:
-        super().__init__()
-        self.mode = "all"
-        self.text = ""
-        self.setSortRole(QtCore.Qt.ItemDataRole.UserRole)
-
-    def set_filter(self, mode: str, text: str) -> None:
-        self.beginFilterChange()
-        self.mode, self.text = mode, text.strip().lower()
-        self.endFilterChange(QtCore.QSortFilterProxyModel.Direction.Rows)
-
-    def filterAcceptsRow(self, row, parent) -> bool:  # noqa: N802
-        model = self.sourceModel()
-        t = model.table
-        if t is None:
-            return False
-        if self.mode == "wrong" and t.correct[row]:
-            return False
-        if self.mode == "not converged" and t.converged[row]:
-            return False
-        if self.text:
-            label = model.class_names[int(t.labels[row])].lower()
-            pred = model.class_names[int(t.predictions[row])].lower()
-            if self.text not in (str(int(t.indices[row])), label, pred) and not str(int(t.indices[row])).startswith(self.text):
-                return False
-        return True
 
 
 class SampleBrowser(QtWidgets.QWidget):
@@ -96,13 +133,16 @@ class SampleBrowser(QtWidgets.QWidget):
     def __init__(self, parent=None, session=None) -> None:
         super().__init__(parent)
         self.setObjectName("SampleBrowser")
+        self.setMinimumWidth(220)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         row = QtWidgets.QHBoxLayout()
         self.search = QtWidgets.QLineEdit()
         self.search.setPlaceholderText("filter: sample or class")
+        self.search.setClearButtonEnabled(True)
         self.mode = QtWidgets.QComboBox()
-        self.mode.addItems(["all", "wrong", "not converged"])
+        self.mode.addItems(list(FILTERS))
+        self.mode.setToolTip("wrong / not converged: under the current corruption when one is set, else clean")
         row.addWidget(self.search, 2)
         row.addWidget(self.mode, 1)
         layout.addLayout(row)
@@ -110,57 +150,157 @@ class SampleBrowser(QtWidgets.QWidget):
         self.proxy = BrowseFilter()
         self.proxy.setSourceModel(self.model)
         self.view = QtWidgets.QTableView()
+        self.view.setObjectName("samples_table")
         self.view.setModel(self.proxy)
         self.view.setSortingEnabled(True)
+        self.view.setTabKeyNavigation(False)  # Tab leaves the table instead of walking its cells
         self.view.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
         self.view.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.SingleSelection)
         self.view.verticalHeader().hide()
-        self.view.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
-        self.view.horizontalHeader().setStretchLastSection(True)
-        self.view.sortByColumn(0, QtCore.Qt.SortOrder.AscendingOrder)
+        self.view.verticalHeader().setDefaultSectionSize(self.view.fontMetrics().height() + 6)
+        header = self.view.horizontalHeader()
+        header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(True)
+        header.setSortIndicator(0, QtCore.Qt.SortOrder.AscendingOrder)
         layout.addWidget(self.view)
         self.summary = QtWidgets.QLabel("loading samples …")
+        self.summary.setWordWrap(True)
         layout.addWidget(self.summary)
+        self.resume = QtWidgets.QPushButton("Compute the rest")
+        self.resume.setToolTip("the table was stopped before it was complete")
+        self.resume.hide()
+        layout.addWidget(self.resume)
+        self.settle = QtCore.QTimer(self, singleShot=True, interval=SETTLE_MS)
+        self.settle.timeout.connect(self.fill)
+        self.resort = QtCore.QTimer(self, singleShot=True, interval=RESORT_MS)
+        self.resort.timeout.connect(self._reorder)
+        self._selecting = False
         self.search.textChanged.connect(self._refilter)
         self.mode.currentTextChanged.connect(self._refilter)
-        self.view.selectionModel().currentRowChanged.connect(self._chosen)
+        self.proxy.modelReset.connect(self._after_reorder)
+        self.view.selectionModel().selectionChanged.connect(self._chosen)
         self.session = session
         if session is not None:
             self.sample_chosen.connect(session.set_sample)
             session.table_changed.connect(self._on_table_changed)
+            session.table_progress.connect(self._on_progress)
             session.sample_changed.connect(self.select_sample)
+            session.filler.first_rows = self.rows_on_screen
+            self.resume.clicked.connect(lambda: session.filler.request(force=True))
 
+    # -- following the session ---------------------------------------------------------------------------------
     def _on_table_changed(self, table) -> None:
-        self.set_table(table, self.session.info.class_names, self.session.split)
-        self.select_sample(self.session.sample)
+        if table is not self.model.table:
+            self.set_table(table, self.session.info.class_names)
+        else:  # the same rows; some columns started over
+            self.model.refresh()
+            self._show_now_columns()
+            if self.proxy.uses_computed:
+                self._reorder()
+            self._summarise()
+        self.settle.start()  # computed once the settings are still, and only while shown
 
-    def _refilter(self, *_):
-        self.proxy.set_filter(self.mode.currentText(), self.search.text())
+    def _on_progress(self, table) -> None:
+        if table is not self.model.table or table is None:
+            return
+        self.model.refresh()
+        if self.proxy.uses_computed and not self.resort.isActive():
+            self.resort.start()
+        self._summarise()
 
-    def set_table(self, table, class_names, split: str) -> None:
+    def fill(self) -> None:
+        """Compute what the table lacks, if it is shown."""
+        if self.session is not None and self.isVisible():
+            self.session.filler.request()
+        self._summarise()
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        self.settle.start()
+
+    def set_table(self, table, class_names, split: str | None = None) -> None:
         self.model.set_table(table, class_names)
-        n = len(table.indices)
-        self.summary.setText(f"{split} split: {n} samples · accuracy {table.correct.mean():.3f} · "
-                             f"converged {table.converged.mean():.3f} · median steps {int(np.median(table.steps))}")
+        self._show_now_columns()
+        self._summarise()
+        if self.session is not None:
+            self.select_sample(self.session.sample)
 
-    def _chosen(self, current, _previous) -> None:
-        if current.isValid():
-            src = self.proxy.mapToSource(current)
+    def _show_now_columns(self) -> None:
+        t = self.model.table
+        for col in BrowseModel.NOW_COLUMNS:
+            self.view.setColumnHidden(col, t is None or t.now is None)
+
+    def _summarise(self) -> None:
+        t = self.model.table
+        if t is None:
+            self.summary.setText("no samples: open a checkpoint and a dataset")
+            return
+        n, done = len(t), t.computed
+        stats = t.summary()
+        parts = [f"{t.split} split: {n:,} samples"]
+        if t.corruption_label:
+            parts.append(f"under {t.corruption_label}")
+        if stats["computed"]:
+            parts.append(f"accuracy {stats['accuracy']:.3f} · converged {stats['converged']:.3f} · "
+                         f"median steps {stats['median_steps']:.0f}")
+        filler = self.session.filler if self.session is not None else None
+        if done < n:
+            state = "computing" if filler is not None and filler.running else "stopped" if (
+                filler is not None and filler.stopped) else "waiting"
+            parts.append(f"{done:,} of {n:,} computed ({state})")
+            if self.proxy.uses_computed:
+                parts.append("sorting and filtering use the computed rows only")
+        self.summary.setText(" · ".join(parts))
+        self.resume.setVisible(done < n and filler is not None and filler.stopped)
+
+    # -- sorting, filtering, choosing --------------------------------------------------------------------------
+    def _refilter(self, *_) -> None:
+        self.proxy.set_filter(self.mode.currentText(), self.search.text())
+        self._summarise()
+
+    def _reorder(self) -> None:
+        bar = self.view.verticalScrollBar()
+        self._scroll = bar.value()
+        self.proxy.rebuild()
+        bar.setValue(self._scroll)
+
+    def _after_reorder(self) -> None:
+        if self.session is not None:  # the shown sample stays shown and selected: a filter never changes it
+            self.select_sample(self.session.sample, scroll=False)
+
+    def rows_on_screen(self) -> np.ndarray:
+        """The table rows the view shows now (they are computed first)."""
+        top = self.view.rowAt(0)
+        if top < 0 or not len(self.proxy.rows):
+            return np.zeros(0, np.int64)
+        bottom = self.view.rowAt(self.view.viewport().height() - 1)
+        bottom = len(self.proxy.rows) - 1 if bottom < 0 else bottom
+        return self.proxy.rows[top : bottom + 1]
+
+    def _chosen(self, *_) -> None:
+        if self._selecting:
+            return
+        rows = self.view.selectionModel().selectedRows()
+        if rows:
+            src = self.proxy.mapToSource(rows[0])
             self.sample_chosen.emit(int(self.model.table.indices[src.row()]))
 
-    def select_sample(self, index: int) -> None:
+    def select_sample(self, index: int, scroll: bool = True) -> None:
         t = self.model.table
         if t is None:
             return
-        rows = np.flatnonzero(t.indices == index)
-        if not len(rows):  # a sample outside the listed split: nothing in the list is the shown sample
-            self.view.blockSignals(True)
-            self.view.clearSelection()
-            self.view.blockSignals(False)
-        else:
-            proxy_index = self.proxy.mapFromSource(self.model.index(int(rows[0]), 0))
-            if proxy_index.isValid():
-                self.view.blockSignals(True)
-                self.view.selectRow(proxy_index.row())
-                self.view.scrollTo(proxy_index)
-                self.view.blockSignals(False)
+        row = t.row_of(index)
+        proxy_index = self.proxy.mapFromSource(self.model.index(row, 0)) if row is not None else QtCore.QModelIndex()
+        self._selecting = True
+        try:
+            selection = self.view.selectionModel()
+            if not proxy_index.isValid():  # the shown sample is not listed (another split, or filtered out)
+                selection.clear()
+            else:
+                flags = (QtCore.QItemSelectionModel.SelectionFlag.ClearAndSelect
+                         | QtCore.QItemSelectionModel.SelectionFlag.Rows)
+                selection.setCurrentIndex(proxy_index, flags)
+                if scroll:
+                    self.view.scrollTo(proxy_index)
+        finally:
+            self._selecting = False

@@ -1,11 +1,11 @@
 """The step plots of one solved sample, each in its own module; they draw a ``SolveResult`` (numpy only)."""
 
-from .base import FLOOR, FUSED_COLOUR, PALETTE, PlotPanel, colour, nice_ceiling, step_range
+from .base import FLOOR, PlotPanel, colour, nice_ceiling, step_range
 from .gates import GatePlot
 from .probabilities import ProbabilityPlot
 from .residual import ResidualPlot
 from .shift import ShiftPlot
 from .udml_table import UDMLPanel
 
-__all__ = ["FLOOR", "FUSED_COLOUR", "PALETTE", "GatePlot", "PlotPanel", "ProbabilityPlot", "ResidualPlot", "ShiftPlot",
+__all__ = ["FLOOR", "GatePlot", "PlotPanel", "ProbabilityPlot", "ResidualPlot", "ShiftPlot",
            "UDMLPanel", "colour", "nice_ceiling", "step_range"]

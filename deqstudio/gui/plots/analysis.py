@@ -6,7 +6,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore
 
-from .base import colour
+from .. import palette
+from .base import colour, solver_colour
 
 SYMBOLS = ("o", "s", "t", "d", "+", "x")
 
@@ -104,7 +105,7 @@ class RobustnessPlot(AnalysisPlot):
         note = f"{sweep.model} · {sweep.split} split, {sweep.samples} samples"
         if not sweep.complete:
             note += " · cancelled: partial"
-        self.getPlotItem().setTitle(f"{self.title}<br><span style='font-size:8pt;color:#444'>{note}</span>", size="10pt")
+        self.getPlotItem().setTitle(f"{self.title}<br><span style='font-size:8pt;color:{palette.theme().muted}'>{note}</span>", size="10pt")
 
     def data_table(self):
         s = self.analysis
@@ -137,7 +138,7 @@ class CalibrationPlot(AnalysisPlot):
         self._severity_axis(sweep.levels)
         note = "ρ: Spearman, severity vs estimate per sample, UDML / PE baseline" if drawn else \
             "this model has no UDML noise estimator"
-        self.getPlotItem().setTitle(f"{self.title}<br><span style='font-size:8pt;color:#444'>{note}</span>", size="10pt")
+        self.getPlotItem().setTitle(f"{self.title}<br><span style='font-size:8pt;color:{palette.theme().muted}'>{note}</span>", size="10pt")
 
     def data_table(self):
         s = self.analysis
@@ -164,8 +165,9 @@ class StepsHistogram(AnalysisPlot):
         edges = np.arange(0.5, top + 1.5, max(1, (top + 19) // 20))
         for s, name in enumerate(stats.solvers):
             counts, _ = np.histogram(stats.steps[s], bins=edges)
+            line = pg.mkPen(solver_colour(s), width=2, style=palette.SOLVER_STYLES[s % len(palette.SOLVER_STYLES)])
             curve = self.getPlotItem().plot(edges, counts, stepMode="center", fillLevel=0,
-                                            brush=pg.mkBrush(colour(s) + "55"), pen=pg.mkPen(colour(s), width=1.5),
+                                            brush=pg.mkBrush(solver_colour(s) + "40"), pen=line,
                                             name=f"{name} (median {np.median(stats.steps[s]):.0f})")
             curve.setCurveClickable(True)
             curve.sigClicked.connect(lambda _c, ev, name=str(name): self.point_clicked.emit(

@@ -4,25 +4,52 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore
+from PySide6 import QtCore, QtWidgets
 
-PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f",
-           "#bcbd22", "#17becf"]
-FUSED_COLOUR = "#000000"
+from .. import palette
+from ..palette import class_colour, fused_colour, modality_colour, modality_style, solver_colour
+from .axes import StepAxis
+
 FLOOR = 1e-12  # residuals are drawn on a log axis; exact zeros sit on this floor
+CLEAN_ALPHA = "80"  # a clean run is drawn thin and faded behind the corrupted one, in the same colour and style
 
 pg.setConfigOptions(antialias=True, background="w", foreground="k")
 
+colour = modality_colour  # a modality's colour (``palette``: classes and solvers have their own)
+__all__ = ["FLOOR", "PlotPanel", "class_colour", "colour", "fused_colour", "modality_style", "solver_colour"]
 
-def colour(i: int) -> str:
-    return PALETTE[i % len(PALETTE)]
 
-
-def pen(c, width=2.0, dashed=False):
+def pen(c, width=2.0, dashed=False, style=None):
     drawn = pg.mkPen(c, width=width)
-    if dashed:
+    if style is not None:
+        drawn.setStyle(style)
+    elif dashed:
         drawn.setStyle(QtCore.Qt.PenStyle.DashLine)
     return drawn
+
+
+def clean_pen(c, style=None):
+    """How a clean run is drawn: the corrupted run's colour and style, thin and faded."""
+    return pen(c + CLEAN_ALPHA if c.startswith("#") and len(c) == 7 else c, 1.3, style=style)
+
+
+class StaleBadge(QtWidgets.QLabel):
+    """"updating …" in a plot's top right corner while a newer result is on its way (never in exports: it is a
+    widget over the view, not part of the drawn scene)."""
+
+    def __init__(self, host: QtWidgets.QWidget) -> None:
+        super().__init__("updating …", host)
+        self.setObjectName("stale_badge")
+        self.setStyleSheet("QLabel#stale_badge { background: #fff4e0; color: #7a4a00; border: 1px solid #e0b060; "
+                           "border-radius: 3px; padding: 1px 5px; }")
+        self.setToolTip("A newer solve is running: this still shows the previous result")
+        self.hide()
+
+    def show_over(self, host: QtWidgets.QWidget) -> None:
+        self.adjustSize()
+        self.move(max(host.width() - self.width() - 8, 0), 4)
+        self.show()
+        self.raise_()
 
 
 class PlotPanel(pg.PlotWidget):
@@ -33,12 +60,15 @@ class PlotPanel(pg.PlotWidget):
     x_label = "solver step"
 
     legend_offset = (-5, 5)
+    left_axis = pg.AxisItem
 
     def __init__(self, parent=None) -> None:
-        super().__init__(parent=parent)
+        super().__init__(parent=parent, axisItems={"bottom": StepAxis("bottom"), "left": self.left_axis("left")})
         self.setObjectName(type(self).__name__)
-        self.setMinimumSize(260, 180)
+        self.setMinimumSize(220, 150)
+        self.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)  # keys never pan a plot: they go to the scrubber
         item = self.getPlotItem()
+        item.vb.setMouseEnabled(x=False, y=False)  # ranges follow the result; a pan would also leak into exports
         item.setTitle(self.title, size="10pt")
         item.setLabel("left", self.y_label)
         item.setLabel("bottom", self.x_label)
@@ -48,18 +78,35 @@ class PlotPanel(pg.PlotWidget):
         # no grid: pyqtgraph draws it into the axis pictures, which tripled every repaint (deqstudio bench)
         item.setMenuEnabled(False)
         self.legend = item.addLegend(offset=self.legend_offset, labelTextSize="9pt")
-        self.marker = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#888", width=1))
+        self.marker = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(palette.theme().marker, width=1))
         self.marker.setZValue(50)
         item.addItem(self.marker, ignoreBounds=True)
         self._note_text = None
         self.result = None
         self._drawn_clean = None
+        self.badge = StaleBadge(self)
+
+    @property
+    def stale(self) -> bool:
+        """Whether the plot is marked as showing an older result than the settings."""
+        return self.badge.isVisible()
+
+    def set_stale(self, stale: bool) -> None:
+        """Fade the curves and show "updating …" while a newer result is on its way."""
+        if stale == self.stale:
+            return
+        self.getPlotItem().vb.setOpacity(0.35 if stale else 1.0)
+        if stale:
+            self.badge.show_over(self)
+        else:
+            self.badge.hide()
 
     def set_note(self, text: str) -> None:
         """A line under the title with the values at the scrubber's step."""
         if text == self._note_text:
             return
-        html = f"{self.title}<br><span style='font-size:8pt;color:#444'>{text}</span>" if text else self.title
+        html = (f"{self.title}<br><span style='font-size:8pt;color:{palette.theme().muted}'>{text}</span>" if text
+                else self.title)
         if self._note_text is None:
             self.getPlotItem().setTitle(html, size="10pt")
         else:
@@ -70,6 +117,36 @@ class PlotPanel(pg.PlotWidget):
     def note(self) -> str:
         """The note shown under the title ("" when there is none)."""
         return self._note_text or ""
+
+    def apply_theme(self) -> None:
+        """Redraw in the current theme (``palette.theme()``): background, axes, title, legend, curves."""
+        t = palette.theme()
+        item = self.getPlotItem()
+        self.setBackground(t.background)
+        for side in ("left", "bottom"):
+            axis = item.getAxis(side)
+            axis.setPen(t.foreground)
+            axis.setTextPen(t.foreground)
+        item.titleLabel.opts["color"] = t.foreground
+        self.legend.setLabelTextColor(t.foreground)
+        self.legend.setBrush(pg.mkBrush(t.background + "d0"))
+        self.marker.setPen(pg.mkPen(t.marker, width=1))
+        note, self._note_text = self._note_text, None
+        item.setTitle(self.title, size="10pt", color=t.foreground)
+        if note:
+            self.set_note(note)
+        self.restyle()
+        if self.result is not None:
+            step = self.marker.value() - 1
+            self.show_result(self.result)
+            self.show_step(int(step))
+
+    def restyle(self) -> None:
+        """Forget the drawn curves so that the next result builds them in the current colours."""
+        if hasattr(self, "_key"):
+            self._key = None
+            self.clear_curves()
+        self._drawn_clean = None
 
     def series_names(self) -> list[str]:
         """The names of the drawn series, as ``series`` and the CSV export call them."""

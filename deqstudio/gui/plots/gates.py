@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...core.adapter import NOT_PROVIDED
-from .base import PlotPanel, colour, curve, pen, set_points, step_range, steps_axis
+from .base import PlotPanel, clean_pen, colour, curve, modality_style, pen, set_points, step_range, steps_axis
 
 
 class GatePlot(PlotPanel):
@@ -26,15 +26,16 @@ class GatePlot(PlotPanel):
             item = self.getPlotItem()
             self._curves = {}
             for i, name in enumerate(names):
-                c = colour(i)
-                self._curves[(name, "corrupted")] = curve(item, c, pen(c, 2.0), name, name=name)
-                self._curves[(name, "clean")] = curve(item, c, pen(c, 1.2, dashed=True), f"{name} (clean)", size=4)
+                c, style = colour(i), modality_style(i)
+                self._curves[(name, "corrupted")] = curve(item, c, pen(c, 2.0, style=style), name, name=name)
+                self._curves[(name, "clean")] = curve(item, c, clean_pen(c, style), f"{name} (clean)", size=4)
             self._key = names
             self._drawn_clean = None
         for run, tag in self._runs_to_draw(result):
             for i, name in enumerate(names):
                 y = run.gate_share[:, i] if len(run.gate_share) else np.zeros(0)
                 set_points(self._curves[(name, tag)], steps_axis(len(y)), y)
+        self.legend.setVisible(bool(len(result.corrupted.gate_share)))  # no curves: no legend left over
         if not result.corrupted.nstep:
             self.set_note(f"no gate: {NOT_PROVIDED} (the {result.fusion} model has no DEQ block)")
         elif not result.capabilities.gates:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import PlotPanel, colour, curve, pen, set_points, step_range, steps_axis
+from .base import PlotPanel, class_colour, curve, pen, set_points, step_range, steps_axis
 
 
 class ProbabilityPlot(PlotPanel):
@@ -35,8 +35,9 @@ class ProbabilityPlot(PlotPanel):
             for c, name in enumerate(classes):
                 shown = c in top
                 label = f"{name}{' (true)' if c == result.label else ''}" if shown else None
-                line = pen(colour(c), 2.2 if shown else 0.8)
-                self._curves.append(curve(item, colour(c), line, f"class {name}", name=label, size=8 if shown else 5))
+                line = pen(class_colour(c), 2.2 if shown else 0.8)
+                self._curves.append(curve(item, class_colour(c), line, f"class {name}", name=label,
+                                          size=8 if shown else 5))
             self._key = key
         probs = run.probabilities
         x = steps_axis(len(probs))

@@ -1,4 +1,5 @@
-"""The relative residual of each block per solver step, clean dashed beside corrupted, on a log axis."""
+"""The relative residual of each block per solver step, the clean run faded behind the corrupted one, on a log axis;
+the returned state (the best step, whose residual is the "final residual" everywhere) is marked."""
 
 from __future__ import annotations
 
@@ -6,20 +7,27 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore
 
-from .base import FLOOR, FUSED_COLOUR, PlotPanel, colour, curve, pen, set_points, step_range, steps_axis
+from .. import palette
+from .axes import DecadeAxis
+from .base import FLOOR, PlotPanel, clean_pen, colour, curve, fused_colour, modality_style, pen, set_points, \
+    step_range, steps_axis
+
+RETURNED = "returned state (best step)"
 
 
 class ResidualPlot(PlotPanel):
     title = "Relative residual per block"
     legend_offset = (5, -5)
     y_label = "‖f(z) − z‖ / ‖f(z)‖"
+    left_axis = DecadeAxis
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.getPlotItem().setLogMode(y=True)
         self.getPlotItem().getAxis("left").enableAutoSIPrefix(False)
-        self.tol_line = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen("#aaa", width=1, style=QtCore.Qt.PenStyle.DotLine))
+        self.tol_line = pg.InfiniteLine(angle=0, movable=False)
         self.getPlotItem().addItem(self.tol_line, ignoreBounds=True)
+        self.best = None
         self._key = None
         self._curves: dict = {}
 
@@ -27,13 +35,21 @@ class ResidualPlot(PlotPanel):
         self.clear_curves()
         self._curves = {}
         item = self.getPlotItem()
+        t = palette.theme()
         for i, name in enumerate(names):
-            c = FUSED_COLOUR if name == "fused" else colour(i)
-            width = 2.5 if name == "fused" else 1.8
-            self._curves[(name, "corrupted")] = curve(item, c, pen(c, width), name, name=name)
-            self._curves[(name, "clean")] = curve(item, c, pen(c, 1.2, dashed=True), f"{name} (clean)", size=4)
-        self._curves[("joint", "corrupted")] = curve(item, "#999", pen("#999", 1.0), "joint", name="joint")
-        self.legend.addItem(pg.PlotDataItem(pen=pen("#555", 1.2, dashed=True)), "clean (dashed)")
+            fused = name == "fused"
+            c = fused_colour() if fused else colour(i)
+            style = QtCore.Qt.PenStyle.SolidLine if fused else modality_style(i)
+            self._curves[(name, "corrupted")] = curve(item, c, pen(c, 2.6 if fused else 2.0, style=style), name,
+                                                      name=name)
+            self._curves[(name, "clean")] = curve(item, c, clean_pen(c, style), f"{name} (clean)", size=4)
+        self._curves[("joint", "corrupted")] = curve(item, t.faint, pen(t.faint, 1.0), "joint", name="joint")
+        self.legend.addItem(pg.PlotDataItem(pen=clean_pen(t.foreground)), "clean run (thin, faded)")
+        self.tol_line.setPen(pg.mkPen(t.faint, width=1, style=QtCore.Qt.PenStyle.DotLine))
+        self.best = item.plot([], [], pen=None, symbol="star", symbolSize=15, symbolBrush=t.foreground,
+                              symbolPen=t.background, name=RETURNED)
+        self.best.series = RETURNED
+        self.best.setZValue(40)
 
     def show_result(self, result) -> None:
         self.result = result
@@ -47,8 +63,10 @@ class ResidualPlot(PlotPanel):
             for i, name in enumerate(names):
                 y = np.clip(run.block_rel[:, i], FLOOR, None) if run.nstep else np.zeros(0)
                 set_points(self._curves[(name, tag)], x, y)
-        set_points(self._curves[("joint", "corrupted")], steps_axis(result.corrupted.nstep),
-                    np.clip(result.corrupted.rel, FLOOR, None))
+        run = result.corrupted
+        set_points(self._curves[("joint", "corrupted")], steps_axis(run.nstep), np.clip(run.rel, FLOOR, None))
+        returned = run.nstep and np.isfinite(run.final_rel)
+        self.best.setData(*(([run.best_step + 1.0], [max(run.final_rel, FLOOR)]) if returned else ([], [])))
         tol = max(result.request.solver.tol, FLOOR)
         self.tol_line.setValue(np.log10(tol))
         # with stop mode "abs" the tolerance bounds ‖f(z) − z‖, not the relative residual drawn here
@@ -63,6 +81,7 @@ class ResidualPlot(PlotPanel):
         if not result.corrupted.nstep:
             lo, hi = -6.0, 0.0
             self.set_note(f"no solver: the {result.fusion} model fuses in one pass")
+        self.legend.setVisible(bool(result.corrupted.nstep))  # no curves: no legend left over
         item = self.getPlotItem()
         item.setYRange(lo, max(hi, lo + 1), padding=0.02)
         item.setXRange(*step_range(max(result.corrupted.nstep, result.clean.nstep)), padding=0.02)
@@ -71,5 +90,7 @@ class ResidualPlot(PlotPanel):
         super().show_step(step)
         r = self.result
         if r is not None and r.corrupted.nstep:
-            k = min(step, r.corrupted.nstep - 1)
-            self.set_note(f"step {k + 1}: rel {r.corrupted.rel[k]:.2e}")
+            run = r.corrupted
+            k = min(step, run.nstep - 1)
+            self.set_note(f"step {k + 1}: rel {run.rel[k]:.2e} · final residual {run.final_rel:.1e} "
+                          f"(returned state: step {run.best_step + 1})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 
-from .base import FUSED_COLOUR, PlotPanel, colour, nice_ceiling
+from .base import PlotPanel, colour, fused_colour, nice_ceiling
 
 
 class ShiftPlot(PlotPanel):
@@ -15,7 +15,7 @@ class ShiftPlot(PlotPanel):
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        self.bars = pg.BarGraphItem(x=[], height=[], width=0.6, brush="#4c72b0")
+        self.bars = pg.BarGraphItem(x=[], height=[], width=0.6, brush=colour(0), pen=None)
         self.getPlotItem().addItem(self.bars)
         self.getPlotItem().getAxis("left").enableAutoSIPrefix(False)
         self._names = None
@@ -28,7 +28,7 @@ class ShiftPlot(PlotPanel):
         shift = np.asarray(result.shift, dtype=float)
         values = np.where(np.isfinite(shift), shift, 0.0)  # a failed (non-finite) solve has no shift to draw
         x = np.arange(len(names), dtype=float)
-        brushes = [pg.mkBrush(FUSED_COLOUR if n == "fused" else colour(i)) for i, n in enumerate(names)]
+        brushes = [pg.mkBrush(fused_colour() if n == "fused" else colour(i)) for i, n in enumerate(names)]
         self.bars.setOpts(x=x, height=values, width=0.6, brushes=brushes)
         if (names, result.fusion) != self._names:
             self._names = (names, result.fusion)

@@ -7,7 +7,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from ...core.adapter import NOT_PROVIDED
-from .base import colour, nice_ceiling
+from .base import StaleBadge, colour, nice_ceiling
 
 
 class UDMLPanel(QtWidgets.QWidget):
@@ -23,6 +23,7 @@ class UDMLPanel(QtWidgets.QWidget):
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         self.title = QtWidgets.QLabel()
+        self.title.setAlignment(QtCore.Qt.AlignmentFlag.AlignHCenter)  # as every plot's title
         layout.addWidget(self.title)
         self.table = QtWidgets.QTableWidget(len(self.ROWS), 0)
         self.table.setVerticalHeaderLabels(self.ROWS)
@@ -40,16 +41,27 @@ class UDMLPanel(QtWidgets.QWidget):
         self.plot = pg.PlotWidget()
         self.plot.setMinimumHeight(110)
         item = self.plot.getPlotItem()
-        item.setTitle("fusion weight w (light: clean, dark: corrupted)", size="9pt")
+        item.setTitle("fusion weight w (faded: clean, solid: corrupted)", size="9pt")
         item.setLabel("left", "w")
         item.setMenuEnabled(False)
-        self.bars_clean = pg.BarGraphItem(x=[], height=[], width=0.35, brush="#9ecae1")
-        self.bars_now = pg.BarGraphItem(x=[], height=[], width=0.35, brush="#08519c")
+        self.bars_clean = pg.BarGraphItem(x=[], height=[], width=0.35, pen=None)
+        self.bars_now = pg.BarGraphItem(x=[], height=[], width=0.35, pen=None)
         item.addItem(self.bars_clean)
         item.addItem(self.bars_now)
         layout.addWidget(self.plot, 2)
         self.result = None
         self._columns = None
+        self.badge = StaleBadge(self)
+
+    @property
+    def stale(self) -> bool:
+        return self.badge.isVisible()
+
+    def set_stale(self, stale: bool) -> None:
+        """Grey the values and show "updating …" while a newer result is on its way."""
+        if stale != self.stale:
+            self.table.setEnabled(not stale)
+            self.badge.show_over(self) if stale else self.badge.hide()
 
     def show_result(self, result) -> None:
         self.result = result
@@ -81,8 +93,10 @@ class UDMLPanel(QtWidgets.QWidget):
                     cell.setText(text)
         x = np.arange(len(names), dtype=float)
         if now.weights is not None:
-            self.bars_clean.setOpts(x=x - 0.18, height=clean.weights, width=0.35)
-            self.bars_now.setOpts(x=x + 0.18, height=now.weights, width=0.35)
+            self.bars_clean.setOpts(x=x - 0.18, height=clean.weights, width=0.35,
+                                    brushes=[pg.mkBrush(colour(i) + "66") for i in range(len(names))])
+            self.bars_now.setOpts(x=x + 0.18, height=now.weights, width=0.35,
+                                  brushes=[pg.mkBrush(colour(i)) for i in range(len(names))])
             both = np.concatenate([clean.weights, now.weights])
             top = float(both[np.isfinite(both)].max()) if np.isfinite(both).any() else 1.0
             self.plot.getPlotItem().setYRange(0, nice_ceiling(max(top * 1.1, 0.1)), padding=0)
@@ -100,6 +114,20 @@ class UDMLPanel(QtWidgets.QWidget):
 
     def show_step(self, step: int) -> None:
         pass  # the table shows the final values: nothing changes with the step
+
+    def apply_theme(self) -> None:
+        from .. import palette
+
+        t = palette.theme()
+        item = self.plot.getPlotItem()
+        self.plot.setBackground(t.background)
+        for side in ("left", "bottom"):
+            item.getAxis(side).setPen(t.foreground)
+            item.getAxis(side).setTextPen(t.foreground)
+        item.setTitle("fusion weight w (faded: clean, solid: corrupted)", size="9pt", color=t.foreground)
+        self._columns = None
+        if self.result is not None:
+            self.show_result(self.result)
 
     @staticmethod
     def _quantities(r) -> list[list]:
