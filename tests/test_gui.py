@@ -117,7 +117,7 @@ def test_scrub_and_play_replay_the_stored_trace(window, qtbot, count_solves):
     assert window.residual.marker.value() == 1
     assert window.probabilities.note.startswith("step 1:")
     run = r.corrupted  # the note names the step's residual and the one final residual (the returned state's)
-    returned = f"final residual {run.final_rel:.1e} (returned state: step {run.best_step + 1})"
+    returned = f"final residual {run.final_rel:.1e} (step {run.best_step + 1})"
     assert window.residual.note == f"step 1: rel {run.rel[0]:.2e} · {returned}"
     window.scrubber.speed.setCurrentText("60 steps/s")
     window.scrubber.play.setChecked(True)

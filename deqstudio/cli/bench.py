@@ -23,6 +23,8 @@ def add_parsers(sub) -> None:
     bench.add_argument("--device", default="cpu", help="cpu or cuda")
     bench.add_argument("--no-gui", action="store_true", help="skip the studio measurements (the gui object)")
     bench.add_argument("--gui-only", action="store_true", help="only the studio measurements")
+    bench.add_argument("--checkpoint", help="the studio measurements on this model (default: the bundled demo)")
+    bench.add_argument("--dataset", help="the studio measurements on this dataset (default: the bundled UCI one)")
     bench.set_defaults(run=run_bench)
 
 
@@ -58,6 +60,16 @@ def run_bench(args: argparse.Namespace) -> int:
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         return fail("--device cuda asked for, but no CUDA device is available")
+    if args.no_gui and (args.checkpoint or args.dataset):
+        return fail("--checkpoint and --dataset choose what the studio measurements open; drop --no-gui")
+    for label, path in (("checkpoint", args.checkpoint), ("dataset", args.dataset)):
+        if path is not None:
+            from ..io.guard import regular_file
+
+            try:
+                regular_file(path)
+            except ValueError as exc:
+                return fail(f"{label} {path}: {exc}")
     dims, repeats = ((128,), 5) if args.quick else ((128, 512), max(1, args.repeats))
     threads = torch.get_num_threads()  # what the solver rows run with, read before anything changes it
     progress = None if args.json else (lambda msg: print(f"  measuring {msg} ...", file=sys.stderr))
@@ -70,7 +82,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
         if progress:
             progress("the studio (window shown, 100 slider moves, playback)")
-        gui = bench_gui(moves=20 if args.quick else 100)
+        gui = bench_gui(moves=20 if args.quick else 100, checkpoint=args.checkpoint, dataset=args.dataset)
         if "error" in gui:
             return fail(f"the studio could not be measured: {gui['error']}")
     report = {
@@ -82,12 +94,12 @@ def run_bench(args: argparse.Namespace) -> int:
         "tol": 1e-4,
         "stop_mode": "rel",
         "repeats": repeats,
-        "torchdeq": have_torchdeq,
+        "torchdeq": have_torchdeq if rows else None,  # None: not looked for (--gui-only)
         "solver": [r.to_dict() for r in rows],
     }
     if gui is not None:
         report["gui"] = gui
-    if not have_torchdeq:
+    if rows and not have_torchdeq:  # only a solver comparison needs torchdeq
         report["torchdeq_hint"] = TORCHDEQ_HINT
     if args.json:
         print(json.dumps(report, indent=2))
@@ -101,7 +113,9 @@ def run_bench(args: argparse.Namespace) -> int:
     if gui is not None:
         print(f"studio ({gui['platform']}, {gui['device']}): slider→plot p50 {gui['slider_to_plot_ms_p50']:.1f} ms, "
               f"p95 {gui['slider_to_plot_ms_p95']:.1f} ms over {gui['slider_moves']} moves; playback "
-              f"{gui['playback_fps']:.0f} frames/s; window shown {gui['window_shown_s']:.2f} s after process start")
+              f"{gui['playback_fps']:.0f} frames/s; window shown {gui['window_shown_s']:.2f} s and first solve "
+              f"plotted {gui['first_plot_s']:.2f} s after process start; samples table filled in "
+              f"{gui['table_fill_s']:.1f} s")
     return 0
 
 

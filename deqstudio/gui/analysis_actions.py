@@ -10,6 +10,18 @@ from ..session.provenance import provenance
 from .analysis_window import AnalysisWindow
 
 
+def applied_message(index: int, origin: str, session, before: dict) -> str:
+    """What an analysis click applied, and which of the user's own corruptions it replaced."""
+    active = [c.text(m) for m, c in session.corruptions.items() if c.active]
+    solver = session.solver
+    text = (f"Opened sample {index} as in {origin}: {', '.join(active) or 'every modality clean'}; solver "
+            f"{solver.solver}, max_iter {solver.max_iter}, tol {solver.tol:g}")
+    replaced = [c.text(m) for m, c in before.items() if session.corruptions.get(m) != c]
+    if replaced:
+        text += f" (replaced {', '.join(replaced)})"
+    return text + ". Edit › Undo goes back."
+
+
 class AnalysisActions:
     def __init__(self, window, session, status) -> None:
         self.window, self.session, self.status = window, session, status
@@ -39,7 +51,7 @@ class AnalysisActions:
                else convergence_job(s.engine, s.split))
         record = provenance(s.checkpoint, s.dataset, None, what=f"analysis {kind}", device=s.engine.device)
         record["settings"] = job.settings
-        window = AnalysisWindow(job.start(), kind, record, source=s.engine)
+        window = AnalysisWindow(job.start(), kind, record, source=s.engine, solver=s.info.solver_defaults)
         window.open_sample.connect(self.open_sample_with)
         self.windows = [w for w in self.windows if w.isVisible()] + [window]
         window.show()
@@ -51,16 +63,29 @@ class AnalysisActions:
                   and w.isVisible()]
         return sweeps[-1] if sweeps else None
 
-    def open_sample_with(self, index: int, corruptions: dict[str, Corruption] | None = None) -> None:
-        """Show sample ``index``; with ``corruptions`` (modality → Corruption), exactly those (the others clean)."""
+    def open_sample_with(self, index: int, setting=None) -> None:
+        """Show sample ``index``. ``setting``: a dict of modality → Corruption (exactly those, the others clean), or
+        an analysis point's ``{"corruptions", "solver", "origin"}``: its corruptions and its solver settings, and a
+        message saying what was applied and what it replaced (Edit › Undo puts it back)."""
         s = self.session
         if not s.ready or not 0 <= index < len(s.dataset):
             return
-        if corruptions is not None:
-            if any(m not in s.corruptions for m in corruptions):
-                return
-            s.set_corruptions({m: corruptions.get(m, Corruption(c.kind)) for m, c in s.corruptions.items()})
-        s.set_sample(index)
+        if setting is not None and "corruptions" not in setting:
+            setting = {"corruptions": setting}
+        corruptions = (setting or {}).get("corruptions")
+        solver = (setting or {}).get("solver") if s.info.is_deq else None
+        if corruptions is not None and any(m not in s.corruptions for m in corruptions):
+            return
+        before = {m: c for m, c in s.corruptions.items() if c.active}
+        with s.changes():
+            if corruptions is not None:
+                s.set_corruptions({m: corruptions.get(m, Corruption(c.kind, 0.0, c.seed))
+                                   for m, c in s.corruptions.items()})
+            if solver is not None:
+                s.set_solver(solver)
+            s.set_sample(index)
+        if setting is not None and setting.get("origin"):
+            self.status.show_message(applied_message(index, setting["origin"], s, before), False)
         self.window.raise_()
         self.window.activateWindow()
 

@@ -7,20 +7,23 @@ from PySide6 import QtCore, QtWidgets
 
 from .plots.analysis import CalibrationPlot, RobustnessPlot, StepsHistogram
 from ..core.corruptions import Corruption
+from ..core.solvers.settings import SolverSettings
 from .export import export_plot, write_json
 
 
 class AnalysisWindow(QtWidgets.QWidget):
-    """Runs an AnalysisJob; ``open_sample(index, corruptions)`` asks the main view to show a sample under
-    ``corruptions`` (modality → Corruption; empty: clean)."""
+    """Runs an AnalysisJob; ``open_sample(index, setting)`` asks the main view to show a sample in exactly the
+    setting that point was computed in: ``{"corruptions": {modality: Corruption} (the others clean), "solver":
+    SolverSettings or None, "origin": words}``."""
 
     open_sample = QtCore.Signal(int, object)
     finished = QtCore.Signal(object)
 
-    def __init__(self, job, kind: str, provenance: dict, parent=None, source=None) -> None:
+    def __init__(self, job, kind: str, provenance: dict, parent=None, source=None, solver=None) -> None:
         super().__init__(parent, QtCore.Qt.WindowType.Window)
         self.job, self.kind, self.provenance = job, kind, provenance
         self.source = source  # what the analysis ran on (the engine); clicks act only while it is current
+        self.solver = solver  # the solver settings the analysis ran with (the model's own)
         self.stale = False
         self.setWindowTitle(f"DEQ Studio — {job.title}")
         self.resize(1100, 560)
@@ -106,10 +109,12 @@ class AnalysisWindow(QtWidgets.QWidget):
             ids = r.misclassified(curve, j)
             level = float(r.levels[j])
             modality = str(r.modality[curve])
-            corruptions = {modality: Corruption(str(r.kind[curve]), level)} if level > 0 else {}
+            seed = int(self.job.settings.get("seed", 0))
+            corruptions = {modality: Corruption(str(r.kind[curve]), level, seed)} if level > 0 else {}
             shown = corruptions[modality].text(modality) if corruptions else ""
             if len(ids):
-                self.open_sample.emit(int(ids[0]), corruptions)
+                self.open_sample.emit(int(ids[0]), {"corruptions": corruptions, "solver": self.solver,
+                                                    "origin": "the robustness sweep"})
                 self.hint.setText(f"opened sample {int(ids[0])}: misclassified under {shown or 'no corruption'} "
                                   f"({len(ids)} such samples)")
             else:
@@ -118,7 +123,9 @@ class AnalysisWindow(QtWidgets.QWidget):
             s = next((i for i, n in enumerate(r.solvers) if series == str(n)), 0)
             steps = r.steps[s]
             i = int(np.argmin(np.abs(steps - x)))
-            self.open_sample.emit(int(r.sample_ids[i]), None)
+            settings = SolverSettings(str(r.solvers[s]), max_iter=int(r.max_iter), tol=float(r.tol), stop_mode="rel")
+            self.open_sample.emit(int(r.sample_ids[i]), {"corruptions": {}, "solver": settings,
+                                                         "origin": "the convergence statistics"})
             self.hint.setText(f"opened sample {int(r.sample_ids[i])} ({int(steps[i])} steps with {r.solvers[s]})")
 
     def export_to(self, stem: str) -> list:

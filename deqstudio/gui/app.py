@@ -19,8 +19,48 @@ def _application():
     return app
 
 
-async def prepare_window(window, checkpoint, dataset, session_path=None, sample=None, corruptions=(), step=None):
-    """Open files and apply settings, then wait for the first solve to finish."""
+FIRST_PLOT_MARKER = "DEQSTUDIO_FIRST_PLOT_AT"
+
+
+def watch_first_plot(window) -> None:
+    """Note when the first solved result is painted (``window.first_plot_s``, seconds since launch); with
+    $DEQSTUDIO_FIRST_PLOT_AT set, also print the wall-clock time (``deqstudio bench`` reads it)."""
+    from PySide6 import QtCore
+
+    class Watch(QtCore.QObject):
+        def eventFilter(self, obj, event):  # noqa: N802
+            if event.type() == QtCore.QEvent.Type.Paint and window.residual.result is not None:
+                obj.removeEventFilter(self)
+                # the filter runs before the paint; the loop's next callback runs after it
+                asyncio.get_event_loop().call_soon(self.painted)
+            return False
+
+        def painted(self):
+            window.first_plot_s = time.perf_counter() - LAUNCHED_AT
+            if os.environ.get(FIRST_PLOT_MARKER):
+                print(f"{FIRST_PLOT_MARKER}={time.time()}", flush=True)
+
+    window.first_plot_s = None
+    window._first_plot_watch = Watch(window)
+    window.residual.viewport().installEventFilter(window._first_plot_watch)
+
+
+async def wait_for_table(window, timeout: float = 300.0) -> bool:
+    """Wait until the samples table is complete (it fills in the background once the window shows it)."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        table = window.session.table
+        if table is None or table.complete:
+            return True
+        window.session.filler.request()
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def prepare_window(window, checkpoint, dataset, session_path=None, sample=None, corruptions=(), step=None,
+                         whole_table=False):
+    """Open files and apply settings, then wait for the first solve to finish (and the samples table, when
+    ``whole_table``)."""
     from ..core.corruptions import Corruption
 
     if session_path:
@@ -36,6 +76,9 @@ async def prepare_window(window, checkpoint, dataset, session_path=None, sample=
         modality, corruption = Corruption.parse(text)
         s.set_corruption(modality, corruption)
     await window.runner.wait_idle(timeout=120)
+    if whole_table:
+        await wait_for_table(window)
+        await window.runner.wait_idle(timeout=120)
     if step is not None and s.result is not None:
         window.scrubber.set_value(step - 1 if step > 0 else window.scrubber.steps - 1)
     return True
@@ -86,6 +129,7 @@ def run_gui(checkpoint=None, dataset=None, session_path=None, screenshot=None, s
     asyncio.set_event_loop(loop)
     window = MainWindow(remember=not screenshot)
     window.resize(width, height)
+    watch_first_plot(window)
     window.show()
     app.processEvents()
     window.window_shown_s = time.perf_counter() - LAUNCHED_AT
@@ -96,7 +140,8 @@ def run_gui(checkpoint=None, dataset=None, session_path=None, screenshot=None, s
     async def start():
         nonlocal exit_code
         try:
-            ok = await prepare_window(window, checkpoint, dataset, session_path, sample, corruptions, step)
+            ok = await prepare_window(window, checkpoint, dataset, session_path, sample, corruptions, step,
+                                      whole_table=bool(screenshot))
         except ValueError as exc:
             window.show_message(str(exc), True)
             ok = False

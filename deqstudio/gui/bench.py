@@ -3,10 +3,14 @@
 slider_to_plot_ms: a corruption slider is moved programmatically (``QSlider.setValue``, as a drag
 delivers it) and the clock stops when the result of that value has been painted by every plot, in
 the paint the event loop does for the user (nothing is forced: a forced repaint is followed by the
-event loop's own, and that second paint would compete with the next solve). playback_fps: frames
-per second of stepping the scrubber through the stored trace with every plot repainted per frame. window_shown_s: a child
-``deqstudio gui --screenshot`` process reports the wall time its window was shown; the clock
-starts just before the process is spawned.
+event loop's own, and that second paint would compete with the next solve). The samples table is complete
+before the first move (it fills in the background after the first plot). playback_fps: frames per second of
+stepping the scrubber through the stored trace with every plot repainted per frame.
+
+window_shown_s and first_plot_s: a child ``deqstudio gui`` process (offscreen, with a config folder of its own)
+reports the wall-clock time its window was shown and the time its first solved result was painted; the clock
+starts just before the process is spawned, so both include Python's start and every import. table_fill_s: open
+to the samples table complete, in this process.
 """
 
 from __future__ import annotations
@@ -18,11 +22,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 from PySide6 import QtCore
 
 SHOWN_MARKER = "DEQSTUDIO_WINDOW_SHOWN_AT"
+FIRST_PLOT_MARKER = "DEQSTUDIO_FIRST_PLOT_AT"  # as gui.app prints it (not imported: that module starts the clock)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -32,21 +36,56 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def window_shown_seconds(repeats: int = 3) -> float:
-    """Median over ``repeats`` fresh processes of spawn → window shown."""
-    times = []
+def _files_args(checkpoint=None, dataset=None) -> list[str]:
+    return [*(["--checkpoint", str(checkpoint)] if checkpoint else []), *(["--dataset", str(dataset)] if dataset else [])]
+
+
+def startup_seconds(repeats: int = 3, checkpoint=None, dataset=None, timeout: float = 300.0) -> tuple[float, float]:
+    """Medians over ``repeats`` fresh processes of spawn → window shown and spawn → first solve painted."""
+    shown, plotted = [], []
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as tmp:
-            env = dict(os.environ, **{SHOWN_MARKER: "1", "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "offscreen")})
+            env = dict(os.environ, **{SHOWN_MARKER: "1", FIRST_PLOT_MARKER: "1", "DEQSTUDIO_CONFIG_DIR": tmp,
+                                      "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "offscreen")})
             start = time.time()
-            proc = subprocess.run([sys.executable, "-m", "deqstudio", "gui", "--screenshot", str(Path(tmp) / "s.png")],
-                                  env=env, capture_output=True, text=True, timeout=300)
-            for line in proc.stdout.splitlines():
-                if line.startswith(SHOWN_MARKER):
-                    times.append(float(line.split("=", 1)[1]) - start)
-    if not times:
-        raise RuntimeError("the studio process did not report its window being shown")
-    return statistics.median(times)
+            proc = subprocess.Popen([sys.executable, "-m", "deqstudio", "gui", *_files_args(checkpoint, dataset)],
+                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            try:
+                marks = _read_markers(proc, start, timeout)
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            if SHOWN_MARKER in marks:
+                shown.append(marks[SHOWN_MARKER])
+            if FIRST_PLOT_MARKER in marks:
+                plotted.append(marks[FIRST_PLOT_MARKER])
+    if not shown or not plotted:
+        raise RuntimeError("the studio process did not report its window and its first plot")
+    return statistics.median(shown), statistics.median(plotted)
+
+
+def _read_markers(proc, start: float, timeout: float) -> dict:
+    """Marker lines of the child's output until the first plot (or its exit, or the timeout)."""
+    import selectors
+
+    marks: dict = {}
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        deadline = time.time() + timeout
+        while FIRST_PLOT_MARKER not in marks and time.time() < deadline:
+            if not sel.select(timeout=max(0.0, deadline - time.time())):
+                break
+            line = proc.stdout.readline()
+            if not line:
+                break
+            name, _, value = line.strip().partition("=")
+            if name in (SHOWN_MARKER, FIRST_PLOT_MARKER):
+                marks[name] = float(value) - start
+    return marks
 
 
 def paint_targets(window) -> list:
@@ -142,19 +181,23 @@ async def _measure(window, app, moves: int, frames: int) -> dict:
     }
 
 
-def bench_gui(moves: int = 100, frames: int = 300, shown_repeats: int = 3) -> dict:
-    """Open the default model in a real window (offscreen without a display) and measure it.
+def bench_gui(moves: int = 100, frames: int = 300, shown_repeats: int = 3, checkpoint=None, dataset=None) -> dict:
+    """Open a model and dataset (the default ones unless given) in a real window (offscreen without a display)
+    and measure it.
 
     A measurement that fails leaves ``error`` in the result instead of the figures."""
     import qasync
 
     from ..paths import default_checkpoint, default_dataset
-    from .app import _application
+    from .app import _application, wait_for_table
     from .main_window import MainWindow
 
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    shown = window_shown_seconds(shown_repeats)
+    try:
+        shown, first_plot = startup_seconds(shown_repeats, checkpoint, dataset)
+    except (RuntimeError, OSError) as exc:
+        return {"error": str(exc)}
     app = _application()
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
@@ -165,9 +208,13 @@ def bench_gui(moves: int = 100, frames: int = 300, shown_repeats: int = 3) -> di
 
     async def run():
         try:
-            await window.open_files(default_checkpoint(), default_dataset())
+            t0 = time.perf_counter()
+            await window.open_files(checkpoint or default_checkpoint(), dataset or default_dataset())
             if not window.session.ready:
-                raise RuntimeError(f"the default model did not open: {window.last_error}")
+                raise RuntimeError(f"the model did not open: {window.last_error}")
+            if not await wait_for_table(window, timeout=600):
+                raise RuntimeError("the samples table did not fill within 10 minutes")
+            result["table_fill_s"] = round(time.perf_counter() - t0, 3)
             result.update(await _measure(window, app, moves, frames))
             result["device"] = window.session.result.device
         except Exception as exc:  # noqa: BLE001 — reported by the caller as one line, never lost in the task
@@ -180,5 +227,6 @@ def bench_gui(moves: int = 100, frames: int = 300, shown_repeats: int = 3) -> di
         loop.create_task(run())
         loop.run_forever()
     result["window_shown_s"] = round(shown, 3)
+    result["first_plot_s"] = round(first_plot, 3)
     result["platform"] = app.platformName()
     return result

@@ -7,6 +7,7 @@ written as one unit (``atomic.write_files``): both, or neither.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -50,6 +51,58 @@ def _paint(widget: QtWidgets.QWidget, device: QtGui.QPaintDevice, size: QtCore.Q
         painter.end()
 
 
+def _scaled(pen, scale: float):
+    """A copy of a cosmetic pen ``scale`` times as wide (a width of 0 is one pixel)."""
+    import pyqtgraph as pg
+
+    pen = QtGui.QPen(pg.mkPen(pen))
+    if pen.isCosmetic() and pen.style() != QtCore.Qt.PenStyle.NoPen:
+        pen.setWidthF(max(pen.widthF(), 1.0) * scale)
+    return pen
+
+
+@contextlib.contextmanager
+def lines_scaled(widget: QtWidgets.QWidget, scale: float):
+    """While exporting at ``scale`` × the screen size, every line of the widget's plots is ``scale`` × as wide and
+    every symbol as big: pyqtgraph draws them in device pixels, so they would otherwise stay thin in a large PNG
+    while the text grows."""
+    import pyqtgraph as pg
+
+    if abs(scale - 1.0) < 1e-3:
+        yield
+        return
+    views = ([widget] if isinstance(widget, QtWidgets.QGraphicsView) else []) + widget.findChildren(
+        QtWidgets.QGraphicsView)
+    undo = []
+    for view in views:
+        for item in view.scene().items():
+            if isinstance(item, pg.PlotDataItem):  # the legend draws its sample from these options
+                old = item.opts.get("pen")
+                item.opts["pen"] = _scaled(old, scale) if old is not None else old
+                undo.append(lambda item=item, old=old: item.opts.__setitem__("pen", old))
+            elif isinstance(item, pg.PlotCurveItem):
+                old = item.opts["pen"]
+                item.setPen(_scaled(old, scale))
+                undo.append(lambda item=item, old=old: item.setPen(old))
+            elif isinstance(item, pg.InfiniteLine):
+                old = item.pen
+                item.setPen(_scaled(old, scale))
+                undo.append(lambda item=item, old=old: item.setPen(old))
+            elif isinstance(item, pg.AxisItem):
+                old = item.pen()
+                item.setPen(_scaled(old, scale))
+                undo.append(lambda item=item, old=old: item.setPen(old))
+            if isinstance(item, pg.ScatterPlotItem):
+                # in export mode symbols are drawn one by one, at the image's pixel ratio (the cached ones are not)
+                item.setExportMode(True, {"resolutionScale": 1.0, "antialias": True})
+                undo.append(lambda item=item: item.setExportMode(False))
+    try:
+        yield
+    finally:
+        for restore in reversed(undo):
+            restore()
+
+
 def _buffer() -> QtCore.QBuffer:
     buf = QtCore.QBuffer()
     buf.open(QtCore.QIODevice.OpenModeFlag.WriteOnly)
@@ -64,9 +117,10 @@ def png_bytes(widget: QtWidgets.QWidget, width: int | None = None) -> bytes:
         raise ExportError(f"PNG width must be between 16 and 20000 pixels, got {width}")
     scale = width / size.width()
     image = QtGui.QImage(width, max(1, round(size.height() * scale)), QtGui.QImage.Format.Format_ARGB32)
-    image.setDevicePixelRatio(scale)  # drawn as on a high-density screen: text and pens stay in proportion
+    image.setDevicePixelRatio(scale)  # drawn as on a high-density screen: text in proportion
     image.fill(QtGui.QColor("white"))
-    _paint(widget, image, size)
+    with lines_scaled(widget, scale):  # and lines and symbols too
+        _paint(widget, image, size)
     buf = _buffer()
     if not image.save(buf, "PNG"):
         raise ExportError("the PNG encoder failed")

@@ -1,7 +1,9 @@
-"""File › Open checkpoint / dataset / recent, drag and drop, Save / Load session, Reopen last session.
+"""File › Open checkpoint / dataset / model and data / recent, drag and drop, Save / Load session, Reopen last
+session.
 
 Files are read off the UI thread (on the solve worker); a file that cannot be used is a message in the banner
-and whatever was open stays open.
+and whatever was open stays open. A checkpoint that does not fit the open dataset (or the reverse) opens the
+Open model and data dialog, with the dataset the checkpoint records filled in when it is found.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from PySide6 import QtGui, QtWidgets
 from ..errors import LoadError, printable
 from ..io.guard import open_regular
 from ..io.inspect import HDF5_MAGIC
+from .open_pair import OpenPairDialog
 
 CHECKPOINT_FILTER = "DEQ Studio checkpoints (*.pt *.pth *.ckpt);;All files (*)"
 DATASET_FILTER = "DEQ Studio datasets (*.h5 *.hdf5);;All files (*)"
@@ -27,6 +30,7 @@ class FileActions:
         self.window, self.session, self.recent, self.status = window, session, recent, status
         self.remember = remember
         self._tasks: set[asyncio.Task] = set()
+        self._pair_dialog: OpenPairDialog | None = None
 
     def in_background(self, coroutine) -> asyncio.Task:
         """Run ``coroutine`` on the event loop, keeping a reference until it is done (asyncio keeps weak ones)."""
@@ -38,6 +42,7 @@ class FileActions:
     def add_to_menu(self, menu: QtWidgets.QMenu) -> None:
         menu.addAction("Open &checkpoint…", QtGui.QKeySequence.StandardKey.Open, self.ask_checkpoint)
         menu.addAction("Open &dataset…", self.ask_dataset)
+        menu.addAction("Open &model and data…", "Ctrl+Shift+O", lambda: self.ask_pair())
         self.recent_menu = menu.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         menu.addSeparator()
@@ -58,6 +63,8 @@ class FileActions:
                     " Open a DEQ Studio checkpoint (.pt) and dataset (.h5) to begin.")
             self.status.show_message(f"Could not open it. {str(exc).rstrip('.')}.{kept}", True)
             bar.clearMessage()
+            if "does not fit" in str(exc) and (checkpoint is None) != (dataset is None):
+                self._offer_pair(checkpoint, dataset, str(exc))
             return False
         except Exception as exc:  # noqa: BLE001 — an unexpected failure is still a message
             self.status.show_message(f"could not open: {exc}", True)
@@ -71,6 +78,30 @@ class FileActions:
         if self.session.ready:
             self.status.hide_message()
         return True
+
+    # -- a model with its data ---------------------------------------------------------------------------------
+    @property
+    def pair_dialog(self) -> OpenPairDialog:
+        if self._pair_dialog is None:
+            self._pair_dialog = OpenPairDialog(self, self.window)
+            self._pair_dialog.chosen.connect(lambda ck, ds: self.open_in_background(ck, ds))
+        return self._pair_dialog
+
+    def ask_pair(self, checkpoint: str = "", dataset: str = "", note: str = "") -> OpenPairDialog:
+        """Show File › Open model and data (not modal), optionally filled in."""
+        dialog = self.pair_dialog
+        dialog.set_paths(str(checkpoint or ""), str(dataset or ""), note)
+        dialog.show()
+        dialog.raise_()
+        return dialog
+
+    def _offer_pair(self, checkpoint, dataset, problem: str) -> None:
+        """A file that does not fit what is open: offer to open it with a partner (its recorded dataset, when found)."""
+        if checkpoint is not None:
+            note = ("This model does not fit the open dataset. Opening it with its own dataset switches both at once.")
+        else:
+            note = "This dataset does not fit the open model: choose a model for it to open both at once."
+        self.ask_pair(str(checkpoint or ""), str(dataset or ""), note)
 
     def open_in_background(self, checkpoint=None, dataset=None) -> None:
         self.in_background(self.open_files(checkpoint, dataset))

@@ -54,9 +54,13 @@ def model_info(adapter: ModelAdapter, dataset=None) -> ModelInfo:
 
 def worker_thread_setup() -> None:
     """One torch thread for the solve worker: one sample's small ops only pay for a second thread's hand-off
-    (p95 73 ms against 14 ms). See ``session.threads``: no other running thread is affected."""
-    from .threads import use_threads
+    (p95 73 ms against 14 ms). See ``session.threads``: no other running thread is affected.
 
+    The process's count is read here first, before this thread sets its own: importing torch (seconds) then happens
+    on the worker, while the window is already shown, not on the GUI thread before it."""
+    from .threads import process_threads, use_threads
+
+    process_threads()
     use_threads(1)
 
 
@@ -201,7 +205,8 @@ class Engine:
     def table_chunk(self, ids: np.ndarray, settings: SolverSettings, corruptions: dict | None,
                     clean: bool = True) -> tuple[dict | None, dict | None]:
         """Prediction, steps, final residual and converged for samples ``ids``: clean (when ``clean``) and under
-        ``corruptions`` (when any is active). One chunk of the progressively filled samples table."""
+        ``corruptions`` (when any is active). One chunk of the progressively filled samples table, on the worker's
+        own single thread: the table fills in the background and leaves the other core to the window."""
         settings = self._settings(settings) if settings is not None else None
         active = {m: c for m, c in (corruptions or {}).items() if c.active}
 
@@ -209,7 +214,6 @@ class Engine:
             return {"predictions": outcome.predictions, "steps": outcome.steps, "final_rel": outcome.final_rel,
                     "converged": outcome.converged}
 
-        with threads_for_batches():
-            plain = columns(self.evaluator.run(ids, None, settings)) if clean else None
-            now = columns(self.evaluator.run(ids, active, settings)) if active else None
+        plain = columns(self.evaluator.run(ids, None, settings)) if clean else None
+        now = columns(self.evaluator.run(ids, active, settings)) if active else None
         return plain, now

@@ -61,10 +61,8 @@ class Session:
     def start_solving(self, synchronous: bool = False) -> Runner:
         """Attach the runner: from now on every change that alters the picture submits a solve."""
         from .engine import worker_thread_setup
-        from .threads import process_threads
 
-        process_threads()  # read on this (the main) thread, before the worker sets its own
-        if self.runner is None:
+        if self.runner is None:  # the worker reads the process's thread count before it sets its own
             self.runner = Runner(self.engine_solve, self.accept, self._solve_failed,
                                  thread_setup=worker_thread_setup, synchronous=synchronous)
         return self.runner

@@ -12,8 +12,9 @@ import time
 
 import numpy as np
 
-TARGET_S = 0.08  # seconds per chunk: how long a solve may wait behind one
-MIN_CHUNK, MAX_CHUNK = 8, 4096
+TARGET_S = 0.1  # seconds per chunk: about how long a solve may wait behind one
+LONGEST_S = 0.3  # ... and at most, even for a model whose batched solve costs more than TARGET_S by itself
+MIN_CHUNK, MAX_CHUNK = 16, 8192
 
 
 class TableFiller:
@@ -25,6 +26,7 @@ class TableFiller:
         self.first_rows = lambda: None  # rows to compute first (a view sets it: the rows on screen)
         self.seconds = 0.0  # time spent computing the current table
         self._table = None
+        self._history: list[tuple[int, float]] = []  # (rows, seconds) of the last chunks
         self.error = ""
 
     @property
@@ -80,7 +82,8 @@ class TableFiller:
                                                         corruptions, need_clean)
                 spent = time.perf_counter() - t0
                 self.seconds += spent
-                self._resize(len(rows), spent)
+                if len(rows) == self.chunk or not self._history:  # a short last chunk says little
+                    self._resize(len(rows), spent)
                 if table.apply(rows, keys, clean, now if corruptions else None):
                     s.table_progress.emit(table)
                 await asyncio.sleep(0)  # let the event loop deliver what the user did meanwhile
@@ -94,7 +97,22 @@ class TableFiller:
                 s.table_progress.emit(table)
 
     def _resize(self, rows: int, spent: float) -> None:
-        """Aim the next chunk at ``TARGET_S`` (rows per second so far), within bounds."""
-        if rows and spent > 0:
-            rate = rows / spent
-            self.chunk = int(np.clip(0.5 * self.chunk + 0.5 * rate * TARGET_S, MIN_CHUNK, MAX_CHUNK))
+        """Size the next chunk. A chunk's time is not proportional to its rows: a batched solve pays for its
+        iterations whatever the batch, so it is ``fixed + per_row × rows``. Fitted on the last chunks, the next
+        one aims at ``TARGET_S`` (growing at most twofold), or at twice the fixed cost when that alone exceeds it (so that at least half of
+        the time computes rows), never above ``LONGEST_S``. Until two sizes are known: double while fast, halve
+        while slow."""
+        self._history = ([*self._history, (rows, spent)])[-8:]
+        sizes = {r for r, _ in self._history}
+        if len(sizes) >= 2:
+            x = np.array([r for r, _ in self._history], float)
+            y = np.array([t for _, t in self._history], float)
+            per_row, fixed = np.polyfit(x, y, 1)
+            per_row, fixed = max(per_row, 1e-7), max(fixed, 0.0)
+            budget = min(max(TARGET_S, 2 * fixed), LONGEST_S)
+            wanted = (budget - fixed) / per_row  # at most doubled per chunk: a fit of noisy times can overshoot
+            self.chunk = int(np.clip(min(wanted, 2 * self.chunk), MIN_CHUNK, MAX_CHUNK))
+        elif spent < TARGET_S / 2:
+            self.chunk = min(self.chunk * 2, MAX_CHUNK)
+        elif spent > TARGET_S * 1.5:
+            self.chunk = max(self.chunk // 2, MIN_CHUNK)

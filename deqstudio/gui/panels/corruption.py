@@ -73,10 +73,20 @@ class ModalityControls(QtWidgets.QGroupBox):
         self.kind.currentTextChanged.connect(self._emit)
         self.seed.valueChanged.connect(self._emit)
         self.slider.valueChanged.connect(self._slid)
+        self.slider.sliderReleased.connect(self._released)
+        self.slider.setToolTip("severity 0 (clean) to 5; levels 1–5 snap, also while dragging")
+        self.kind.setToolTip("what is done to this modality (the parameter each level means is shown below)")
+        self.seed.setToolTip("the random draw of the corruption: the same seed gives the same corrupted input")
         self._update_label()
 
+    @staticmethod
+    def _snapped(value: int) -> int:
+        """The nearest level 1–5 when ``value`` is within SNAP of it, else ``value``."""
+        nearest = int(round(value / SLIDER_SCALE)) * SLIDER_SCALE
+        return nearest if abs(value - nearest) <= SNAP else value
+
     def severity(self) -> float:
-        return self.slider.value() / SLIDER_SCALE
+        return self._snapped(self.slider.value()) / SLIDER_SCALE
 
     def choice(self) -> Corruption:
         return Corruption(self.kind.currentText(), self.severity(), self.seed.value())
@@ -92,11 +102,16 @@ class ModalityControls(QtWidgets.QGroupBox):
         self._update_label()
 
     def _slid(self, value: int) -> None:
-        nearest = int(round(value / SLIDER_SCALE)) * SLIDER_SCALE
-        if value != nearest and abs(value - nearest) <= SNAP and not self.slider.isSliderDown():
-            self.slider.setValue(nearest)  # snap points 1–5; re-enters with the snapped value
+        snapped = self._snapped(value)
+        if snapped != value and not self.slider.isSliderDown():
+            self.slider.setValue(snapped)  # snap points 1–5; re-enters with the snapped value
             return
-        self._emit()
+        self._emit()  # while dragging, near a level the level is what applies (the handle follows on release)
+
+    def _released(self) -> None:
+        snapped = self._snapped(self.slider.value())
+        if snapped != self.slider.value():
+            self.slider.setValue(snapped)
 
     def _update_label(self) -> None:
         s = self.severity()

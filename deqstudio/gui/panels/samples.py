@@ -162,6 +162,10 @@ class SampleBrowser(QtWidgets.QWidget):
         header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
         header.setSortIndicator(0, QtCore.Qt.SortOrder.AscendingOrder)
+        metrics = self.view.fontMetrics()
+        for col, sample_text in enumerate(("000000", "", "", "yes", "0000", "0.0e-00", "", "0000")):
+            text = max(sample_text, BrowseModel.HEADERS[col], key=metrics.horizontalAdvance)
+            header.resizeSection(col, metrics.horizontalAdvance(text) + 24)  # sized once: 200,000 rows stay cheap
         layout.addWidget(self.view)
         self.summary = QtWidgets.QLabel("loading samples …")
         self.summary.setWordWrap(True)
@@ -219,6 +223,12 @@ class SampleBrowser(QtWidgets.QWidget):
         self.settle.start()
 
     def set_table(self, table, class_names, split: str | None = None) -> None:
+        if tuple(class_names) != self.model.class_names:  # class columns as wide as the longest class name
+            metrics = self.view.fontMetrics()
+            longest = max((metrics.horizontalAdvance(n) for n in class_names), default=0)
+            for col in (1, 2, 6):
+                width = max(longest, metrics.horizontalAdvance(BrowseModel.HEADERS[col])) + 24
+                self.view.horizontalHeader().resizeSection(col, min(width, 160))
         self.model.set_table(table, class_names)
         self._show_now_columns()
         self._summarise()
@@ -240,23 +250,22 @@ class SampleBrowser(QtWidgets.QWidget):
         parts = [f"{t.split} split: {n:,} samples"]
         if t.corruption_label:
             parts.append(f"under {t.corruption_label}")
-        if stats["computed"]:
-            parts.append(f"accuracy {stats['accuracy']:.3f} · converged {stats['converged']:.3f} · "
-                         f"median steps {stats['median_steps']:.0f}")
         filler = self.session.filler if self.session is not None else None
         if done < n:
             state = "computing" if filler is not None and filler.running else "stopped" if (
                 filler is not None and filler.stopped) else "waiting"
             parts.append(f"{done:,} of {n:,} computed ({state})")
-            if self.proxy.uses_computed:
-                parts.append("sorting and filtering use the computed rows only")
+        if stats["computed"]:
+            parts.append(("on those: " if done < n else "") + f"accuracy {stats['accuracy']:.3f} · converged "
+                         f"{stats['converged']:.3f} · median steps {stats['median_steps']:.0f}")
+        if done < n and self.proxy.uses_computed:
+            parts.append("sorting and filtering use the computed rows only")
         self.summary.setText(" · ".join(parts))
         self.resume.setVisible(done < n and filler is not None and filler.stopped)
 
     # -- sorting, filtering, choosing --------------------------------------------------------------------------
     def _refilter(self, *_) -> None:
         self.proxy.set_filter(self.mode.currentText(), self.search.text())
-        self._summarise()
 
     def _reorder(self) -> None:
         bar = self.view.verticalScrollBar()
@@ -267,6 +276,7 @@ class SampleBrowser(QtWidgets.QWidget):
     def _after_reorder(self) -> None:
         if self.session is not None:  # the shown sample stays shown and selected: a filter never changes it
             self.select_sample(self.session.sample, scroll=False)
+        self._summarise()
 
     def rows_on_screen(self) -> np.ndarray:
         """The table rows the view shows now (they are computed first)."""

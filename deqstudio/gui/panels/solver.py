@@ -9,11 +9,19 @@ from __future__ import annotations
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from ...core.bounds import MAX_ITER, SOLVER_OPTION_FIELDS
+from ...core.bounds import FLOAT32_FLOOR, MAX_ITER, SOLVER_OPTION_FIELDS, TOL
 from ...core.solvers.registry import SOLVER_NAMES, STOP_MODES, get_spec
 from ...core.solvers.settings import SolverSettings
 
 TOLERANCES = ("1e-2", "1e-3", "1e-4", "1e-5", "1e-6", "1e-8")
+TIPS = {
+    "solver": "How the fixed point z* = f(z*) is found (hover an entry for what it does)",
+    "max_iter": "Most solver steps (function evaluations) before giving up; applies on Enter or leaving the field",
+    "tol": "Stop when the residual falls below this (relative or absolute, see stop mode). Choose one, or type a "
+           "value and press Enter. Below ~1e-7 a float32 model cannot get there",
+    "stop_mode": "rel: ‖f(z) − z‖ / ‖f(z)‖ below the tolerance; abs: ‖f(z) − z‖ below it",
+    "device": "Where the model runs (CUDA when a GPU is present)",
+}
 
 
 def _number_text(value: float) -> str:
@@ -30,6 +38,7 @@ class SolverPanel(QtWidgets.QGroupBox):
     def __init__(self, devices=("cpu",), parent=None, session=None) -> None:
         super().__init__("Solver", parent)
         self.setObjectName("SolverPanel")
+        self.session = session
         self.form = QtWidgets.QFormLayout(self)
         self.form.setContentsMargins(6, 4, 6, 4)
         self.solver = QtWidgets.QComboBox()
@@ -41,20 +50,42 @@ class SolverPanel(QtWidgets.QGroupBox):
         self.max_iter.setKeyboardTracking(False)  # typing "500" applies once, not as 5, 50, 500
         self.tol = QtWidgets.QComboBox()
         self.tol.addItems(list(TOLERANCES))
+        self.tol.setEditable(True)  # a typed tolerance applies on Enter or leaving the field, not per keystroke
+        self.tol.setInsertPolicy(QtWidgets.QComboBox.InsertPolicy.NoInsert)
+        tol_validator = QtGui.QDoubleValidator(TOL[0], TOL[1], 12)
+        tol_validator.setNotation(QtGui.QDoubleValidator.Notation.ScientificNotation)
+        self.tol.setValidator(tol_validator)
+        self.floor_note = QtWidgets.QLabel(f"below the float32 floor (~{FLOAT32_FLOOR:.0e}): a float32 model "
+                                           "cannot converge to it")
+        self.floor_note.setObjectName("floor_note")
+        self.floor_note.setWordWrap(True)
+        self.floor_note.setStyleSheet("QLabel#floor_note { color: #8a5300; }")
+        self.floor_note.hide()
+        self.no_solver = QtWidgets.QLabel("")
+        self.no_solver.setWordWrap(True)
+        self.no_solver.hide()
         self.stop_mode = QtWidgets.QComboBox()
         self.stop_mode.addItems(list(STOP_MODES))
         self.device = QtWidgets.QComboBox()
         self.device.addItems(list(devices))
+        self.form.addRow(self.no_solver)
         self.form.addRow("solver", self.solver)
         self.form.addRow("max iterations", self.max_iter)
         self.form.addRow("tolerance", self.tol)
+        self.form.addRow(self.floor_note)
         self.form.addRow("stop mode", self.stop_mode)
         self.options = self._option_widgets()
         self.form.addRow("device", self.device)
+        for name in ("solver", "max_iter", "tol", "stop_mode", "device"):
+            widget = getattr(self, name)
+            widget.setToolTip(TIPS[name])
+            self.form.labelForField(widget).setToolTip(TIPS[name])
         self.settings = SolverSettings()
         self.set_settings(self.settings)
-        for w in (self.solver, self.tol, self.stop_mode):
+        for w in (self.solver, self.stop_mode):
             w.currentTextChanged.connect(self._emit)
+        self.tol.activated.connect(self._emit)  # chosen from the list
+        self.tol.lineEdit().editingFinished.connect(self._emit)  # typed: Enter or leaving the field
         self.max_iter.valueChanged.connect(self._emit)
         self.device.currentTextChanged.connect(self._device_chosen)
         self.session = session
@@ -85,7 +116,11 @@ class SolverPanel(QtWidgets.QGroupBox):
                     w.setValidator(validator)
                     w.editingFinished.connect(self._emit)
                 w.setObjectName(f"option_{option.name}")
+                tip = f"{option.help} ({low:g} to {high:g}; applies on Enter or leaving the field)" \
+                    if getattr(option, "help", "") else f"{option.label}: {low:g} to {high:g}"
+                w.setToolTip(tip)
                 self.form.addRow(f"{option.label} {option.name}", w)
+                self.form.labelForField(w).setToolTip(tip)
                 widgets[option.name] = w
         return widgets
 
@@ -102,8 +137,12 @@ class SolverPanel(QtWidgets.QGroupBox):
         """The settings the fields show (ValueError when one is out of range)."""
         solver = self.solver.currentText()
         taken = [o.name for o in get_spec(solver).options]
-        return SolverSettings(solver, self.max_iter.value(), float(self.tol.currentText()),
-                              self.stop_mode.currentText(), {n: self._option_value(n) for n in taken})
+        try:
+            tol = float(self.tol.currentText())
+        except ValueError:
+            tol = self.settings.tol  # a half-typed tolerance: the one in force stays
+        return SolverSettings(solver, self.max_iter.value(), tol, self.stop_mode.currentText(),
+                              {n: self._option_value(n) for n in taken})
 
     def set_settings(self, settings: SolverSettings) -> None:
         self.settings = settings
@@ -144,9 +183,19 @@ class SolverPanel(QtWidgets.QGroupBox):
 
     def _show_options(self) -> None:
         taken = {o.name for o in get_spec(self.solver.currentText()).options}
+        solver = self.session is None or self.session.info is None or self.session.info.is_deq
         for name, w in self.options.items():
             w.setEnabled(name in taken)
-            self.form.setRowVisible(w, name in taken)
+            self.form.setRowVisible(w, name in taken and solver)
+        for w in (self.solver, self.max_iter, self.tol, self.stop_mode):
+            self.form.setRowVisible(w, solver)
+        self.floor_note.setVisible(solver and self.settings.tol < FLOAT32_FLOOR)
+
+    def show_model(self, info) -> None:
+        """A model without a solver: no solver fields, a line saying why (the device stays)."""
+        self.no_solver.setText(f"The {info.fusion} model fuses in one pass: it has no solver to set.")
+        self.no_solver.setVisible(not info.is_deq)
+        self._show_options()
 
     def _emit(self, *_) -> None:
         self._show_options()
@@ -170,3 +219,4 @@ class SolverPanel(QtWidgets.QGroupBox):
         self.set_devices(self.session.available_devices())
         self.set_settings(self.session.solver)
         self.set_device(self.session.device)
+        self.show_model(info)

@@ -11,7 +11,8 @@ from ..palette import class_colour, fused_colour, modality_colour, modality_styl
 from .axes import StepAxis
 
 FLOOR = 1e-12  # residuals are drawn on a log axis; exact zeros sit on this floor
-CLEAN_ALPHA = "80"  # a clean run is drawn thin and faded behind the corrupted one, in the same colour and style
+CLEAN_ALPHA = "80"
+LEFT_AXIS_WIDTH = 58  # the same for every step plot: plots one above the other share their x positions  # a clean run is drawn thin and faded behind the corrupted one, in the same colour and style
 
 pg.setConfigOptions(antialias=True, background="w", foreground="k")
 
@@ -74,6 +75,7 @@ class PlotPanel(pg.PlotWidget):
         item.setLabel("bottom", self.x_label)
         # tick labels that only ever widen the axis: a shrinking axis re-lays out and repaints the plot
         item.getAxis("left").setStyle(autoReduceTextSpace=False)
+        item.getAxis("left").setWidth(LEFT_AXIS_WIDTH)
         item.getAxis("bottom").enableAutoSIPrefix(False)  # steps and block names: "(x0.001)" never helps
         # no grid: pyqtgraph draws it into the axis pictures, which tripled every repaint (deqstudio bench)
         item.setMenuEnabled(False)

@@ -17,7 +17,7 @@ RETURNED = "returned state (best step)"
 
 class ResidualPlot(PlotPanel):
     title = "Relative residual per block"
-    legend_offset = (5, -5)
+    legend_offset = (-5, 5)  # top right: residuals fall from the top left towards the bottom right
     y_label = "‖f(z) − z‖ / ‖f(z)‖"
     left_axis = DecadeAxis
 
@@ -44,7 +44,8 @@ class ResidualPlot(PlotPanel):
                                                       name=name)
             self._curves[(name, "clean")] = curve(item, c, clean_pen(c, style), f"{name} (clean)", size=4)
         self._curves[("joint", "corrupted")] = curve(item, t.faint, pen(t.faint, 1.0), "joint", name="joint")
-        self.legend.addItem(pg.PlotDataItem(pen=clean_pen(t.foreground)), "clean run (thin, faded)")
+        self.legend.addItem(pg.PlotDataItem(pen=clean_pen(t.foreground)), "clean (faded)")
+        self.legend.setColumnCount(2)  # half as tall: it covers fewer curves
         self.tol_line.setPen(pg.mkPen(t.faint, width=1, style=QtCore.Qt.PenStyle.DotLine))
         self.best = item.plot([], [], pen=None, symbol="star", symbolSize=15, symbolBrush=t.foreground,
                               symbolPen=t.background, name=RETURNED)
@@ -93,4 +94,4 @@ class ResidualPlot(PlotPanel):
             run = r.corrupted
             k = min(step, run.nstep - 1)
             self.set_note(f"step {k + 1}: rel {run.rel[k]:.2e} · final residual {run.final_rel:.1e} "
-                          f"(returned state: step {run.best_step + 1})")
+                          f"(step {run.best_step + 1})")
