@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -146,7 +147,11 @@ def run_gui(checkpoint=None, dataset=None, session_path=None, screenshot=None, s
             window.show_message(str(exc), True)
             ok = False
         if screenshot:
-            app.processEvents()
+            # let a solve in flight finish and the loop paint the window (a nested processEvents() inside this
+            # task would step the runner's task within it, which asyncio refuses)
+            with contextlib.suppress(TimeoutError):
+                await window.runner.wait_idle(timeout=120)
+            await asyncio.sleep(0.05)
             if not ok:  # a bad argument or file: the error line and exit 2, like every command; no picture
                 from ..io.guard import printable
 
