@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from PySide6 import QtCore
 
-DELAY_MS = 120
+DELAY_MS = 250  # a solve faster than this never marks the plots (marking them costs a repaint of each)
 
 
 class BusyWatch(QtCore.QObject):

@@ -1,7 +1,8 @@
 """The side panels as docks the user can close, float and bring back (View menu), sized to leave the plots room.
 
-At 1024×700 the two docks take at most ~45 % of the width; each can be closed (its View menu entry brings it
-back) and View › Reset layout restores the arrangement the window opened with.
+In a window narrower than ``COMPACT_BELOW`` pixels (1024×700, say) the two docks share one column as tabs, so
+that the plots keep about three quarters of the width; wider, they sit left and right again. Each can be closed
+(its View menu entry brings it back) and View › Reset layout restores the arrangement for the window's width.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from PySide6 import QtCore, QtWidgets
 Area = QtCore.Qt.DockWidgetArea
 SAMPLES_WIDTH = (220, 330)  # minimum, preferred
 SIDE_WIDTH = (250, 320)
+COMPACT_BELOW = 1200  # window width under which the docks are tabbed in one column
 
 
 class Docks:
@@ -30,6 +32,8 @@ class Docks:
         self.side = self._dock("Corruption and solver", scroll, Area.RightDockWidgetArea, SIDE_WIDTH)
         self.docks = (self.samples, self.side)
         self._initial = None
+        self.compact = False
+        self._fitted = False
 
     def _dock(self, title: str, widget: QtWidgets.QWidget, area, widths) -> QtWidgets.QDockWidget:
         dock = QtWidgets.QDockWidget(title, self.window)
@@ -46,12 +50,14 @@ class Docks:
         self._initial = self.window.saveState()
 
     def reset(self) -> None:
-        """Every dock back where the window opened with it, shown."""
+        """Every dock back where the window opened with it, shown, arranged for the window's width."""
         if self._initial is not None:
             self.window.restoreState(self._initial)
         for dock in self.docks:
             dock.setFloating(False)
             dock.show()
+        self.compact, self._fitted = False, False
+        self.fit(self.window.width())
 
     def add_to_menu(self, menu: QtWidgets.QMenu) -> None:
         for dock in self.docks:
@@ -61,7 +67,22 @@ class Docks:
         menu.addAction("Reset &layout", self.reset)
 
     def fit(self, width: int) -> None:
-        """Dock widths for a window ``width`` pixels wide: the plots keep at least half of it."""
+        """Arrange the docks for a window ``width`` pixels wide: tabbed in one column below ``COMPACT_BELOW``
+        (the corruption and solver tab in front), left and right above; the plots keep the rest."""
+        w = self.window
+        compact = width < COMPACT_BELOW
+        if (compact == self.compact and self._fitted) or any(d.isFloating() for d in self.docks):
+            return  # sizes the user gave the docks stay until the arrangement changes
+        self._fitted, self.compact = True, compact
+        if compact:
+            w.addDockWidget(Area.RightDockWidgetArea, self.samples)
+            w.tabifyDockWidget(self.side, self.samples)
+            self.side.raise_()
+        else:
+            w.addDockWidget(Area.LeftDockWidgetArea, self.samples)
         side = max(SIDE_WIDTH[0], min(SIDE_WIDTH[1], int(width * 0.25)))
         samples = max(SAMPLES_WIDTH[0], min(SAMPLES_WIDTH[1], int(width * 0.22)))
-        self.window.resizeDocks([self.samples, self.side], [samples, side], QtCore.Qt.Orientation.Horizontal)
+        if self.compact:
+            w.resizeDocks([self.side], [max(side, samples)], QtCore.Qt.Orientation.Horizontal)
+        else:
+            w.resizeDocks([self.samples, self.side], [samples, side], QtCore.Qt.Orientation.Horizontal)

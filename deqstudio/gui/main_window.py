@@ -155,8 +155,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def resizeEvent(self, event: QtGui.QResizeEvent) -> None:  # noqa: N802
         super().resizeEvent(event)
-        if event.oldSize().width() < 0 or abs(event.size().width() - event.oldSize().width()) > 150:
-            self.docks.fit(event.size().width())  # the plots keep at least half of a small window
+        self.docks.fit(event.size().width())  # a narrow window: the docks share one column
 
     # -- events -----------------------------------------------------------------------------------
     def _on_loaded(self, info) -> None:

@@ -109,6 +109,7 @@ class OpenPairDialog(QtWidgets.QDialog):
             self.note.setText(problem or "This model does not record its dataset (or it cannot be read): choose one.")
             return
         self.note.setText(found.describe())
+        self.adjustSize()  # the note may take several lines
         if found.path is not None and (not self.dataset.text().strip() or self.dataset.text() == self._filled):
             self._filled = str(found.path)
             self.dataset.setText(self._filled)

@@ -4,7 +4,37 @@ from __future__ import annotations
 
 import typing
 
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from . import palette
+
+
+def icon(shape: str) -> QtGui.QIcon:
+    """A media icon drawn in the theme's foreground colour (the style's own are dark on a dark theme)."""
+    size = 32
+    pixmap = QtGui.QPixmap(size, size)
+    pixmap.fill(QtCore.Qt.GlobalColor.transparent)
+    painter = QtGui.QPainter(pixmap)
+    painter.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing)
+    painter.setPen(QtCore.Qt.PenStyle.NoPen)
+    painter.setBrush(QtGui.QColor(palette.theme().foreground))
+
+    def triangle(x0: float, x1: float) -> None:  # pointing right from x0 to x1 (left when x1 < x0)
+        painter.drawPolygon(QtGui.QPolygonF([QtCore.QPointF(x0, 6), QtCore.QPointF(x1, 16), QtCore.QPointF(x0, 26)]))
+
+    if shape == "play":
+        triangle(9, 25)
+    elif shape == "pause":
+        painter.drawRect(QtCore.QRectF(8, 6, 6, 20))
+        painter.drawRect(QtCore.QRectF(18, 6, 6, 20))
+    elif shape == "forward":
+        triangle(4, 16)
+        triangle(16, 28)
+    else:  # back
+        triangle(28, 16)
+        triangle(16, 4)
+    painter.end()
+    return QtGui.QIcon(pixmap)
 
 
 class Scrubber(QtWidgets.QWidget):
@@ -19,16 +49,14 @@ class Scrubber(QtWidgets.QWidget):
         self.setObjectName("Scrubber")
         row = QtWidgets.QHBoxLayout(self)
         row.setContentsMargins(4, 2, 4, 2)
-        style = self.style()
         self.back = QtWidgets.QToolButton()
-        self.back.setIcon(style.standardIcon(QtWidgets.QStyle.StandardPixmap.SP_MediaSeekBackward))
         self.back.setToolTip("step back (←)")
         self.play = QtWidgets.QToolButton()
         self.play.setCheckable(True)
         self.play.setToolTip("play / pause (space)")
         self.forward = QtWidgets.QToolButton()
-        self.forward.setIcon(style.standardIcon(QtWidgets.QStyle.StandardPixmap.SP_MediaSeekForward))
         self.forward.setToolTip("step forward (→)")
+        self.restyle()
         self.slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
         self.slider.setObjectName("step_slider")
         self.slider.setRange(0, 0)
@@ -86,9 +114,14 @@ class Scrubber(QtWidgets.QWidget):
     def toggle_play(self) -> None:
         self.play.setChecked(not self.play.isChecked())
 
+    def restyle(self) -> None:
+        """Icons in the current theme's colours."""
+        self.back.setIcon(icon("back"))
+        self.forward.setIcon(icon("forward"))
+        self.play.setIcon(icon("pause" if self.play.isChecked() else "play"))
+
     def _toggle(self, playing: bool) -> None:
-        icon = QtWidgets.QStyle.StandardPixmap.SP_MediaPause if playing else QtWidgets.QStyle.StandardPixmap.SP_MediaPlay
-        self.play.setIcon(self.style().standardIcon(icon))
+        self.play.setIcon(icon("pause" if playing else "play"))
         if playing:
             if self.slider.value() >= self.slider.maximum():
                 self.slider.setValue(0)

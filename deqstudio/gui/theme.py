@@ -40,4 +40,5 @@ def apply_theme(window, name: str) -> None:
         window.view.hover.restyle()
     for controls in window.corruption.controls.values():
         if controls.image is not None:
-            controls.image.setBackground(t.background)
+            controls.image.apply_theme(t.background, t.foreground)
+    window.scrubber.restyle()

@@ -53,13 +53,17 @@ class TableFiller:
     def stop(self) -> None:
         """Cancel the fill; what is computed stays."""
         self.stopped = True
+        running = self.running
         self.cancel()
+        if not running:
+            self.session.table_progress.emit(self.session.table)  # views say it is stopped
 
     def cancel(self) -> None:
         if self.running:
             self.task.cancel()
+            self.task = None
+            self.session.table_progress.emit(self.session.table)
         self.task = None
-        self.session.table_progress.emit(self.session.table)
 
     async def _fill(self, table) -> None:
         s = self.session

@@ -7,6 +7,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from ...core.corruptions import CORRUPTIONS, Corruption, kinds_for, parameter_for
+from .. import palette
 
 SLIDER_SCALE = 100  # slider units per severity level
 SNAP = 8  # slider units within which a severity snaps to the nearest level 1–5
@@ -17,7 +18,6 @@ class ImagePair(pg.GraphicsLayoutWidget):
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent=parent)
-        self.setBackground("w")
         self.setFixedHeight(130)
         self.items = []
         for _ in ("before", "after"):
@@ -26,7 +26,12 @@ class ImagePair(pg.GraphicsLayoutWidget):
             img = pg.ImageItem(axisOrder="row-major")
             vb.addItem(img)
             self.items.append((vb, img))
-        self.addLabel("before · after", row=1, col=0, colspan=2, size="8pt")
+        self.caption = self.addLabel("before · after", row=1, col=0, colspan=2, size="8pt")
+        self.apply_theme(palette.theme().background, palette.theme().foreground)
+
+    def apply_theme(self, background: str, foreground: str) -> None:
+        self.setBackground(background)
+        self.caption.setText("before · after", color=foreground, size="8pt")
 
     def show(self, before: np.ndarray, after: np.ndarray) -> None:
         lo, hi = float(min(before.min(), after.min())), float(max(before.max(), after.max()))
@@ -62,6 +67,7 @@ class ModalityControls(QtWidgets.QGroupBox):
         self.slider.setTickPosition(QtWidgets.QSlider.TickPosition.TicksBelow)
         self.value = QtWidgets.QLabel()
         self.value.setMinimumWidth(150)
+        self.value.setWordWrap(True)  # a narrow panel wraps "level 3: fraction of features zeroed 0.35", never cuts it
         grid.addWidget(self.kind, 0, 0)
         grid.addWidget(self.seed, 0, 1)
         grid.addWidget(self.slider, 1, 0, 1, 2)

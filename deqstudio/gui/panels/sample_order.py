@@ -67,7 +67,10 @@ class BrowseFilter(QtCore.QAbstractProxyModel):
         return self.sourceModel().headerData(section, orientation, role)
 
     def data(self, index, role=QtCore.Qt.ItemDataRole.DisplayRole):
-        return self.sourceModel().data(self.mapToSource(index), role)
+        row = index.row()
+        if not index.isValid() or row >= len(self.rows) or self.sourceModel().table is None:
+            return None
+        return self.sourceModel().cell(int(self.rows[row]), index.column(), role)
 
     def _source_data_changed(self, top_left, bottom_right, roles=()) -> None:
         if len(self.rows):

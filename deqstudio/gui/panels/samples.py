@@ -17,6 +17,10 @@ NOT_COMPUTED = "…"
 SETTLE_MS = 350  # the table is recomputed once the settings have been still this long (never per keystroke)
 RESORT_MS = 600  # a sorted or filtered view follows arriving chunks at most this often
 WRONG = "#b3261e"
+_DISPLAY, _TOOLTIP, _FOREGROUND = (QtCore.Qt.ItemDataRole.DisplayRole, QtCore.Qt.ItemDataRole.ToolTipRole,
+                                   QtCore.Qt.ItemDataRole.ForegroundRole)
+_ROLES = (_DISPLAY, _TOOLTIP, _FOREGROUND)
+_WRONG = QtGui.QColor(WRONG)
 
 
 class BrowseModel(QtCore.QAbstractTableModel):
@@ -102,9 +106,14 @@ class BrowseModel(QtCore.QAbstractTableModel):
     def data(self, index, role=QtCore.Qt.ItemDataRole.DisplayRole):
         if not index.isValid() or self.table is None:
             return None
-        row, col = index.row(), index.column()
+        return self.cell(index.row(), index.column(), role)
+
+    def cell(self, row: int, col: int, role) -> object:
+        """What a cell shows for ``role`` (a view asks for many roles per cell: the unused ones return at once)."""
+        if role not in _ROLES:
+            return None
         v, known = self._cell(row, col)
-        if role == QtCore.Qt.ItemDataRole.DisplayRole:
+        if role == _DISPLAY:
             if not known:
                 return NOT_COMPUTED
             if col in (1, 2, 6):
@@ -114,14 +123,14 @@ class BrowseModel(QtCore.QAbstractTableModel):
             if col == 5:
                 return "—" if not np.isfinite(v) else f"{v:.1e}"
             return str(v)
-        if role == QtCore.Qt.ItemDataRole.ToolTipRole and not known:
-            return "not computed yet: the table fills in the background"
-        if role == QtCore.Qt.ItemDataRole.ForegroundRole and known:
+        if role == _TOOLTIP:
+            return None if known else "not computed yet: the table fills in the background"
+        if known:  # the foreground
             t = self.table
             wrong = (col == 3 and not v) or (col == 6 and v != t.labels[row])
             unconverged = (col == 4 and not t.clean.converged[row]) or (col == 7 and not t.now.converged[row])
             if wrong or unconverged:
-                return QtGui.QColor(WRONG)
+                return _WRONG
         return None
 
 
@@ -179,6 +188,7 @@ class SampleBrowser(QtWidgets.QWidget):
         self.resort = QtCore.QTimer(self, singleShot=True, interval=RESORT_MS)
         self.resort.timeout.connect(self._reorder)
         self._selecting = False
+        self._stale_view = False
         self.search.textChanged.connect(self._refilter)
         self.mode.currentTextChanged.connect(self._refilter)
         self.proxy.modelReset.connect(self._after_reorder)
@@ -196,16 +206,12 @@ class SampleBrowser(QtWidgets.QWidget):
     def _on_table_changed(self, table) -> None:
         if table is not self.model.table:
             self.set_table(table, self.session.info.class_names)
-        else:  # the same rows; some columns started over
-            self.model.refresh()
-            self._show_now_columns()
-            if self.proxy.uses_computed:
-                self._reorder()
-            self._summarise()
+        else:  # the same rows; some columns started over: shown once the settings are still (a drag moves on)
+            self._stale_view = True
         self.settle.start()  # computed once the settings are still, and only while shown
 
     def _on_progress(self, table) -> None:
-        if table is not self.model.table or table is None:
+        if table is not self.model.table or table is None or self._stale_view:
             return
         self.model.refresh()
         if self.proxy.uses_computed and not self.resort.isActive():
@@ -213,7 +219,13 @@ class SampleBrowser(QtWidgets.QWidget):
         self._summarise()
 
     def fill(self) -> None:
-        """Compute what the table lacks, if it is shown."""
+        """Show the columns that started over, and compute what the table lacks, if it is shown."""
+        if self._stale_view:
+            self._stale_view = False
+            self.model.refresh()
+            self._show_now_columns()
+            if self.proxy.uses_computed:
+                self._reorder()
         if self.session is not None and self.isVisible():
             self.session.filler.request()
         self._summarise()
@@ -237,8 +249,10 @@ class SampleBrowser(QtWidgets.QWidget):
 
     def _show_now_columns(self) -> None:
         t = self.model.table
+        hidden = t is None or t.now is None
         for col in BrowseModel.NOW_COLUMNS:
-            self.view.setColumnHidden(col, t is None or t.now is None)
+            if self.view.isColumnHidden(col) != hidden:
+                self.view.setColumnHidden(col, hidden)
 
     def _summarise(self) -> None:
         t = self.model.table

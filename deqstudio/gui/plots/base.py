@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from .. import palette
 from ..palette import class_colour, fused_colour, modality_colour, modality_style, solver_colour
@@ -70,7 +70,18 @@ class PlotPanel(pg.PlotWidget):
         self.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)  # keys never pan a plot: they go to the scrubber
         item = self.getPlotItem()
         item.vb.setMouseEnabled(x=False, y=False)  # ranges follow the result; a pan would also leak into exports
-        item.setTitle(self.title, size="10pt")
+        # the title spans the whole plot (axis column too): a note under it has the plot's full width. Its row
+        # holds two lines always, so a note coming or going never re-lays out the plot
+        item.setTitle(f"{self.title}<br>&nbsp;", size="10pt")
+        item.layout.removeItem(item.titleLabel)
+        item.layout.addItem(item.titleLabel, 0, 0, 1, 3)
+        item.titleLabel.setMinimumWidth(0)  # never wider than the plot's cell
+        self._note_item = QtWidgets.QGraphicsSimpleTextItem(item.titleLabel)  # plain text: cheap to change
+        note_font = QtGui.QFont(self.font())
+        note_font.setPointSizeF(8)
+        self._note_item.setFont(note_font)
+        self._note_item.setBrush(pg.mkBrush(palette.theme().muted))
+        item.titleLabel.geometryChanged.connect(self._place_note)
         item.setLabel("left", self.y_label)
         item.setLabel("bottom", self.x_label)
         # tick labels that only ever widen the axis: a shrinking axis re-lays out and repaints the plot
@@ -79,7 +90,7 @@ class PlotPanel(pg.PlotWidget):
         item.getAxis("bottom").enableAutoSIPrefix(False)  # steps and block names: "(x0.001)" never helps
         # no grid: pyqtgraph draws it into the axis pictures, which tripled every repaint (deqstudio bench)
         item.setMenuEnabled(False)
-        self.legend = item.addLegend(offset=self.legend_offset, labelTextSize="9pt")
+        self.legend = item.addLegend(offset=self.legend_offset, labelTextSize="8pt")
         self.marker = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(palette.theme().marker, width=1))
         self.marker.setZValue(50)
         item.addItem(self.marker, ignoreBounds=True)
@@ -87,6 +98,8 @@ class PlotPanel(pg.PlotWidget):
         self.result = None
         self._drawn_clean = None
         self.badge = StaleBadge(self)
+        if palette.theme() is not palette.LIGHT:  # made while the dark theme is on (e.g. a report's plots)
+            self.apply_theme()
 
     @property
     def stale(self) -> bool:
@@ -107,13 +120,17 @@ class PlotPanel(pg.PlotWidget):
         """A line under the title with the values at the scrubber's step."""
         if text == self._note_text:
             return
-        html = (f"{self.title}<br><span style='font-size:8pt;color:{palette.theme().muted}'>{text}</span>" if text
-                else self.title)
-        if self._note_text is None:
-            self.getPlotItem().setTitle(html, size="10pt")
-        else:
-            _retext_label(self.getPlotItem().titleLabel, html)
         self._note_text = text
+        self._note_item.setText(text)
+        self._place_note()
+
+    def _place_note(self) -> None:
+        """Centre the note under the title (from the plot's left edge when it is wider than the plot)."""
+        label = self.getPlotItem().titleLabel
+        title = label.item.mapRectToParent(label.item.boundingRect())
+        width = self._note_item.boundingRect().width()
+        x = max((label.rect().width() - width) / 2, 2.0)
+        self._note_item.setPos(x, title.center().y() - 1)
 
     @property
     def note(self) -> str:
@@ -129,14 +146,12 @@ class PlotPanel(pg.PlotWidget):
             axis = item.getAxis(side)
             axis.setPen(t.foreground)
             axis.setTextPen(t.foreground)
-        item.titleLabel.opts["color"] = t.foreground
         self.legend.setLabelTextColor(t.foreground)
         self.legend.setBrush(pg.mkBrush(t.background + "d0"))
         self.marker.setPen(pg.mkPen(t.marker, width=1))
-        note, self._note_text = self._note_text, None
-        item.setTitle(self.title, size="10pt", color=t.foreground)
-        if note:
-            self.set_note(note)
+        item.setTitle(f"{self.title}<br>&nbsp;", size="10pt", color=t.foreground)
+        self._note_item.setBrush(pg.mkBrush(t.muted))
+        self._place_note()
         self.restyle()
         if self.result is not None:
             step = self.marker.value() - 1
@@ -197,20 +212,6 @@ class PlotPanel(pg.PlotWidget):
 
 def _series_name(item) -> str:
     return getattr(item, "series", None) or item.name() or ""
-
-
-def _retext_label(label: pg.LabelItem, html: str) -> None:
-    """Change a title's text without ``LabelItem.setText``, which re-measures the label and re-lays out the
-    whole plot (a second repaint per result); the title row has a fixed height, so re-centring suffices."""
-    colour_ = pg.mkColor(label.opts.get("color") or pg.getConfigOption("foreground"))
-    label.text = html
-    label.item.setHtml(f"<span style='color: {colour_.name()}; font-size: {label.opts['size']}'>{html}</span>")
-    bounds = label.itemRect()
-    bounds.moveCenter(label.rect().center())
-    plot_left = -label.pos().x()  # the title sits over the view box; the axis column is to its left
-    if bounds.left() < plot_left + 2:  # a note wider than the view box: start it at the plot's edge
-        bounds.moveLeft(plot_left + 2)
-    label.item.setPos(bounds.topLeft() - label.itemRect().topLeft())
 
 
 def nice_ceiling(value: float) -> float:

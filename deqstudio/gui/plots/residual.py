@@ -20,9 +20,11 @@ class ResidualPlot(PlotPanel):
     legend_offset = (-5, 5)  # top right: residuals fall from the top left towards the bottom right
     y_label = "‖f(z) − z‖ / ‖f(z)‖"
     left_axis = DecadeAxis
+    x_label = "solver step · faded: clean · grey: joint · ★ returned state"
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
+        self.getPlotItem().setLabel("bottom", self.x_label, **{"font-size": "8pt"})
         self.getPlotItem().setLogMode(y=True)
         self.getPlotItem().getAxis("left").enableAutoSIPrefix(False)
         self.tol_line = pg.InfiniteLine(angle=0, movable=False)
@@ -43,12 +45,12 @@ class ResidualPlot(PlotPanel):
             self._curves[(name, "corrupted")] = curve(item, c, pen(c, 2.6 if fused else 2.0, style=style), name,
                                                       name=name)
             self._curves[(name, "clean")] = curve(item, c, clean_pen(c, style), f"{name} (clean)", size=4)
-        self._curves[("joint", "corrupted")] = curve(item, t.faint, pen(t.faint, 1.0), "joint", name="joint")
-        self.legend.addItem(pg.PlotDataItem(pen=clean_pen(t.foreground)), "clean (faded)")
-        self.legend.setColumnCount(2)  # half as tall: it covers fewer curves
+        # the legend names the blocks only (four short rows in the empty top right corner); the axis label says
+        # what the other lines are
+        self._curves[("joint", "corrupted")] = curve(item, t.faint, pen(t.faint, 1.0), "joint")
         self.tol_line.setPen(pg.mkPen(t.faint, width=1, style=QtCore.Qt.PenStyle.DotLine))
         self.best = item.plot([], [], pen=None, symbol="star", symbolSize=15, symbolBrush=t.foreground,
-                              symbolPen=t.background, name=RETURNED)
+                              symbolPen=t.background)
         self.best.series = RETURNED
         self.best.setZValue(40)
 

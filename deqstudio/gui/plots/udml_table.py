@@ -39,7 +39,7 @@ class UDMLPanel(QtWidgets.QWidget):
         self.table.setMinimumHeight(row * (len(self.ROWS) + 1) + 2 * self.table.frameWidth() + 4)
         layout.addWidget(self.table, 3)
         self.plot = pg.PlotWidget()
-        self.plot.setMinimumHeight(110)
+        self.plot.setMinimumHeight(90)
         item = self.plot.getPlotItem()
         item.setTitle("fusion weight w (faded: clean, solid: corrupted)", size="9pt")
         item.setLabel("left", "w")
@@ -114,6 +114,13 @@ class UDMLPanel(QtWidgets.QWidget):
 
     def show_step(self, step: int) -> None:
         pass  # the table shows the final values: nothing changes with the step
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        # too short for both: the table (which lists the weights too) keeps every row, the bars give way
+        tall_enough = event.size().height() >= self.table.minimumHeight() + self.plot.minimumHeight() + 30
+        if self.plot.isVisibleTo(self) != tall_enough:
+            self.plot.setVisible(tall_enough)
 
     def apply_theme(self) -> None:
         from .. import palette
