@@ -8,6 +8,7 @@ Views subscribe to its signals and change it only through its setters. With a ru
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -44,6 +45,7 @@ class Session:
         self.table: SampleTable | None = None  # the split's samples, filled in the background (``filler``)
         self.runner: Runner | None = None
         self._generation = 0
+        self.requested_at = 0.0  # time.monotonic() of the newest solve request
         self.loaded = Signal()  # (info)
         self.sample_changed = Signal()  # (index)
         self.corruption_changed = Signal()  # (modality, corruption)
@@ -89,6 +91,7 @@ class Session:
         if self.runner is None or not self.ready:
             return
         request = self.request()
+        self.requested_at = time.monotonic()
         self.solve_requested.emit(request.generation)
         self.runner.submit(request)
 

@@ -1,7 +1,8 @@
 """Fill the samples table in the background: chunk by chunk on the solve worker, always after the solves.
 
-A chunk starts only while no solve is running or waiting (the newest request is drawn first), and is sized to take
-about ``TARGET_S`` so that a slider move waits at most that long behind one. A chunk computed for settings that
+A chunk starts only while no solve is running or waiting (the newest request is drawn first) and none was asked for
+in the last ``QUIET_S`` (a drag goes on undisturbed), and is sized to take about ``TARGET_S`` so that a slider move
+waits at most that long behind one. A chunk computed for settings that
 changed meanwhile is dropped (``SampleTable.apply``); ``stop`` cancels the fill, keeping what is computed.
 """
 
@@ -14,6 +15,7 @@ import numpy as np
 
 TARGET_S = 0.1  # seconds per chunk: about how long a solve may wait behind one
 LONGEST_S = 0.3  # ... and at most, even for a model whose batched solve costs more than TARGET_S by itself
+QUIET_S = 0.3  # no chunk starts sooner than this after a solve was asked for: a slider drag never meets one
 MIN_CHUNK, MAX_CHUNK = 16, 8192
 
 
@@ -76,6 +78,10 @@ class TableFiller:
                         await runner.wait_idle()
                     except TimeoutError:
                         continue
+                    continue
+                quiet = time.monotonic() - s.requested_at
+                if quiet < QUIET_S:  # the user is moving something: wait until they pause
+                    await asyncio.sleep(QUIET_S - quiet)
                     continue
                 rows = table.next_rows(self.chunk, self.first_rows())
                 keys = table.keys()
