@@ -11,8 +11,7 @@ from ..palette import class_colour, fused_colour, modality_colour, modality_styl
 from .axes import StepAxis
 
 FLOOR = 1e-12  # residuals are drawn on a log axis; exact zeros sit on this floor
-CLEAN_ALPHA = "80"
-LEFT_AXIS_WIDTH = 58  # the same for every step plot: plots one above the other share their x positions  # a clean run is drawn thin and faded behind the corrupted one, in the same colour and style
+LEFT_AXIS_WIDTH = 58  # the same for every step plot: plots one above the other share their x positions
 
 pg.setConfigOptions(antialias=True, background="w", foreground="k")
 
@@ -29,9 +28,18 @@ def pen(c, width=2.0, dashed=False, style=None):
     return drawn
 
 
+def faded(c: str, amount: float = 0.5) -> str:
+    """``c`` mixed with the theme's background: an opaque faded colour (a translucent pen costs twice the paint)."""
+    if not (c.startswith("#") and len(c) == 7):
+        return c
+    bg = palette.theme().background
+    mix = [round((1 - amount) * int(c[i : i + 2], 16) + amount * int(bg[i : i + 2], 16)) for i in (1, 3, 5)]
+    return "#" + "".join(f"{v:02x}" for v in mix)
+
+
 def clean_pen(c, style=None):
-    """How a clean run is drawn: the corrupted run's colour and style, thin and faded."""
-    return pen(c + CLEAN_ALPHA if c.startswith("#") and len(c) == 7 else c, 1.3, style=style)
+    """How a clean run is drawn: the corrupted run's colour (faded) and style, thin."""
+    return pen(faded(c), 1.3, style=style)
 
 
 class StaleBadge(QtWidgets.QLabel):
