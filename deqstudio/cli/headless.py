@@ -51,7 +51,7 @@ def run_solve(args: argparse.Namespace) -> int:
     if (problem := device_problem(args.device)) is not None:
         return fail(problem)
     try:
-        loaded = headless.load(args.checkpoint, args.dataset, device=args.device)
+        loaded = headless.load(args.checkpoint, args.dataset, device=args.device, allow_plugins=args.allow_plugin)
         result = headless.solve(loaded, args.sample, args.corrupt, _settings(args, loaded))
     except DeqStudioError as exc:
         return fail(str(exc))
@@ -99,7 +99,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         return fail(f"--out {args.out}: use a .csv or .h5 file name")
     progress, close = fraction_progress("sweep") if not args.json else (None, lambda: None)
     try:
-        loaded = headless.load(args.checkpoint, args.dataset, device=args.device)
+        loaded = headless.load(args.checkpoint, args.dataset, device=args.device, allow_plugins=args.allow_plugin)
         if loaded.engine.notice:
             print(f"note: {loaded.engine.notice}", file=sys.stderr)
         swept = headless.sweep(loaded, args.modality, args.kind, args.split, progress=progress)
@@ -164,7 +164,8 @@ def run_report(args: argparse.Namespace) -> int:
         settings = headless.solver_settings(args.solver, args.max_iter, args.tol) if (
             args.solver or args.max_iter or args.tol) else None
         folder, summary = build_report(args.out, args.checkpoint, args.dataset, args.sample, args.corrupt, settings,
-                                       device=args.device, sweep=args.sweep, progress=progress)
+                                       device=args.device, sweep=args.sweep, progress=progress,
+                                       allow_plugins=args.allow_plugin)
     except DeqStudioError as exc:
         close()
         return fail(str(exc))

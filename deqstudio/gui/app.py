@@ -63,7 +63,7 @@ def _save_screenshot(window, path) -> int:
 
 
 def run_gui(checkpoint=None, dataset=None, session_path=None, screenshot=None, sample=None, corruptions=(),
-            step=None, width=1500, height=940) -> int:
+            step=None, width=1500, height=940, allow_plugins=()) -> int:
     import qasync
 
     from ..paths import default_checkpoint, default_dataset
@@ -85,6 +85,7 @@ def run_gui(checkpoint=None, dataset=None, session_path=None, screenshot=None, s
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     window = MainWindow(remember=not screenshot)
+    window.session.allowed_plugins = frozenset(allow_plugins)  # --allow-plugin: consent given on the command line
     window.resize(width, height)
     window.show()
     app.processEvents()

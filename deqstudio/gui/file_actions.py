@@ -15,7 +15,7 @@ from ..errors import LoadError, printable
 from ..io.guard import open_regular
 from ..io.inspect import HDF5_MAGIC
 
-CHECKPOINT_FILTER = "DEQ Studio checkpoints (*.pt *.pth *.ckpt);;All files (*)"
+CHECKPOINT_FILTER = "DEQ Studio models (*.pt *.pth *.ckpt *.zip);;All files (*)"
 DATASET_FILTER = "DEQ Studio datasets (*.h5 *.hdf5);;All files (*)"
 SESSION_FILTER = "DEQ Studio sessions (*.json);;All files (*)"
 
@@ -37,6 +37,7 @@ class FileActions:
 
     def add_to_menu(self, menu: QtWidgets.QMenu) -> None:
         menu.addAction("Open &checkpoint…", QtGui.QKeySequence.StandardKey.Open, self.ask_checkpoint)
+        menu.addAction("Open DEQ &package folder…", self.ask_package_folder)
         menu.addAction("Open &dataset…", self.ask_dataset)
         self.recent_menu = menu.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
@@ -98,13 +99,21 @@ class FileActions:
         if path:
             self.open_in_background(checkpoint=path)
 
+    def ask_package_folder(self) -> None:
+        path = QtWidgets.QFileDialog.getExistingDirectory(self.window, "Open DEQ package folder")
+        if path:
+            self.open_in_background(checkpoint=path)
+
     def ask_dataset(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(self.window, "Open dataset", "", DATASET_FILTER)
         if path:
             self.open_in_background(dataset=path)
 
     def open_path(self, path: str) -> None:
-        """Open a file of either kind, by its content (drag-and-drop, Open recent)."""
+        """Open a file of either kind, by its content (drag-and-drop, Open recent); a folder is a DEQ package."""
+        if Path(path).is_dir():
+            self.open_in_background(checkpoint=path)
+            return
         try:
             with open_regular(path) as fh:  # a FIFO or a device is refused at once, never read
                 head = fh.read(8)

@@ -16,7 +16,7 @@ def _application():
 
 
 def build_report(out, checkpoint=None, dataset=None, sample=None, corruptions=(), solver=None, device="cpu",
-                 sweep=False, progress=None) -> tuple[Path, dict]:
+                 sweep=False, progress=None, allow_plugins=()) -> tuple[Path, dict]:
     """Returns the folder and a short summary; raises HeadlessError or ExportError with the message."""
     from ..session import headless
     from ..session.provenance import provenance
@@ -25,7 +25,7 @@ def build_report(out, checkpoint=None, dataset=None, sample=None, corruptions=()
     from .solve_view import SolveView
 
     app = _application()
-    loaded = headless.load(checkpoint, dataset, device=device)
+    loaded = headless.load(checkpoint, dataset, device=device, allow_plugins=allow_plugins)
     result = headless.solve(loaded, sample, corruptions, solver)
     view = SolveView(arranged=False)
     widgets = view.widgets()

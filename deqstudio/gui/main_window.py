@@ -10,6 +10,7 @@ from .analysis_actions import AnalysisActions
 from .export_actions import ExportActions
 from .file_actions import FileActions
 from .panels import CorruptionPanel, SampleBrowser, SolverPanel
+from .plugin_actions import PluginActions
 from .scrubber import Scrubber
 from .solve_view import SolveView
 from .status import Banner, StatusView
@@ -52,6 +53,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.corruption = CorruptionPanel(session=s)
         self.solver_panel = SolverPanel(devices, session=s)
         self.files = FileActions(self, s, self.recent, self.status, remember)
+        self.plugins = PluginActions(self, s, self.files, self.status)
         self.analyses = AnalysisActions(self, s, self.status)
         self.exports = ExportActions(self, s, self.view, self.status, self.analyses)
         self._layout()
@@ -149,6 +151,7 @@ class MainWindow(QtWidgets.QMainWindow):
         file.addAction("&Quit", QtGui.QKeySequence.StandardKey.Quit, self.close)
         self.exports.add_to_menu(bar.addMenu("E&xport"))
         self.analyses.add_to_menu(bar.addMenu("&Analysis"))
+        self.plugins.add_to_menu(bar.addMenu("Plu&gins"))
         playback = bar.addMenu("&Playback")
         playback.addAction("Play / pause\tSpace", self.scrubber.toggle_play)
         playback.addAction("Step back\tLeft", lambda: self.scrubber.nudge(-1))

@@ -1,4 +1,4 @@
-"""``deqstudio inspect``: a summary of a checkpoint or a dataset file, as a dict and as text."""
+"""``deqstudio inspect``: a summary of a checkpoint, a DEQ package or a dataset file, as a dict and as text."""
 
 from __future__ import annotations
 
@@ -19,8 +19,14 @@ def describe(path: str | Path) -> dict:
     """
     from .checkpoint import load_checkpoint
     from .dataset import read_dataset
+    from .package import is_package, open_package
 
     path = Path(path)
+    if path.is_dir() or is_package(path):
+        try:
+            return guard.printable_data(_package_summary(open_package(path)))
+        except CheckpointError as exc:
+            raise InspectError(str(exc)) from None
     try:
         fh = guard.open_regular(path)
     except ValueError as exc:
@@ -42,7 +48,7 @@ def describe(path: str | Path) -> dict:
         raise InspectError(str(exc)) from None
     if not head:
         raise InspectError(f"{path.name}: the file is empty (0 bytes)")
-    raise InspectError(f"{path.name}: neither a DEQ Studio checkpoint (torch zip) nor a dataset (HDF5)")
+    raise InspectError(f"{path.name}: neither a DEQ Studio checkpoint (torch zip), a DEQ package nor a dataset (HDF5)")
 
 
 def _dataset_summary(ds) -> dict:
@@ -90,9 +96,66 @@ def _checkpoint_summary(ck) -> dict:
     }
 
 
+def _package_summary(package) -> dict:
+    c, adapter = package.contract, package.adapter
+    caps = adapter.capabilities
+    return {
+        "type": "package",
+        "path": str(package.path),
+        "sha256": package.sha256,
+        "name": c.name,
+        "description": c.description,
+        "format": c.raw.get("format"),
+        "version": c.raw.get("version"),
+        "task": c.task,
+        "class_names": list(c.class_names),
+        "modalities": [{"name": m.name, "size": m.size, "kind": m.kind,
+                        "image_shape": list(m.image_shape) if m.image_shape else None} for m in c.modalities],
+        "features": [{"name": f.name, "size": f.size} for f in c.features] if "encode" in c.programs else None,
+        "blocks": [{"name": b.name, "size": b.size, "shape": list(b.shape) if b.shape else None} for b in c.blocks],
+        "fused_block": c.fused_block,
+        "solver": c.solver,
+        "programs": {n: {"file": p.file, "inputs": list(p.inputs), "outputs": list(p.outputs)}
+                     for n, p in c.programs.items()},
+        "capabilities": {k: bool(getattr(caps, k)) for k in ("solver", "gates", "unimodal", "noise", "dependency")},
+        "jvp": adapter.jvp_method,
+        "dependency": c.dependency,
+        "metrics": package.metrics,
+        "dataset": package.dataset,
+        "trust": adapter.source.trust,
+    }
+
+
+def _format_package(info: dict) -> list[str]:
+    lines = [f"DEQ package {info['name']} ({info['path']})"]
+    if info["description"]:
+        lines.append(f"  {info['description']}")
+    lines.append(f"  {info['task']}, {len(info['class_names'])} classes: {', '.join(info['class_names'][:12])}"
+                 + (" ..." if len(info["class_names"]) > 12 else ""))
+    for m in info["modalities"]:
+        shape = f" image {m['image_shape'][0]}x{m['image_shape'][1]}" if m["image_shape"] else ""
+        lines.append(f"  modality {m['name']:<10} {m['kind']:<6} {m['size']:>6} features{shape}")
+    if info["features"]:
+        lines.append("  features (encode's outputs): " + ", ".join(f"{f['name']}({f['size']})" for f in info["features"]))
+    blocks = ", ".join(f"{b['name']}({'x'.join(map(str, b['shape'])) if b['shape'] else b['size']})"
+                       + (" fused" if b["name"] == info["fused_block"] else "") for b in info["blocks"])
+    lines.append(f"  state blocks: {blocks}")
+    s = info["solver"]
+    lines.append(f"  solver: {s['solver']}, max_iter {s['max_iter']}, tol {s['tol']:g} ({s['stop_mode']})")
+    for name, p in info["programs"].items():
+        lines.append(f"  program {name:<9} {p['file']}: ({', '.join(p['inputs'])}) -> ({', '.join(p['outputs'])})")
+    lines.append(f"  Jacobian-vector products: {info['jvp']}")
+    for key, value in info["metrics"].items():
+        lines.append(f"  {key:<28} {value:.4f}" if isinstance(value, float) else f"  {key:<28} {value}")
+    lines.append(f"  trust: {info['trust']}")
+    return lines
+
+
 def format_description(info: dict) -> str:
     lines = []
-    if info["type"] == "dataset":
+    if info["type"] == "package":
+        lines += _format_package(info)
+    elif info["type"] == "dataset":
         lines.append(f"dataset {info['name']} ({info['path']})")
         lines.append(f"  {info['num_samples']} samples, {len(info['class_names'])} classes; splits "
                      + ", ".join(f"{k} {v}" for k, v in info["splits"].items()))

@@ -36,6 +36,8 @@ def checkpoint_record(checkpoint) -> dict:
         "source": adapter.source.kind,
         "test_accuracy": (getattr(checkpoint, "metrics", None) or {}).get("test_accuracy"),
     }
+    if adapter.source.details:  # e.g. a package's programs and how Jacobian-vector products are made
+        record["source_details"] = dict(adapter.source.details)
     config = getattr(checkpoint, "config", None)
     if config is not None:
         record["hidden"] = config.hidden

@@ -28,7 +28,8 @@ class Session:
 
     def __init__(self) -> None:
         self.engine: Engine | None = None
-        self.checkpoint = None  # the open model file (path, sha256, adapter)
+        self.checkpoint = None  # the open model (checkpoint, package or plugin's model: path, sha256, adapter)
+        self.allowed_plugins: frozenset[str] = frozenset()  # plugins this session may run (consented or --allow-plugin)
         self.dataset = None
         self.info: ModelInfo | None = None
         self.sample: int = 0
@@ -115,16 +116,17 @@ class Session:
     def prepare(self, checkpoint_path=None, dataset_path=None):
         """Read and check files without touching the session (safe on a worker thread).
 
-        Returns ``(checkpoint, dataset, engine)``; engine is None until both are known. Any problem is a
+        Returns ``(checkpoint, dataset, engine)``; engine is None until both are known. The model may be a
+        checkpoint, a DEQ package or ``plugin:NAME[:PATH]`` (``io.models.open_model``). Any problem is a
         LoadError naming it.
         """
-        from ..io.checkpoint import load_checkpoint
         from ..io.dataset import read_dataset
+        from ..io.models import open_model
 
         checkpoint, dataset = self.checkpoint, self.dataset
         try:
             if checkpoint_path is not None:
-                checkpoint = load_checkpoint(checkpoint_path)
+                checkpoint = open_model(checkpoint_path, allowed_plugins=self.allowed_plugins)
             if dataset_path is not None:
                 dataset = read_dataset(dataset_path)
             engine = None

@@ -88,7 +88,7 @@ class DEQFusionBlock(nn.Module):
         if self.ablation == "no-ftheta":
             return xm
         b, n, d = zm.shape
-        groups = GROUPS * n
+        groups = GROUPS * self.num_modalities  # a Python int: ONNX export needs a constant
         h = torch.einsum("bnd,ned->bne", zm, self.w1) + self.b1
         h = F.relu(F.group_norm(h.reshape(b, n * d), groups, self.gn1_weight, self.gn1_bias))
         h = torch.einsum("bnd,ned->bne", h.view(b, n, d), self.w2) + self.b2 + xm
