@@ -12,6 +12,7 @@ import torch
 
 import package_models as pm
 from deqstudio.cli import main
+from deqstudio.core.adapter import ModelAdapter
 from deqstudio.core.solvers import SolverSettings, solve
 from deqstudio.io.dataset import read_dataset
 from deqstudio.io.models import open_model
@@ -42,6 +43,7 @@ def test_a_package_solves_to_its_eager_equilibrium(label, packages, dataset):
     opened = open_model(path)
     adapter = opened.adapter
     assert opened.path == path and len(opened.sha256) == 64 and adapter.source.kind == "package"
+    assert isinstance(adapter, ModelAdapter) and adapter.feature_scales == (None,) * len(adapter.modalities)
     ids = dataset.split("test")[:6]
     inputs = dataset.arrays(adapter.modality_names, ids)
     run = adapter(inputs, TIGHT, playback=True)
@@ -135,8 +137,11 @@ def test_sweep_and_report_open_a_package(packages, small_files, capsys, tmp_path
     assert provenance["checkpoint"]["source"] == "package"
 
 
-def test_the_window_opens_packages_and_solves_them_like_their_eager_models(window, qtbot, packages, small_files):
+def test_the_window_opens_packages_and_solves_them_like_their_eager_models(window, qtbot, packages, small_files,
+                                                                           tmp_path):
     import asyncio
+
+    from deqstudio.io.session_file import read_session
 
     ds = read_dataset(small_files[1])
     session = window.session
@@ -154,6 +159,8 @@ def test_the_window_opens_packages_and_solves_them_like_their_eager_models(windo
         np.testing.assert_allclose(result.clean.final_probabilities, p_ref[0], atol=1e-4, rtol=0)
         assert session.info.block_names == tuple(b.name for b in open_model(path).adapter.blocks)
         assert path.name in window.windowTitle()
+        saved = session.save(tmp_path / f"{label}.json")  # a session remembers the package, folder or zip
+        assert read_session(saved).checkpoint == path.resolve()
 
 
 def test_jacobian_vector_products_by_finite_differences_and_by_a_jvp_program(packages, dataset, tmp_path):

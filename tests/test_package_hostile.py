@@ -119,6 +119,17 @@ def test_a_custom_op_domain_is_refused(pkg, capsys):
     _refused(capsys, pkg, "f.onnx", "custom domain", "com.evil")
 
 
+def test_a_custom_op_hidden_in_a_subgraph_is_refused(pkg, capsys):
+    from onnx import helper
+
+    def hidden(model):
+        inner = helper.make_graph([helper.make_node("Evil", [], ["y"], domain="com.evil")], "branch", [], [])
+        model.graph.node.append(helper.make_node("If", ["cond"], ["out"], then_branch=inner, else_branch=inner))
+
+    _edit_onnx(pkg / "f.onnx", hidden)
+    _refused(capsys, pkg, "operator 'Evil'", "com.evil")
+
+
 def _externalise(pkg: Path, location_of) -> Path:
     """Move f.onnx's weights to an external file; ``location_of(real_file)`` is the location the model names."""
     import onnx
@@ -195,6 +206,11 @@ def _zip(base: Path, out: Path, extra=()) -> Path:
 def test_a_zipped_package_opens(base, tmp_path, capsys):
     assert main(["inspect", str(_zip(base, tmp_path / "good.zip"))]) == 0
     assert "DEQ package" in capsys.readouterr().out
+    with zipfile.ZipFile(tmp_path / "folder.zip", "w") as z:  # a zipped folder: everything under one top folder
+        for p in sorted(base.iterdir()):
+            z.write(p, f"my_model/{p.name}")
+    assert main(["inspect", str(tmp_path / "folder.zip"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["programs"]["f"]["file"] == "f.onnx"
 
 
 def test_a_zip_bomb_is_refused_before_decompressing(base, tmp_path, capsys):

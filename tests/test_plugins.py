@@ -132,6 +132,7 @@ def test_the_studio_runs_a_plugin_only_after_consent_and_asks_again_after_a_chan
     qtbot.waitUntil(lambda: session.checkpoint is not before and not window.runner.busy, timeout=60000)
     assert session.checkpoint.adapter.source.kind == "plugin" and _marks(plugin) == ["imported", "ran"]
     assert len(asked) == 2 and actions.store.granted(fake)
+    assert session.saved().checkpoint is None  # a session keeps no path for a plugin's model
 
     assert actions.open_with(find("fake")) is True  # remembered: not asked again
     assert len(asked) == 2

@@ -120,7 +120,11 @@ class ModelRun:
 
 @dataclass
 class FixedPointProblem:
-    """A batch's fixed-point map and what reads its state: for solver races and equilibrium analyses."""
+    """A batch's fixed-point map and what reads its state: for solver races and equilibrium analyses.
+
+    A map that autograd cannot differentiate (a DEQ package's, run by onnxruntime) offers ``f.jvp(z, v)`` and
+    names its method in ``f.jvp_method`` ("jvp program" or "finite differences"); without them, use autograd.
+    """
 
     f: "BatchMap"  # (b, D) -> (b, D), restrictable to a subset of the batch
     z0: "torch.Tensor"  # (B, D) starting states

@@ -235,7 +235,8 @@ class Session:
 
     # -- session files ----------------------------------------------------------------------------
     def saved(self) -> SavedSession:
-        path = lambda f: Path(f.path).resolve() if f is not None and f.path else None  # noqa: E731
+        # a plugin's model is not a file to reopen: its session keeps no model path (the plugin asks again)
+        path = lambda f: Path(f.path).resolve() if f is not None and f.path and not hasattr(f, "plugin") else None  # noqa: E731
         return SavedSession(path(self.checkpoint), path(self.dataset), self.solver, self.device,
                             dict(self.corruptions), self.sample, self.split, self.step)
 

@@ -33,14 +33,19 @@ class ProgramError(ValueError):
 
 
 def _walk_graph(graph, visit_node, visit_tensor) -> None:
-    from onnx import AttributeProto
-
     for t in graph.initializer:
         visit_tensor(t)
     for s in graph.sparse_initializer:
         visit_tensor(s.values)
         visit_tensor(s.indices)
-    for node in graph.node:
+    _walk_nodes(graph.node, visit_node, visit_tensor)
+
+
+def _walk_nodes(nodes, visit_node, visit_tensor) -> None:
+    """Every node, its tensor attributes and its subgraphs (an If's branches, a Loop's body), depth first."""
+    from onnx import AttributeProto
+
+    for node in nodes:
         visit_node(node)
         for a in node.attribute:
             if a.type == AttributeProto.TENSOR:
@@ -71,18 +76,19 @@ def parse(data: bytes, spec: ProgramSpec, files: PackageFiles):
         raise ProgramError(f"{spec.file} is not an ONNX model (it has no graph)")
     for imp in model.opset_import:
         _check_domain(imp.domain, spec, "imports operators from")
-    for fn in model.functions:
-        _check_domain(fn.domain, spec, "defines a function in")
-        for node in fn.node:
-            _check_domain(node.domain, spec, f"uses operator {node.op_type!r} from")
 
     def visit_node(node):
-        _check_domain(node.domain, spec, f"uses operator {node.op_type!r} from")
+        _check_domain(node.domain, spec, f"uses operator {node.op_type[:80]!r} from")
 
     def visit_tensor(t):
         if t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data):
             _inline(t, spec, files)
 
+    for fn in model.functions:
+        _check_domain(fn.domain, spec, "defines a function in")
+        for imp in fn.opset_import:
+            _check_domain(imp.domain, spec, "imports operators from")
+        _walk_nodes(fn.node, visit_node, visit_tensor)
     _walk_graph(model.graph, visit_node, visit_tensor)
     _check_signature(model.graph, spec)
     try:
