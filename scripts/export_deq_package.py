@@ -306,13 +306,16 @@ def main(argv=None) -> int:
         print(f"error: {spec_path} is not a Python file", file=sys.stderr)
         return 2
     module = importlib.util.module_from_spec(loader)
-    sys.path.insert(0, str(spec_path.resolve().parent))
-    loader.loader.exec_module(module)  # the user's own code, run by the user, at home
+    folder = str(spec_path.resolve().parent)
+    sys.path.insert(0, folder)  # the spec may import its neighbours
     try:
+        loader.loader.exec_module(module)  # the user's own code, run by the user, at home
         export_package(args.out, check=not args.no_check, **module.package())
     except ExportProblem as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        sys.path.remove(folder)
     return 0
 
 

@@ -201,3 +201,20 @@ def test_onnxruntime_runs_on_cuda_only_with_its_cuda_provider(packages, monkeypa
     assert adapter.device == "cpu"  # what failed to move stays where it ran
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert providers_for("cuda:1") == [("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]
+
+
+def test_the_readme_worked_example_exports_a_package_that_solves(tmp_path, capsys):
+    """The README's torchdeq example, as written there: exported by the script's command line, then solved."""
+    pytest.importorskip("torchdeq")
+    readme = (pm.ROOT / "README.md").read_text()
+    section = readme[readme.index("**Exporting: a worked example.**"):]
+    code = section[section.index("```python\n") + len("```python\n"):]
+    (tmp_path / "my_spec.py").write_text(code[:code.index("```")])
+    assert pm.exporter().main([str(tmp_path / "my_spec.py"), "--out", str(tmp_path / "my_deq.zip")]) == 0
+    printed = capsys.readouterr().out
+    assert "largest difference over every program" in printed and "wrote" in printed
+    code, out, err = _run(capsys, "solve", "--checkpoint", tmp_path / "my_deq.zip", "--corrupt", "fou=gaussian:3",
+                          "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["converged"] and list(result["block_rel_residual"]) == ["z1", "z2"]
