@@ -74,6 +74,9 @@ def resolve_device(device: str) -> str:
 
 
 def build_config(ds: Dataset, req: TrainRequest) -> ModelConfig:
+    if ds.task == "multilabel":
+        raise DatasetError(f"dataset {ds.name!r} is multilabel; DEQ Studio trains multiclass models only (a "
+                           "multilabel model trained elsewhere opens through `deqstudio import deqfusion`)")
     names = tuple(req.modalities) if req.modalities else ds.modality_names
     missing = [n for n in names if n not in ds.modalities]
     if missing:
