@@ -249,7 +249,7 @@ def find_head(shapes: dict, block: Block, layout: Layout, head_key: str | None, 
         named = [k for k in fits if shapes[k][0] == num_classes]
     if len(named) == 1:
         stem = _stem(named[0])
-        return _check_bias(shapes, stem, tuple(shapes[named[0]])[0])
+        return _check_bias(shapes, stem, int(shapes[named[0]][0]))
     if not fits:
         raise UsageError(f"no classifier layer fits the fused state (no 2-D weight of shape (C, {d}) outside the "
                          "block): pass --head-key with its name")
