@@ -13,10 +13,10 @@ import sys
 
 from .. import __version__
 from ..runtime import prepare_process
-from . import bench, headless, model_files, studio
+from . import bench, headless, imports, model_files, studio
 from .common import fail
 
-MODULES = (studio, headless, model_files, bench)
+MODULES = (studio, headless, model_files, imports, bench)
 _CHOICE = re.compile(r"argument (?:--)?([\w-]+).*: invalid choice: '?([^']*)'? \(choose from (.*)\)")
 
 
