@@ -9,6 +9,7 @@ reading the official key names directly: it shares no code with DEQ Studio's blo
 
 from __future__ import annotations
 
+import functools
 import sys
 import types
 from contextlib import contextmanager
@@ -162,8 +163,10 @@ MODULES = {
 }
 
 
+@functools.lru_cache(maxsize=None)
 def _classes():
-    """Module classes standing for the official ones, their layers named as the official code names them."""
+    """Module classes standing for the official ones, their layers named as the official code names them (made
+    once: a model built with them pickles whenever ``official_modules`` registers them again)."""
 
     class Maxout(nn.Module):
         def __init__(self, d, m, k):
@@ -276,3 +279,22 @@ def mmimdb_model(classes: dict, in_dims, first, d: int, labels: int, gen: torch.
             elif name.endswith("running_var"):
                 b.copy_(0.5 + torch.rand(b.shape, generator=gen))
     return model.eval()
+
+
+# -- datasets -----------------------------------------------------------------------------------------
+def write_features(path, names, arrays, labels, class_names):
+    """A DEQ Studio dataset of the given per-modality arrays; labels (N,) or (N, C) of 0/1 (multilabel)."""
+    import numpy as np
+
+    from deqstudio.io.dataset import Dataset, Modality, stratified_splits, write_dataset
+
+    labels = np.asarray(labels, dtype=np.int64)
+    n = labels.shape[0]
+    order = np.random.default_rng(0).permutation(n)
+    thirds = np.array_split(order, 3)  # every split non-empty, whatever the labels
+    splits = (stratified_splits(labels) if labels.ndim == 1 and np.bincount(labels).min() >= 5 else
+              {s: np.sort(idx).astype(np.int64) for s, idx in zip(("train", "val", "test"), thirds)})
+    ds = Dataset(path.stem, {m: Modality(m, "vector", np.asarray(a, dtype=np.float32)) for m, a in zip(names, arrays)},
+                 labels, tuple(class_names), splits)
+    write_dataset(ds, path)
+    return path

@@ -222,7 +222,7 @@ class _Unpickler(pickle.Unpickler):
         allowed = _ALLOWED.get((module, name))
         if allowed is not None:
             return allowed
-        if module == "torch" and name in _STORAGE_DTYPES:
+        if (module == "torch" and name in _STORAGE_DTYPES) or (module, name) == ("torch.storage", "UntypedStorage"):
             return StorageType(_STORAGE_DTYPES[name])
         if module == "torch" and name in _DTYPES:
             import torch

@@ -243,6 +243,9 @@ def _tensor(candidate: Candidate, key: str) -> torch.Tensor:
         if not bool(torch.isfinite(t).all()):
             raise CheckpointError(f"{printable(key)!r} holds NaN or Inf values")
         return t.to(torch.float32)
+    if not key.endswith("num_batches_tracked"):  # the one integer a module keeps (BatchNorm's counter)
+        raise CheckpointError(f"{printable(key)!r} has dtype {str(t.dtype).replace('torch.', '')}; floating-point "
+                              "weights are needed")
     return t
 
 
