@@ -158,7 +158,7 @@ def dump(setup: dict, out, *, val_fraction: float = 0.1, seed: int = 0) -> dict:
 
 
 def _load_setup(path: str) -> dict:
-    spec = importlib.util.spec_from_file_location("deqstudio_dump_setup", path)
+    spec = importlib.util.spec_from_file_location("dump_features_setup", path)
     if spec is None or spec.loader is None:
         raise SystemExit(f"error: cannot load {path}")
     module = importlib.util.module_from_spec(spec)

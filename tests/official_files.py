@@ -163,7 +163,7 @@ MODULES = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _classes():
     """Module classes standing for the official ones, their layers named as the official code names them (made
     once: a model built with them pickles whenever ``official_modules`` registers them again)."""
@@ -298,3 +298,23 @@ def write_features(path, names, arrays, labels, class_names):
                  labels, tuple(class_names), splits)
     write_dataset(ds, path)
     return path
+
+
+def imported_user_model(folder, *, multilabel: bool, seed: int = 0, n: int = 2, d: int = 32, classes: int = 4,
+                        samples: int = 30):
+    """A root-layout user model imported on its features: (checkpoint, dataset, state dict, features)."""
+    import numpy as np
+
+    from deqstudio.io.dataset import read_dataset
+    from deqstudio.workflows.import_deqfusion import plan_import, write_import
+
+    gen = torch.Generator().manual_seed(seed)
+    sd = user_model_state(n, d, classes, gen)
+    feats = [torch.randn(samples, d, generator=gen) * 2 for _ in range(n)]
+    labels = ((torch.rand(samples, classes, generator=gen) > 0.5).long().numpy() if multilabel
+              else np.arange(samples) % classes)
+    torch.save(sd, folder / "official.pt")
+    data = write_features(folder / "features.h5", [f"m{i}" for i in range(n)], [f.numpy() for f in feats], labels,
+                          [f"label{i}" for i in range(classes)])
+    ck = write_import(plan_import(folder / "official.pt", read_dataset(data)), folder / "imported.pt")
+    return ck, data, sd, feats

@@ -238,7 +238,7 @@ def test_mmimdb_whole_pickle_solves_to_the_reference(mmimdb_files, capsys):
     assert "fusions.DEQ_fusion.DEQFusion" in detected["variant_reason"]
     assert detected["encoders"] == "maxout" and detected["container"].startswith("the pickled model")
     assert {"test_micro_f1", "test_macro_f1"} <= set(report["metrics"])
-    ck, probs = _probabilities(out, raw)
+    _ck, probs = _probabilities(out, raw)
     z = reference_fused(sd, "fuse.", maxout_features(sd, raw), mixing=True, relu_after_norm=True)
     ref = reference_probabilities(_head(sd, "head.fc", z), multilabel=True).numpy()
     assert np.abs(probs - ref).max() < 2e-3

@@ -141,7 +141,7 @@ def test_no_module_the_file_names_is_imported(imdb, tmp_path, capsys, monkeypatc
 
 
 def test_official_classes_are_placeholders_with_their_paths(imdb, tmp_path):
-    folder, model, _ = imdb
+    _folder, model, _ = imdb
     src = tmp_path / "m.pt"
     _save_model(model, src)
     found = read_foreign(src)
@@ -158,7 +158,7 @@ def test_official_classes_are_placeholders_with_their_paths(imdb, tmp_path):
 
 def test_an_old_pickle_protocol_reads_the_same(imdb, tmp_path):
     """Protocol 1 rebuilds objects through copyreg._reconstructor: placeholders again, same tensors."""
-    folder, model, _ = imdb
+    _folder, model, _ = imdb
     src = tmp_path / "p1.pt"
     with official_modules():
         torch.save(model, src, pickle_protocol=1)
