@@ -125,8 +125,9 @@ def run_sweep(args: argparse.Namespace) -> int:
     report = {"checkpoint": str(ck.path), "dataset": ds.name, "split": swept.split, "samples": swept.samples,
               "levels": [float(v) for v in swept.levels], "seconds": round(swept.seconds, 3),
               "complete": swept.complete, "metric": swept.metric, "modalities": swept.to_json()}
-    if loaded.adapter.input_note:
-        report["input_note"] = loaded.adapter.input_note
+    note = getattr(loaded.adapter, "input_note", "")
+    if note:
+        report["input_note"] = note
     if args.json:
         print(json.dumps(report, indent=2))
         return 0

@@ -13,6 +13,7 @@ import io
 import os
 import pickle
 import zipfile
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,10 +70,10 @@ def candidates(root) -> list[Candidate]:
 
     found: list[Candidate] = []
     seen: set[int] = set()
-    queue = [(root, "the file", 0)]
+    queue = deque([(root, "the file", 0)])
     visited = 0
     while queue:
-        obj, where, depth = queue.pop(0)
+        obj, where, depth = queue.popleft()
         visited += 1
         if visited > MAX_NODES or depth > MAX_DEPTH or id(obj) in seen:
             continue
@@ -87,7 +88,7 @@ def candidates(root) -> list[Candidate]:
             state = obj.__dict__["state"]
             children = [state] if state is not None else []
             children += list(obj.__dict__["args"]) + list(obj.__dict__["items"].values())
-            queue += [(c, f"{where} ({obj.class_path})", depth + 1) for c in children]
+            queue.extend((c, f"{where} ({obj.class_path})", depth + 1) for c in children)
         elif isinstance(obj, dict):
             tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, (TensorRef, torch.Tensor))}
             if tensors:
@@ -97,7 +98,7 @@ def candidates(root) -> list[Candidate]:
                     key = printable(k)[:40] if isinstance(k, str) else type(k).__name__
                     queue.append((v, f"['{key}']" if where == "the file" else f"{where}['{key}']", depth + 1))
         elif isinstance(obj, (list, tuple)):
-            queue += [(v, f"[{i}]" if where == "the file" else f"{where}[{i}]", depth + 1) for i, v in enumerate(obj)]
+            queue.extend((v, f"[{i}]" if where == "the file" else f"{where}[{i}]", depth + 1) for i, v in enumerate(obj))
     return found
 
 

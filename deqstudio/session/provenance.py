@@ -44,8 +44,9 @@ def checkpoint_record(checkpoint) -> dict:
         record["imported"] = {k: imported[k] for k in ("source_file", "source_sha256", "prefix", "variant", "head",
                                                         "mixing", "modality_order", "inputs", "encoders", "task")
                               if k in imported}
-    if adapter.input_note:
-        record["input_note"] = adapter.input_note
+    note = getattr(adapter, "input_note", "")
+    if note:
+        record["input_note"] = note
     return record
 
 
