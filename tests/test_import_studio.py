@@ -51,6 +51,7 @@ def test_the_import_dialog_detects_then_writes_and_opens(window, qtbot, multilab
     assert out.exists() and not dialog.isVisible()
     info = window.session.info
     assert info.source == "imported from official.pt" and info.modality_names == ("m1", "m0", "m2")
+    assert "(imported from official.pt)" in window.windowTitle()
     assert window.session.checkpoint.imported["modality_order"] == ["m1", "m0", "m2"]
     note = window.corruption.input_note
     assert note.isVisibleTo(window) and "Corruptions act on imported features" in note.text()
