@@ -14,10 +14,10 @@ import sys
 
 from .. import __version__
 from ..runtime import prepare_process
-from . import bench, headless, model_files, plugins, studio
+from . import bench, headless, imports, model_files, plugins, studio
 from .common import fail
 
-MODULES = (studio, headless, model_files, plugins, bench)
+MODULES = (studio, headless, model_files, imports, plugins, bench)
 _CHOICE = re.compile(r"argument (?:--)?([\w-]+).*: invalid choice: '?([^']*)'? \(choose from (.*)\)")
 
 

@@ -64,11 +64,14 @@ def run_solve(args: argparse.Namespace) -> int:
 
 
 def _print_solve(result, data) -> None:
+    import numpy as np
+
     p = printable
     run = result.corrupted
-    print(f"sample {data['sample']} · true {p(data['label'])} · predicted {p(data['prediction'])} "
-          f"(p = {run.final_probabilities[run.prediction]:.3f}) · {p(result.fusion)} on {result.device}")
-    print(f"corruptions: {p(', '.join(data['corruptions'])) or 'none'}")
+    print(f"sample {data['sample']} · {p(result.truth_summary())} · predicted {p(result.prediction_summary(run))} "
+          f"· {p(result.fusion)} on {result.device}")
+    print(f"corruptions: {p(', '.join(data['corruptions'])) or 'none'}"
+          + (f" ({p(result.input_note)})" if result.input_note else ""))
     if run.nstep:
         state = "converged" if run.converged else f"NOT converged ({run.reason})"
         print(f"{result.request.solver.solver}: {run.nstep} steps, {state}, final relative residual {run.final_rel:.2e}")
@@ -77,7 +80,9 @@ def _print_solve(result, data) -> None:
         for k in range(run.nstep):
             prob = run.probabilities[k]
             blocks = "  ".join(f"{v:9.2e}" for v in run.block_rel[k])
-            print(f"{k + 1:>4}  {run.rel[k]:9.2e}  {blocks}  {p(result.class_names[int(prob.argmax())])} ({prob.max():.2f})")
+            top = (result.names([int(i) for i in np.flatnonzero(prob > 0.5)]) if result.multilabel
+                   else f"{result.class_names[int(prob.argmax())]} ({prob.max():.2f})")
+            print(f"{k + 1:>4}  {run.rel[k]:9.2e}  {blocks}  {p(top)}")
     udml = data["udml"]
     if udml["weights"] is not None:
         def num(table, m, spec=".3g"):
@@ -119,7 +124,10 @@ def run_sweep(args: argparse.Namespace) -> int:
     ck, ds = loaded.checkpoint, loaded.dataset
     report = {"checkpoint": str(ck.path), "dataset": ds.name, "split": swept.split, "samples": swept.samples,
               "levels": [float(v) for v in swept.levels], "seconds": round(swept.seconds, 3),
-              "complete": swept.complete, "modalities": swept.to_json()}
+              "complete": swept.complete, "metric": swept.metric, "modalities": swept.to_json()}
+    note = getattr(loaded.adapter, "input_note", "")
+    if note:
+        report["input_note"] = note
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -141,10 +149,13 @@ def _print_sweep(ck, ds, swept, report) -> None:
     def rho(v):
         return f"{v:6.2f}" if v is not None else "     –"
 
+    metric = swept.metric  # "accuracy", or "micro_f1" for a multilabel model
     for name, entry in report["modalities"].items():
         auc = f"{entry['auc']:.3f}" if entry["auc"] is not None else "    –"
-        print(f"{p(name):<18} {'accuracy':>9}  {row(entry['accuracy'], '5.3f')}  {auc}  "
+        print(f"{p(name):<18} {metric.replace('_', ' '):>9}  {row(entry[metric], '5.3f')}  {auc}  "
               f"{rho(entry['noise_spearman'])}  {rho(entry['pe_spearman'])}")
+        if "macro_f1" in entry:
+            print(f"{'':<18} {'macro f1':>9}  {row(entry['macro_f1'], '5.3f')}")
         # "–": not applicable (a model without a solver takes no steps) or not reached (cancelled)
         print(f"{'':<18} {'steps':>9}  {row(entry['mean_steps'], '5.1f')}")
         if any(v is not None for v in entry["noise_estimate"]):

@@ -30,6 +30,9 @@ if TYPE_CHECKING:  # torch is only needed by adapters and analyses that build fi
 from .kinds import MODALITY_KINDS, TASKS  # noqa: F401 (part of the adapter vocabulary)
 FUSED = "fused"
 NOT_PROVIDED = "not provided by this model"
+# said wherever corruptions are set or recorded for a model whose dataset holds the fusion's input features
+# (an imported model without its encoders): the sliders perturb those features, not the raw data
+FEATURE_INPUTS_NOTE = "corruptions act on imported features"
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,12 @@ class AdapterBase:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def input_note(self) -> str:
+        """What the inputs are when it matters to a reader (``FEATURE_INPUTS_NOTE``), or ""."""
+        source = getattr(self, "source", None)
+        return str(source.details.get("input_note", "")) if source is not None else ""
 
     @property
     def has_solver(self) -> bool:

@@ -29,7 +29,7 @@ class NativeAdapter(AdapterBase):
         self.name = c.fusion if c.ablation == "full" else f"{c.fusion} ({c.ablation})"
         self.modalities = tuple(ModalityInfo(m.name, m.input_dim, m.kind, m.image_shape) for m in c.modalities)
         self.class_names = c.class_names or tuple(f"class {i}" for i in range(c.num_classes))
-        self.task = getattr(c, "task", "multiclass")
+        self.task = c.task
         self.dependency_tables = dict(dependency or {})
         self.dependency = dict(self.dependency_tables.get("logit_magnitude", {}))
         if c.is_deq:
@@ -41,8 +41,11 @@ class NativeAdapter(AdapterBase):
             self.blocks, self.fused_block, self.solver_defaults = (), None, None
         self.capabilities = Capabilities(
             solver=c.is_deq, gates=c.is_deq and c.ablation not in _GATELESS,
-            unimodal=model.unimodal_heads is not None, noise=c.is_udml, dependency=bool(self.dependency))
-        self.feature_scales = tuple(s.detach().cpu().numpy().astype(np.float32) for s in model.normalisation()[1])
+            unimodal=model.has_unimodal, noise=c.is_udml, dependency=bool(self.dependency))
+        # a model that standardises its inputs scales Gaussian corruptions by the stored stds; one fed as it
+        # was trained (an imported model) by the std of the dataset's training split (None: the evaluator's)
+        self.feature_scales = (tuple(s.detach().cpu().numpy().astype(np.float32) for s in model.normalisation()[1])
+                               if c.normalise_inputs else (None,) * len(c.modalities))
         self.source = source or ModelSource("native", description=f"{c.fusion} model (DEQ Studio checkpoint)")
 
     # -- placement --------------------------------------------------------------------------------
@@ -69,7 +72,7 @@ class NativeAdapter(AdapterBase):
     def __call__(self, inputs: Sequence, settings: SolverSettings | None = None, playback: bool = False) -> ModelRun:
         out = self.model(self._tensors(inputs), settings=settings if self.config.is_deq else None, playback=playback)
         logits = out.logits.float()
-        probs = torch.sigmoid(logits) if self.task == "multilabel" else torch.softmax(logits, dim=1)
+        probs = self.model.probabilities(logits)
 
         def host(t):
             return None if t is None else t.detach().cpu().numpy()

@@ -27,6 +27,7 @@ class FileActions:
         self.window, self.session, self.recent, self.status = window, session, recent, status
         self.remember = remember
         self._tasks: set[asyncio.Task] = set()
+        self.import_dialog = None
 
     def in_background(self, coroutine) -> asyncio.Task:
         """Run ``coroutine`` on the event loop, keeping a reference until it is done (asyncio keeps weak ones)."""
@@ -39,6 +40,7 @@ class FileActions:
         menu.addAction("Open &checkpoint…", QtGui.QKeySequence.StandardKey.Open, self.ask_checkpoint)
         menu.addAction("Open DEQ &package folder…", self.ask_package_folder)
         menu.addAction("Open &dataset…", self.ask_dataset)
+        menu.addAction("&Import official checkpoint…", self.ask_import)
         self.recent_menu = menu.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         menu.addSeparator()
@@ -108,6 +110,13 @@ class FileActions:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(self.window, "Open dataset", "", DATASET_FILTER)
         if path:
             self.open_in_background(dataset=path)
+
+    def ask_import(self):
+        """File › Import official checkpoint…: the import dialog (modeless; it opens what it writes)."""
+        from .import_dialog import show_import_dialog
+
+        self.import_dialog = show_import_dialog(self, self.window, self.import_dialog)
+        return self.import_dialog
 
     def open_path(self, path: str) -> None:
         """Open a file of either kind, by its content (drag-and-drop, Open recent); a folder is a DEQ package."""

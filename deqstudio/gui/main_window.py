@@ -161,7 +161,8 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_loaded(self, info) -> None:
         s = self.session
         name = s.checkpoint.path.name if s.checkpoint and s.checkpoint.path else "?"
-        self.setWindowTitle(f"DEQ Studio — {name} · {s.dataset.name}")
+        origin = f" ({info.source})" if info.source.startswith("imported") else ""  # an official model, converted
+        self.setWindowTitle(f"DEQ Studio — {name}{origin} · {s.dataset.name}")
 
     def keyPressEvent(self, event: QtGui.QKeyEvent) -> None:  # noqa: N802
         keys = {QtCore.Qt.Key.Key_Space: self.scrubber.toggle_play, QtCore.Qt.Key.Key_Left: lambda: self.scrubber.nudge(-1),

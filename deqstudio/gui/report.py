@@ -150,9 +150,9 @@ def _summary_rows(provenance: dict, result) -> list[tuple[str, str]]:
     if result is not None and result.corrupted.nstep == 0:
         run = result.corrupted
         rows += [
-            ("sample", f"{result.request.sample} (true class {result.class_names[result.label]})"),
+            ("sample", f"{result.request.sample} ({result.truth_summary()})"),
             ("corruptions", ", ".join(result.request.corruption_specs()) or "none"),
-            ("prediction", f"{result.class_names[run.prediction]} (p = {run.final_probabilities[run.prediction]:.3f})"),
+            ("prediction", result.prediction_summary(run)),
             ("solver", f"none: a {result.fusion} model has no fixed point to solve"),
             ("device", result.device),
         ]
@@ -160,10 +160,9 @@ def _summary_rows(provenance: dict, result) -> list[tuple[str, str]]:
         run = result.corrupted
         state = "converged" if run.converged else f"not converged ({run.reason})"
         rows += [
-            ("sample", f"{result.request.sample} (true class {result.class_names[result.label]})"),
+            ("sample", f"{result.request.sample} ({result.truth_summary()})"),
             ("corruptions", ", ".join(result.request.corruption_specs()) or "none"),
-            ("prediction", f"{result.class_names[run.prediction]} "
-                           f"(p = {run.final_probabilities[run.prediction]:.3f})"),
+            ("prediction", result.prediction_summary(run)),
             ("solver", f"{result.request.solver.solver}, tol {result.request.solver.tol:g} "
                        f"({result.request.solver.stop_mode}), max {result.request.solver.max_iter} steps"),
             ("solve", f"{run.nstep} steps, {state}" + (f", final relative residual {run.final_rel:.2e}" if run.nstep else "")),

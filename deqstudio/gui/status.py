@@ -46,7 +46,7 @@ class StatusView(QtCore.QObject):
 
     def _on_result_changed(self, result) -> None:
         run = result.corrupted
-        pred, truth = result.class_names[run.prediction], result.class_names[result.label]
+        pred, truth = result.prediction_text(run), result.label_text()
         residual = f" · final residual {run.final_rel:.1e}" if run.nstep else ""
         self.solve.setText(f"sample {result.request.sample} · true {truth} · predicted {pred} · {run.nstep} steps · "
                            f"{solve_state(run)}{residual} · {result.seconds * 1e3:.0f} ms")

@@ -52,7 +52,10 @@ def describe(path: str | Path) -> dict:
 
 
 def _dataset_summary(ds) -> dict:
-    counts = {ds.class_names[c]: int(n) for c, n in zip(*_unique(ds.labels))}
+    if ds.task == "multilabel":  # samples carrying each label
+        counts = {name: int(n) for name, n in zip(ds.class_names, ds.labels.sum(axis=0))}
+    else:
+        counts = {ds.class_names[c]: int(n) for c, n in zip(*_unique(ds.labels))}
     return {
         "type": "dataset",
         "path": str(ds.path),
@@ -64,6 +67,7 @@ def _dataset_summary(ds) -> dict:
         "num_samples": len(ds),
         "class_names": list(ds.class_names),
         "class_counts": counts,
+        "task": ds.task,
         "splits": {k: len(v) for k, v in ds.splits.items()},
         "modalities": {
             n: {"kind": m.kind, "dim": m.dim, "image_shape": list(m.image_shape) if m.image_shape else None,
@@ -93,6 +97,7 @@ def _checkpoint_summary(ck) -> dict:
         "dependency": ck.dependency,
         "dataset": ck.dataset,
         "training": training,
+        "imported": ck.imported,
     }
 
 
@@ -157,7 +162,8 @@ def format_description(info: dict) -> str:
         lines += _format_package(info)
     elif info["type"] == "dataset":
         lines.append(f"dataset {info['name']} ({info['path']})")
-        lines.append(f"  {info['num_samples']} samples, {len(info['class_names'])} classes; splits "
+        lines.append(f"  {info['num_samples']} samples, {len(info['class_names'])} "
+                     f"{'labels (multilabel)' if info.get('task') == 'multilabel' else 'classes'}; splits "
                      + ", ".join(f"{k} {v}" for k, v in info["splits"].items()))
         for name, m in info["modalities"].items():
             shape = f" image {m['image_shape'][0]}x{m['image_shape'][1]}" if m["image_shape"] else ""
@@ -174,9 +180,17 @@ def format_description(info: dict) -> str:
                      f"{cfg['num_classes']} classes, {info['parameters']:,} parameters")
         lines.append(f"  modalities: {mods}")
         lines.append(f"  solver: {cfg['solver']}, max_iter {cfg['max_iter']}, tol {cfg['tol']:g} ({cfg['stop_mode']})")
+        imported = info.get("imported") or {}
+        if imported:
+            lines.append(f"  imported from {Path(str(imported.get('source_file', '?'))).name} (sha256 "
+                         f"{str(imported.get('source_sha256', ''))[:12]}): block under {imported.get('prefix')!r}, "
+                         f"variant {imported.get('variant')}, head {imported.get('head')}, {cfg.get('task', 'multiclass')}")
+            lines.append(f"  inputs: {imported.get('inputs')} ({', '.join(map(str, imported.get('modality_order', [])))})"
+                         + ("; corruptions act on imported features" if imported.get("inputs") == "features" else ""))
         ds = info["dataset"]
         if ds:
-            lines.append(f"  trained on: {ds.get('name', '?')} (sha256 {str(ds.get('sha256', ''))[:12]})")
+            lines.append(f"  {'data' if imported else 'trained on'}: {ds.get('name', '?')} (sha256 "
+                         f"{str(ds.get('sha256', ''))[:12]})")
         for key, value in info["metrics"].items():
             lines.append(f"  {key:<28} {value:.4f}" if isinstance(value, float) else f"  {key:<28} {value}")
         alpha = info["dependency"].get("logit_magnitude")

@@ -17,6 +17,7 @@ from ..core.device import is_out_of_memory, out_of_memory_notice, resolve_device
 from ..core.evaluate import evaluate
 from ..core.solvers.settings import SolverSettings
 from ..diagnostics.evaluation import Evaluator
+from ..diagnostics.stats import label_sets
 from ..errors import MismatchError
 from .threads import threads_for_batches
 from .values import BrowseTable, ModelInfo, RunView, SolveRequest, SolveResult
@@ -35,6 +36,10 @@ def check_compatible(adapter: ModelAdapter, dataset) -> None:
                             f"the model expects {spec.size}")
     if not problems and dataset.num_classes != len(adapter.class_names):
         problems.append(f"the dataset has {dataset.num_classes} classes, the model {len(adapter.class_names)}")
+    task = getattr(dataset, "task", "multiclass")
+    if not problems and task != adapter.task:
+        problems.append(f"the dataset's labels are {task} (one {'set of labels' if task == 'multilabel' else 'class'}"
+                        f" per sample), the model is {adapter.task}")
     if problems:
         raise MismatchError(f"dataset {dataset.name!r} does not fit this checkpoint: " + "; ".join(problems))
 
@@ -49,6 +54,7 @@ def model_info(adapter: ModelAdapter, dataset=None) -> ModelInfo:
         block_names=adapter.block_names, capabilities=adapter.capabilities, task=adapter.task,
         source=adapter.source.description, dependency=dict(adapter.dependency),
         dependency_loss=dict(dependency.get("loss_increase", {})), solver_defaults=adapter.solver_defaults,
+        input_note=getattr(adapter, "input_note", ""),
     )
 
 
@@ -111,6 +117,8 @@ class Engine:
     def _view(self, run: ModelRun, wall_ms: float) -> RunView:
         m = len(self.adapter.modalities)
         final = run.probabilities[0]
+        predicted = (tuple(int(i) for i in np.flatnonzero(label_sets(final[None])[0]))
+                     if self.adapter.task == "multilabel" else (int(final.argmax()),))
         per_modality = {k: (None if getattr(run, k) is None else np.asarray(getattr(run, k)[0], dtype=np.float64))
                         for k in ("sigma_hat", "weights", "pe", "energy")}
         t = run.trace
@@ -119,7 +127,7 @@ class Engine:
                 rel=np.zeros(0), abs=np.zeros(0), block_rel=np.zeros((0, 0)), probabilities=final[None],
                 gates=np.zeros((0, m)), gate_share=np.zeros((0, m)), nstep=0, converged=True, reason="no solver",
                 best_step=0, prediction=int(final.argmax()), final_probabilities=final, z_star=np.zeros(0),
-                block_slices=[], wall_ms=wall_ms, **per_modality,
+                block_slices=[], wall_ms=wall_ms, predicted=predicted, **per_modality,
             )
         k = int(t.nstep[0])
         edges = np.cumsum((0, *(b.size for b in self.adapter.blocks)))
@@ -137,7 +145,8 @@ class Engine:
             nstep=k, converged=bool(t.converged[0]), reason=str(t.reason[0]), best_step=int(t.best_step[0]),
             prediction=int(final.argmax()), final_probabilities=final,
             z_star=np.asarray(run.z_star[0], dtype=np.float64) if run.z_star is not None else np.zeros(0),
-            block_slices=[(int(a), int(b)) for a, b in pairwise(edges)], wall_ms=wall_ms, **per_modality,
+            block_slices=[(int(a), int(b)) for a, b in pairwise(edges)], wall_ms=wall_ms, predicted=predicted,
+            **per_modality,
         )
 
     def _run_with_fallback(self, inputs, settings: SolverSettings) -> RunView:
@@ -178,14 +187,18 @@ class Engine:
                   for spec, before, after in zip(self.adapter.modalities, raw, corrupted_inputs) if spec.kind == "image"}
         severities = dict.fromkeys(self.adapter.modality_names, 0.0)
         severities.update({n: c.severity for n, c in request.corruptions if n in severities})
+        truth = np.asarray(self.dataset.labels[request.sample])
+        multilabel = truth.ndim == 1
         return SolveResult(
-            request=request, label=int(self.dataset.labels[request.sample]), clean=clean, corrupted=corrupted,
+            request=request, label=-1 if multilabel else int(truth), clean=clean, corrupted=corrupted,
             shift=shift, images=images, severities=severities, device=self.device,
             seconds=time.perf_counter() - t0, notice=self.notice, fusion=self.adapter.name,
             modality_names=self.adapter.modality_names, block_names=self.adapter.block_names,
             class_names=self.dataset.class_names, dependency=dict(self.adapter.dependency),
             corruption_labels={n: c.label() for n, c in corruptions.items()}, capabilities=self.adapter.capabilities,
-            clean_from_cache=from_cache,
+            clean_from_cache=from_cache, task=self.adapter.task,
+            label_set=tuple(int(i) for i in np.flatnonzero(truth)) if multilabel else (),
+            input_note=getattr(self.adapter, "input_note", ""),
         )
 
     def browse(self, split: str = "test", settings: SolverSettings | None = None, cancel=None) -> BrowseTable:
@@ -194,6 +207,6 @@ class Engine:
         settings = self._settings(settings) if settings is not None else None
         with threads_for_batches():
             out = self.evaluator.run(idx, None, settings, cancel)
-        labels = self.dataset.labels[idx]
-        return BrowseTable(indices=idx, labels=labels, predictions=out.predictions, correct=out.predictions == labels,
-                           steps=out.steps, final_rel=out.final_rel, converged=out.converged)
+        return BrowseTable(indices=idx, labels=out.labels, predictions=out.predictions, correct=out.correct,
+                           steps=out.steps, final_rel=out.final_rel, converged=out.converged, task=out.task,
+                           f1=out.sample_f1, metrics=out.metrics())

@@ -32,11 +32,18 @@ def _per_modality(names, values) -> dict | None:
 
 
 def run_to_json(result: SolveResult, run: RunView) -> dict:
+    """One run's fields. A multilabel model's ``prediction`` is its predicted label set (a list of class
+    names, ``prediction_index`` their indices), its probabilities a sigmoid per label, and ``f1`` the F1 of
+    the set against the sample's labels."""
     names = result.modality_names
     probs = run.final_probabilities
+    if result.multilabel:
+        prediction = {"prediction": [result.class_names[i] for i in run.predicted],
+                      "prediction_index": list(run.predicted), "f1": result.sample_f1(run)}
+    else:
+        prediction = {"prediction": result.class_names[run.prediction], "prediction_index": run.prediction}
     return {
-        "prediction": result.class_names[run.prediction],
-        "prediction_index": run.prediction,
+        **prediction,
         "probabilities": {c: _finite_or_none(p) for c, p in zip(result.class_names, probs)},
         "nstep": run.nstep,
         "converged": run.converged,
@@ -61,13 +68,17 @@ def result_to_json(result: SolveResult) -> dict:
     """The corrupted run's fields at the top level (what was asked for), the clean run under ``clean``."""
     out = {
         "sample": result.request.sample,
-        "label": result.class_names[result.label],
-        "label_index": result.label,
+        "label": ([result.class_names[i] for i in result.label_set] if result.multilabel
+                  else result.class_names[result.label]),
+        "label_index": list(result.label_set) if result.multilabel else result.label,
+        "task": result.task,
         "fusion": result.fusion,
         "corruptions": result.request.corruption_specs(),
         "solver": result.request.solver.to_dict(),
         "device": result.device,
     }
+    if result.input_note:
+        out["input_note"] = result.input_note
     out.update(run_to_json(result, result.corrupted))
     out["equilibrium_shift"] = {b: _finite_or_none(v) for b, v in zip(result.block_names, result.shift)}
     out["clean"] = run_to_json(result, result.clean)
@@ -87,6 +98,7 @@ def write_trace_hdf5(result: SolveResult, path: str | os.PathLike, provenance: d
 def _fill_trace(h5, result: SolveResult, provenance: dict | None) -> None:
     hdf5.set_attrs(h5, {
         "format": TRACE_FORMAT, "version": 1, "sample": result.request.sample, "label": result.label,
+        "task": result.task, "label_set": list(result.label_set),
         "modality_names": list(result.modality_names), "block_names": list(result.block_names),
         "class_names": list(result.class_names), "corruptions": json.dumps(result.request.corruption_specs()),
         "solver": json.dumps(result.request.solver.to_dict()), "device": result.request.device,
@@ -97,7 +109,8 @@ def _fill_trace(h5, result: SolveResult, provenance: dict | None) -> None:
     for tag, run in (("clean", result.clean), ("corrupted", result.corrupted)):
         g = h5.create_group(tag)
         hdf5.set_attrs(g, {"nstep": run.nstep, "converged": run.converged, "reason": run.reason,
-                           "best_step": run.best_step, "prediction": run.prediction})
+                           "best_step": run.best_step, "prediction": run.prediction,
+                           "predicted": list(run.predicted)})
         for key in RUN_ARRAYS:
             value = getattr(run, key)
             if value is not None:

@@ -1,4 +1,8 @@
-"""The samples table: every sample of a split with label, prediction, steps and residual; sort and filter."""
+"""The samples table: every sample of a split with label, prediction, steps and residual; sort and filter.
+
+For a multilabel model the label and prediction columns hold label sets and "correct" becomes each sample's F1
+(of its predicted set against its labels); the summary gives micro and macro F1 instead of the accuracy.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +14,33 @@ _TOP = QtCore.QModelIndex()  # the table has no tree: every row hangs from the i
 
 class BrowseModel(QtCore.QAbstractTableModel):
     HEADERS = ("sample", "label", "prediction", "correct", "steps", "final residual")
+    MULTILABEL_HEADERS = ("sample", "labels", "predicted labels", "F1", "steps", "final residual")
 
     def __init__(self) -> None:
         super().__init__()
         self.table = None
         self.class_names: tuple[str, ...] = ()
+        self.headers = self.HEADERS
+
+    @property
+    def multilabel(self) -> bool:
+        return self.table is not None and getattr(self.table, "task", "multiclass") == "multilabel"
 
     def set_table(self, table, class_names) -> None:
         self.beginResetModel()
         self.table, self.class_names = table, class_names
+        self.headers = self.MULTILABEL_HEADERS if self.multilabel else self.HEADERS
         self.endResetModel()
+        self.headerDataChanged.emit(QtCore.Qt.Orientation.Horizontal, 0, len(self.headers) - 1)
+
+    def names(self, row: int, col: int) -> str:
+        """The label (col 1) or prediction (col 2) of a row as text: a class name, or a label set's names."""
+        values = (self.table.labels if col == 1 else self.table.predictions)[row]
+        if not self.multilabel:
+            v = int(values)
+            return self.class_names[v] if v < len(self.class_names) else str(v)
+        picked = [self.class_names[i] if i < len(self.class_names) else str(i) for i in np.flatnonzero(values)]
+        return ", ".join(picked) if picked else "none"
 
     def rowCount(self, parent=_TOP) -> int:  # noqa: N802
         return 0 if self.table is None or parent.isValid() else len(self.table.indices)
@@ -29,11 +50,14 @@ class BrowseModel(QtCore.QAbstractTableModel):
 
     def headerData(self, section, orientation, role=QtCore.Qt.ItemDataRole.DisplayRole):  # noqa: N802
         if role == QtCore.Qt.ItemDataRole.DisplayRole and orientation == QtCore.Qt.Orientation.Horizontal:
-            return self.HEADERS[section]
+            return self.headers[section]
         return None
 
     def value(self, row: int, col: int):
         t = self.table
+        if self.multilabel:  # label sets shown and sorted by their names; "correct" is the sample's F1
+            return (int(t.indices[row]), self.names(row, 1), self.names(row, 2), float(t.f1[row]),
+                    int(t.steps[row]), float(t.final_rel[row]))[col]
         return (int(t.indices[row]), int(t.labels[row]), int(t.predictions[row]), bool(t.correct[row]),
                 int(t.steps[row]), float(t.final_rel[row]))[col]
 
@@ -44,15 +68,15 @@ class BrowseModel(QtCore.QAbstractTableModel):
         v = self.value(row, col)
         if role == QtCore.Qt.ItemDataRole.DisplayRole:
             if col in (1, 2):
-                return self.class_names[v] if v < len(self.class_names) else str(v)
+                return self.names(row, col)
             if col == 3:
-                return "yes" if v else "no"
+                return f"{v:.2f}" if self.multilabel else ("yes" if v else "no")
             if col == 5:
                 return "—" if not np.isfinite(v) else f"{v:.1e}"
             return str(v)
         if role == QtCore.Qt.ItemDataRole.UserRole:  # sort key
             return v
-        if role == QtCore.Qt.ItemDataRole.ForegroundRole and col == 3 and not v:
+        if role == QtCore.Qt.ItemDataRole.ForegroundRole and col == 3 and not self.table.correct[row]:
             return QtGui.QColor("#c0392b")
         if role == QtCore.Qt.ItemDataRole.ForegroundRole and col == 4 and not self.table.converged[row]:
             return QtGui.QColor("#c0392b")
@@ -81,9 +105,9 @@ class BrowseFilter(QtCore.QSortFilterProxyModel):
         if self.mode == "not converged" and t.converged[row]:
             return False
         if self.text:
-            label = model.class_names[int(t.labels[row])].lower()
-            pred = model.class_names[int(t.predictions[row])].lower()
-            if self.text not in (str(int(t.indices[row])), label, pred) and not str(int(t.indices[row])).startswith(self.text):
+            label, pred = model.names(row, 1).lower(), model.names(row, 2).lower()
+            names = {label, pred, *label.split(", "), *pred.split(", ")} if model.multilabel else {label, pred}
+            if self.text not in (str(int(t.indices[row])), *names) and not str(int(t.indices[row])).startswith(self.text):
                 return False
         return True
 
@@ -140,7 +164,12 @@ class SampleBrowser(QtWidgets.QWidget):
     def set_table(self, table, class_names, split: str) -> None:
         self.model.set_table(table, class_names)
         n = len(table.indices)
-        self.summary.setText(f"{split} split: {n} samples · accuracy {table.correct.mean():.3f} · "
+        metrics = getattr(table, "metrics", None) or {}
+        if getattr(table, "task", "multiclass") == "multilabel":
+            score = f"micro F1 {metrics.get('micro_f1', float('nan')):.3f} · macro F1 {metrics.get('macro_f1', float('nan')):.3f}"
+        else:
+            score = f"accuracy {table.correct.mean():.3f}"
+        self.summary.setText(f"{split} split: {n} samples · {score} · "
                              f"converged {table.converged.mean():.3f} · median steps {int(np.median(table.steps))}")
 
     def _chosen(self, current, _previous) -> None:
