@@ -10,7 +10,7 @@ from ..errors import ExportError
 from ..session.provenance import provenance
 from ..session.traces import write_trace_hdf5
 from .export import export_plot
-from .report import solve_figures, sweep_figures, write_report
+from .report import solve_figures, stability_figures, sweep_figures, write_report
 from .solve_view import FIGURES
 
 EXPORT_FILTER = "PNG image (*.png);;SVG vector image (*.svg);;PDF document (*.pdf);;CSV data (*.csv)"
@@ -54,12 +54,19 @@ class ExportActions:
         self._saved(f"saved {files[0]} (+ provenance sidecar)")
         return True
 
+    def _equilibrium(self):
+        """The session's equilibrium analysis if it is of the shown result (it may still be computing)."""
+        s = self.session
+        eq = s.equilibrium
+        return eq if eq is not None and s.result is not None and eq.generation == s.result.request.generation else None
+
     def export_trace(self, path: str) -> bool:
         if not self._exportable():
             return False
         record = self.current_provenance("trace")
         try:  # the trace and its sidecar: one unit
-            write_trace_hdf5(self.session.result, path, record, sidecar=dict(record, exported=Path(path).name))
+            write_trace_hdf5(self.session.result, path, record, sidecar=dict(record, exported=Path(path).name),
+                             equilibrium=self._equilibrium())
         except OSError as exc:
             self.status.show_message(f"Export failed: {exc}", True)
             return False
@@ -70,6 +77,9 @@ class ExportActions:
         if not self._exportable():
             return False
         figures = solve_figures(self.view.widgets())
+        equilibrium = self._equilibrium()
+        if equilibrium is not None:  # the Stability panel, when it shows this result's analysis
+            figures += stability_figures(self.window.stability)
         analyses = []
         sweep = self.analyses.current_sweep()
         if sweep is not None:  # the newest open sweep of the model that is loaded now
@@ -77,8 +87,8 @@ class ExportActions:
             analyses = [("robustness_sweep", sweep.result)]
         result = self.session.result
         try:
-            write_report(folder, figures, self.current_provenance("report"), result=result,
-                         analyses=analyses, title=f"DEQ Studio report — sample {result.request.sample}")
+            write_report(folder, figures, self.current_provenance("report"), result=result, analyses=analyses,
+                         equilibrium=equilibrium, title=f"DEQ Studio report — sample {result.request.sample}")
         except ExportError as exc:
             self.status.show_message(f"Export failed: {exc}", True)
             return False
