@@ -265,3 +265,48 @@ def test_observed_contraction_of_plain_iteration_is_the_spectral_radius():
     assert observed_contraction(trace.abs[0], int(trace.best_step[0])) == pytest.approx(0.8, rel=1e-3)
     assert observed_contraction(np.array([1.0])) is None
     assert observed_contraction(np.array([1.0, 0.0])) is None
+
+
+def test_predicted_labels_are_the_argmax_or_each_present_label():
+    from deqstudio.core.equilibrium.analysis import predicted_labels
+
+    p = torch.tensor([[0.9, 0.2, 0.7], [0.1, 0.3, 0.2]])
+    assert [c.tolist() for c in predicted_labels(p, "multiclass")] == [[0, 1]]
+    assert [c.tolist() for c in predicted_labels(p, "multilabel")] == [[0, 1], [2, 1]]  # row 2: its likeliest
+
+
+def test_a_multilabel_problem_gets_a_sensitivity_per_present_label():
+    """f(z; x) = 0.5 tanh(z + W x), per-label sigmoid read-out; each label's gradient against re-solves."""
+    torch.manual_seed(0)
+    layout = BlockLayout(("m", "fused"), (3, 3))
+    W = torch.randn(6, 4, dtype=torch.float64)
+    head = torch.nn.Linear(3, 3).double()
+    with torch.no_grad():
+        head.bias.copy_(torch.tensor([4.0, 3.0, -6.0], dtype=torch.float64))  # two labels present, one absent
+
+    def problem_for(x):
+        inj = x @ W.T
+        f = PerSampleMap(lambda z, inj: 0.5 * torch.tanh(z + inj), inj, layout=layout)
+        return FixedPointProblem(f=f, z0=torch.zeros_like(inj), layout=layout, head=lambda z: head(z[:, 3:]),
+                                 inputs=[x], task="multilabel",
+                                 map_with_inputs=lambda z, xs: 0.5 * torch.tanh(z + xs[0] @ W.T))
+
+    def z_of(x):
+        z, trace = solve(problem_for(x).f, torch.zeros(len(x), 6, dtype=torch.float64), tol=1e-12, stop_mode="abs",
+                         max_iter=200)
+        assert trace.converged.all()
+        return z
+
+    x = torch.randn(1, 4, dtype=torch.float64)
+    report = analyse_equilibrium(problem_for(x), z_of(x), TIGHT, options=EquilibriumOptions(random_starts=0),
+                                 modality_names=("m",))
+    assert report.labels == (0, 1) and report.sensitivity.shape == (2, 1)
+    h = 1e-6
+    bumped = torch.cat([x + h * torch.eye(4, dtype=torch.float64), x - h * torch.eye(4, dtype=torch.float64)])
+    with torch.no_grad():
+        p = torch.sigmoid(head(z_of(bumped)[:, 3:]))
+    fd = (p[:4] - p[4:]) / (2 * h)  # (features, labels)
+    np.testing.assert_allclose(report.sensitivity[:, 0], fd[:, :2].norm(dim=0).numpy(), rtol=1e-6)
+    data = report.to_json(("a", "b", "c"))
+    assert data["sensitivity_labels"] == ["a", "b"] and set(data["sensitivity_per_label"]) == {"a", "b"}
+    assert data["sensitivity"]["m"] == pytest.approx(float(np.linalg.norm(report.sensitivity[:, 0])))

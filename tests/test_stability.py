@@ -230,6 +230,8 @@ def test_the_stability_panel_shows_the_shown_samples_analysis(window, qtbot, tmp
     assert coupling[("fused", "weak")] == pytest.approx(eq.corrupted.coupling[3, 1])
     assert panel.bars["sensitivity"].opts["height"] is not None
     window.grab().save(str(tmp_path / "window.png"))
+    assert window.export_plot("stability", str(tmp_path / "stability.csv")), window.last_error
+    assert (tmp_path / "stability.csv").read_text().startswith("quantity,run,key,key2,value")
     out = tmp_path / "report"
     assert window.export_report(str(out)), window.last_error
     assert (out / "stability.png").stat().st_size > 0 and "src='stability.png'" in (out / "report.html").read_text()

@@ -123,7 +123,8 @@ class RobustnessSweep:
                                                   "converged_fraction", "noise_estimate", "pe_estimate",
                                                   "noise_spearman", "pe_spearman")}
         arrays["auc"] = self.auc
-        arrays.update({k: self._stat(k) for k in EQUILIBRIUM_STATISTICS}, nonlinear_severity=self.nonlinear_severity)
+        if self.equilibrium:  # computed (a model with a solver): one (C, L) array each, and the (C,) onsets
+            arrays.update({k: self._stat(k) for k in EQUILIBRIUM_STATISTICS}, nonlinear_severity=self.nonlinear_severity)
         if self.baseline_accuracy is not None:
             arrays["baseline_accuracy"] = self.baseline_accuracy
         attrs = {"model": self.model, "split": self.split, "samples": self.samples, "complete": self.complete,

@@ -13,6 +13,7 @@ from .export import export_plot
 from .report import solve_figures, stability_figures, sweep_figures, write_report
 from .solve_view import FIGURES
 
+STABILITY = "stability"  # the Stability panel's slug (a dock of the window, not one of the SolveView's figures)
 EXPORT_FILTER = "PNG image (*.png);;SVG vector image (*.svg);;PDF document (*.pdf);;CSV data (*.csv)"
 
 
@@ -22,10 +23,16 @@ class ExportActions:
 
     def add_to_menu(self, menu: QtWidgets.QMenu) -> None:
         plots = menu.addMenu("Export &plot")
-        for slug, title, _ in FIGURES:
+        for slug, title in self._titles().items():
             plots.addAction(f"{title}…", lambda slug=slug, title=title: self.ask_export_plot(slug, title))
         menu.addAction("Export &trace (HDF5)…", self.ask_export_trace)
         menu.addAction("Export &report…", self.ask_export_report)
+
+    def _titles(self) -> dict:
+        return {**{slug: title for slug, title, _ in FIGURES}, STABILITY: "Equilibrium stability"}
+
+    def _widgets(self) -> dict:
+        return {**self.view.widgets(), STABILITY: self.window.stability}
 
     def current_provenance(self, what: str) -> dict:
         s = self.session
@@ -45,9 +52,8 @@ class ExportActions:
         if not self._exportable():
             return False
         try:
-            files = export_plot(self.view.widgets()[slug], path, width=width,
-                                provenance=self.current_provenance(f"plot {slug}"),
-                                title={a: b for a, b, _ in FIGURES}[slug])
+            files = export_plot(self._widgets()[slug], path, width=width,
+                                provenance=self.current_provenance(f"plot {slug}"), title=self._titles()[slug])
         except ExportError as exc:
             self.status.show_message(f"Export failed: {exc}", True)
             return False

@@ -15,7 +15,7 @@ from ..solvers.settings import SolverSettings
 from .linear import adjoint_sensitivity, linear_response
 from .operators import Linearisation, linearise
 from .report import EquilibriumReport
-from .spectral import arnoldi_radius, block_norms, block_norms_power, observed_contraction
+from .spectral import arnoldi_radius, block_norms, block_norms_power, dense_arnoldi_radius, observed_contraction
 from .starts import DEFAULT_RANDOM_STARTS, multiple_starts
 
 DENSE_MAX = 512  # states up to this size get their whole Jacobian (one batched backward pass)
@@ -93,8 +93,7 @@ def analyse_equilibrium(problem: FixedPointProblem, z_star, settings: SolverSett
     t0 = stage("jacobian", t0)
 
     if J is not None:
-        estimate = arnoldi_radius(lambda v: (J[0] @ v[0])[None], 1, dim, device=J.device, max_steps=dim, tol=1e-8,
-                                  seed=options.seed, callback=check)
+        estimate = dense_arnoldi_radius(J[0].cpu().numpy(), tol=1e-8, seed=options.seed, callback=check)
         method = "dense"
     else:
         estimate = arnoldi_radius(lin.matvec, 1, dim, dtype=lin.dtype, device=lin.z.device,

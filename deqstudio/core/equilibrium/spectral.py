@@ -78,6 +78,38 @@ def arnoldi_radius(matvec: Callable[[torch.Tensor], torch.Tensor], batch: int, d
     return SpectralEstimate(radius=radius, method="arnoldi", steps=int(k + 1), converged=done)
 
 
+def dense_arnoldi_radius(J: np.ndarray, *, tol: float = 1e-8, check_every: int = 5, seed: int = 0,
+                         callback: Callable[[int], None] | None = None) -> SpectralEstimate:
+    """``arnoldi_radius`` for one (D, D) matrix at hand, in numpy (its small products cost far less than torch's)."""
+    J = np.asarray(J, dtype=np.float64)
+    dim = J.shape[0]
+    q = torch.randn(dim, generator=torch.Generator(device="cpu").manual_seed(seed), dtype=torch.float64).numpy()
+    Q = np.zeros((dim + 1, dim))
+    H = np.zeros((dim + 1, dim))
+    Q[0] = q / np.linalg.norm(q)
+    radius, done, k = np.nan, False, 0
+    for k in range(dim):
+        if callback is not None:
+            callback(k)
+        w = J @ Q[k]
+        h = Q[: k + 1] @ w
+        w = w - h @ Q[: k + 1]
+        h2 = Q[: k + 1] @ w
+        w = w - h2 @ Q[: k + 1]
+        H[: k + 1, k] = h + h2
+        beta = float(np.linalg.norm(w))
+        invariant = beta <= 1e-12 * max(float(np.abs(H[: k + 1, : k + 1]).max()), 1e-300)
+        H[k + 1, k] = 0.0 if invariant else beta
+        Q[k + 1] = 0.0 if invariant else w / beta
+        if (k + 1) % check_every == 0 or invariant or k + 1 == dim:
+            theta, residual = _ritz(torch.from_numpy(H[None, : k + 2, : k + 1]))
+            radius = float(theta[0])
+            if invariant or residual[0] <= tol * max(radius, 1e-12) or k + 1 == dim:
+                done = True
+                break
+    return SpectralEstimate(radius=np.array([radius]), method="arnoldi", steps=int(k + 1), converged=np.array([done]))
+
+
 def _ritz(H: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """(|θ| of the largest Ritz value, its residual) per row, from the (k+1, k) Hessenberg matrices."""
     k = H.shape[2]

@@ -156,6 +156,7 @@ class StabilityPanel(QtWidgets.QWidget):
         if not r.capabilities.solver:
             self.summary.setText(f"<b>Stability</b> — the {html.escape(r.fusion)} model has no fixed point: "
                                  "nothing to analyse.")
+            self._clear()
             return
         shown = eq is not None and eq.corrupted is not None
         if not shown:
@@ -187,6 +188,16 @@ class StabilityPanel(QtWidgets.QWidget):
         lines.append(f"<span style='color:#555'>derivatives: {html.escape(rep.derivatives)}, ρ: "
                      f"{html.escape(rep.spectral_method)}, {eq.seconds * 1e3:.0f} ms</span>")
         self.summary.setText("<br>".join(lines))
+
+    def _clear(self) -> None:
+        """Nothing drawn (a model without a fixed point): no values of another model linger."""
+        self.equilibrium = None
+        self.heat.clear()
+        for t in self._cell_text:
+            self.coupling.getPlotItem().removeItem(t)
+        self._cell_text = []
+        for bar in (*self.bars.values(), *self.shift_bars.values()):
+            bar.setOpts(x=[], height=[])
 
     def _draw_coupling(self, report) -> None:
         item = self.coupling.getPlotItem()
