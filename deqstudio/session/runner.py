@@ -101,10 +101,12 @@ class Runner:
     async def _drain(self, request, delay: float = 0.0) -> None:
         loop = asyncio.get_running_loop()
         try:
-            if delay > 0:
+            while delay > 0 and request is not None:
                 await asyncio.sleep(delay)
-                if request.generation != self._latest:  # made stale while it waited: it never runs
-                    request, self._waiting = self._waiting, None
+                if request.generation == self._latest:
+                    break
+                # made stale while it waited: it never runs; a newer one that came meanwhile waits its own delay
+                request, self._waiting = self._waiting, None
             while request is not None:
                 outcome = await loop.run_in_executor(self._executor, self._call, request)
                 self._deliver(request, *outcome)

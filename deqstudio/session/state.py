@@ -77,6 +77,7 @@ class Session:
     def stop_solving(self) -> None:
         """Let a solve in flight finish (its result is dropped) and detach the runner."""
         if self.equilibrium_runner is not None:
+            self._generation += 1  # an analysis in flight stops at its next step
             self.equilibrium_runner.shutdown()
             self.equilibrium_runner = None
         if self.runner is not None:

@@ -58,6 +58,19 @@ class StabilityPanel(QtWidgets.QWidget):
         self.summary.setAlignment(QtCore.Qt.AlignmentFlag.AlignTop | QtCore.Qt.AlignmentFlag.AlignLeft)
         # every line of the summary stays visible; the plots share what is left
         self.summary.setSizePolicy(QtWidgets.QSizePolicy.Policy.Preferred, QtWidgets.QSizePolicy.Policy.Minimum)
+        # "updating…" on a line of its own, of fixed height: while sliders move only it changes, and nothing
+        # else in the window is laid out again (a summary that wraps differently would resize every plot here)
+        self.state = QtWidgets.QLabel()
+        self.state.setStyleSheet("color: #777")
+        self.state.setFixedHeight(self.state.fontMetrics().height() + 2)
+        self.state.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Fixed)
+        header = QtWidgets.QWidget()
+        column = QtWidgets.QVBoxLayout(header)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.summary)
+        column.addWidget(self.state)
+        header.setSizePolicy(QtWidgets.QSizePolicy.Policy.Preferred, QtWidgets.QSizePolicy.Policy.Minimum)
         self.coupling = _small_plot("coupling ‖∂f<sub>row</sub>/∂z<sub>col</sub>‖₂")
         self.coupling.getPlotItem().getViewBox().invertY(True)
         self.heat = pg.ImageItem()
@@ -80,7 +93,7 @@ class StabilityPanel(QtWidgets.QWidget):
                            for key, c in (("linear", LINEAR), ("actual", ACTUAL))}
         for bar in self.shift_bars.values():
             self.shift.getPlotItem().addItem(bar)
-        self.parts = [self.summary, self.coupling, self.dependence, self.shift]
+        self.parts = [header, self.coupling, self.dependence, self.shift]
         self.grid = QtWidgets.QGridLayout(self)
         self.grid.setContentsMargins(4, 4, 4, 4)
         self._columns = 0
@@ -126,16 +139,23 @@ class StabilityPanel(QtWidgets.QWidget):
         self.result = result
         eq = self.session.equilibrium if self.session is not None else None
         current = eq is not None and eq.generation == result.request.generation
-        self._pending = not current and result.capabilities.solver
+        self._set_pending(not current and result.capabilities.solver)
         if current:
             self.show_equilibrium(result, eq)
-        else:
+        elif not result.capabilities.solver or self.equilibrium is None:
             self._draw_summary()
 
     def _on_equilibrium_changed(self, equilibrium) -> None:
         if self.result is not None and equilibrium.generation == self.result.request.generation:
-            self._pending = False
+            self._set_pending(False)
             self.show_equilibrium(self.result, equilibrium)
+
+    def _set_pending(self, pending: bool) -> None:
+        self._pending = pending
+        text = (f"updating: sample {self.result.request.sample} was solved again, its analysis follows…"
+                if pending and self.result is not None and self.equilibrium is not None else "")
+        if self.state.text() != text:
+            self.state.setText(text)
 
     # -- drawing ----------------------------------------------------------------------------------
     def show_equilibrium(self, result, equilibrium) -> None:
@@ -160,17 +180,18 @@ class StabilityPanel(QtWidgets.QWidget):
             return
         shown = eq is not None and eq.corrupted is not None
         if not shown:
-            self.summary.setText("<b>Stability</b> — <i>computing the equilibrium analysis…</i>")
+            text = "<b>Stability</b> — <i>computing the equilibrium analysis…</i>"
+            if self.summary.text() != text:
+                self.summary.setText(text)
             return
         rep, clean = eq.corrupted, eq.clean
-        stale = " <span style='color:#888'>(updating for the new solve…)</span>" if self._pending else ""
         corrupted = r.corrupted is not r.clean
         if rep.unstable:
             rho = (f"<span style='color:{ALARM}'><b>ρ(J) = {_fmt(rep.spectral_radius, '.3f')} ≥ 1: unstable</b> — "
                    "plain iteration cannot converge here</span>")
         else:
             rho = f"<span style='color:{OK}'><b>ρ(J) = {_fmt(rep.spectral_radius, '.3f')}</b> &lt; 1: stable</span>"
-        lines = [f"<b>Stability</b> of sample {eq.sample}{stale}",
+        lines = [f"<b>Stability</b> of sample {eq.sample}",
                  f"{rho}" + (f" · clean {_fmt(clean.spectral_radius, '.3f')}" if corrupted and clean is not None else "")
                  + f" · observed contraction {_fmt(rep.contraction_observed)} per step"]
         s = rep.starts
