@@ -283,3 +283,39 @@ def test_an_unstable_equilibrium_and_disagreeing_starts_raise_alarms(qtbot, tmp_
     text = panel.summary.text()
     assert "unstable" in text and "cannot converge" in text and "DISAGREE" in text and "non-linear" in text
     panel.grab().save(str(tmp_path / "alarm.png"))
+
+
+def test_a_delayed_request_made_stale_never_runs(event_loop_qt, qtbot):
+    """The analysis runner: a request waits its delay; one dropped (a newer solve) meanwhile never runs, and one
+    submitted while another waited waits its own delay before running."""
+    import asyncio
+    import time
+    from types import SimpleNamespace
+
+    from deqstudio.session.runner import Runner
+
+    ran, delivered = [], []
+
+    async def scenario():
+        runner = Runner(lambda req: ran.append((req.generation, time.perf_counter())) or req.generation,
+                        delivered.append)
+        runner.submit(SimpleNamespace(generation=1), delay=0.05)
+        runner.drop()
+        await asyncio.sleep(0.02)
+        runner.submit(SimpleNamespace(generation=2), delay=0.05)  # waits behind the sleeping first
+        runner.drop()
+        await asyncio.sleep(0.15)
+        assert not runner.busy
+        start = time.perf_counter()
+        runner.submit(SimpleNamespace(generation=3), delay=0.05)
+        await asyncio.sleep(0.03)
+        runner.submit(SimpleNamespace(generation=4), delay=0.05)  # 3 is stale now; 4 waits a delay of its own
+        await runner.wait_idle(5)
+        runner.shutdown()
+        return start
+
+    task = asyncio.ensure_future(scenario())
+    qtbot.waitUntil(task.done, timeout=10000)
+    start = task.result()
+    assert [g for g, _ in ran] == [4] and delivered == [4]
+    assert ran[0][1] - start >= 0.09
