@@ -53,13 +53,15 @@ def run_solve(args: argparse.Namespace) -> int:
     try:
         loaded = headless.load(args.checkpoint, args.dataset, device=args.device, allow_plugins=args.allow_plugin)
         result = headless.solve(loaded, args.sample, args.corrupt, _settings(args, loaded))
+        equilibrium = headless.equilibrium(loaded, result)
     except DeqStudioError as exc:
         return fail(str(exc))
-    data = result_to_json(result)
+    data = result_to_json(result, equilibrium)
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
     _print_solve(result, data)
+    _print_equilibrium(result, data)
     return 0
 
 
@@ -93,6 +95,30 @@ def _print_solve(result, data) -> None:
                                     f"w {num(udml['weights'], m, '.3f')}" for m in result.modality_names))
     if result.notice:
         print(f"note: {p(result.notice)}", file=sys.stderr)
+
+
+def _print_equilibrium(result, data) -> None:
+    eq = data.get("equilibrium")
+    if not eq:
+        return
+    p = printable
+
+    def num(v, spec=".3g"):
+        return "–" if v is None else format(v, spec)
+
+    clean = data["clean"]["equilibrium"] or {}
+    alarm = "  ALARM: ρ ≥ 1, plain iteration cannot converge here" if eq["unstable"] else ""
+    print(f"\nequilibrium  ρ(J) {num(eq['spectral_radius'], '.3f')} (clean {num(clean.get('spectral_radius'), '.3f')}), "
+          f"observed contraction {num(eq['contraction_observed'], '.3f')}{alarm}")
+    print("sensitivity share  " + "  ".join(f"{p(m)} {num(v, '.2f')}" for m, v in eq["sensitivity_share"].items()))
+    if eq["predicted_shift"] is not None:
+        print("shift, linear → actual  " + "  ".join(
+            f"{p(b)} {num(eq['predicted_shift'][b])} → {num(eq['actual_shift'][b])}" for b in eq["predicted_shift"]))
+    starts = eq["inits"]
+    verdict = {True: "agree: one equilibrium", None: "too few converged to compare",
+               False: "DISAGREE: more than one equilibrium"}[starts["agree"]]
+    print(f"{starts['count']} starts, {starts['converged']} converged, largest relative distance "
+          f"{num(starts['max_distance'], '.2e')}: {verdict}")
 
 
 def run_sweep(args: argparse.Namespace) -> int:
@@ -160,6 +186,12 @@ def _print_sweep(ck, ds, swept, report) -> None:
         print(f"{'':<18} {'steps':>9}  {row(entry['mean_steps'], '5.1f')}")
         if any(v is not None for v in entry["noise_estimate"]):
             print(f"{'':<18} {'σ̂':>9}  {row(entry['noise_estimate'], '5.2f')}")
+        if any(v is not None for v in entry["spectral_radius_mean"]):
+            onset = entry["nonlinear_severity"]
+            print(f"{'':<18} {'ρ(J) mean':>9}  {row(entry['spectral_radius_mean'], '5.2f')}  "
+                  f"ρ ≥ 1: {max(v or 0 for v in entry['unstable_fraction']):.1%} at most")
+            print(f"{'':<18} {'act./lin.':>9}  {row(entry['shift_ratio'], '5.2f')}  "
+                  f"beyond 2×: {'never' if onset is None else f'from severity {onset:g}'}")
 
 
 def run_report(args: argparse.Namespace) -> int:

@@ -149,13 +149,16 @@ class FusionModel(nn.Module):
             features.append(torch.zeros_like(feat) if i in zero else feat)
         return features, (mus or None), (logvars or None), (own_logits or None)
 
-    def predict_noise(self, logvars: list[torch.Tensor]) -> torch.Tensor:
+    def predict_noise(self, logvars: list[torch.Tensor], detach: bool = True) -> torch.Tensor:
         """σ̂ (B, M): each modality's noise predictor on its representation's log σ²."""
-        return torch.stack([p(lv) for p, lv in zip(self.noise_predictors, logvars)], dim=1)
+        return torch.stack([p(lv, detach) for p, lv in zip(self.noise_predictors, logvars)], dim=1)
 
-    def udml_weights(self, logvars: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(σ̂ (B, M), w (B, M)) under the current weighting phase."""
-        sigma_hat = self.predict_noise(logvars)
+    def udml_weights(self, logvars: list[torch.Tensor], detach: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """(σ̂ (B, M), w (B, M)) under the current weighting phase.
+
+        Training stops gradients from w into σ̂ (``detach``); the equilibrium analyses differentiate the whole
+        prediction with respect to the input, through w too (``detach=False``: the same values)."""
+        sigma_hat = self.predict_noise(logvars, detach)
         batch, n = sigma_hat.shape
         mode = int(self.weighting)
         if mode == WEIGHTING_UNIFORM:
@@ -163,7 +166,8 @@ class FusionModel(nn.Module):
         elif mode == WEIGHTING_DEPENDENCY:
             weights = udml.udml_weights(self.dependency, None).expand(batch, n)
         else:
-            weights = udml.udml_weights(self.dependency.expand(batch, n), udml.uncertainty_score(sigma_hat.detach()))
+            score = udml.uncertainty_score(sigma_hat.detach() if detach else sigma_hat)
+            weights = udml.udml_weights(self.dependency.expand(batch, n), score)
         return sigma_hat, weights
 
     def forward(

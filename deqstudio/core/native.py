@@ -64,9 +64,10 @@ class NativeAdapter(AdapterBase):
 
     # -- running ----------------------------------------------------------------------------------
     def _tensors(self, inputs: Sequence) -> list[torch.Tensor]:
-        device = next(self.model.parameters()).device
-        return [torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32) if isinstance(x, np.ndarray) else x,
-                                dtype=torch.float32).to(device) for x in inputs]
+        """The inputs as tensors on the model's device, in its precision (float32, or float64 for references)."""
+        p = next(self.model.parameters())
+        return [torch.as_tensor(np.ascontiguousarray(x) if isinstance(x, np.ndarray) else x).to(
+            device=p.device, dtype=p.dtype) for x in inputs]
 
     @torch.no_grad()
     def __call__(self, inputs: Sequence, settings: SolverSettings | None = None, playback: bool = False) -> ModelRun:
@@ -91,16 +92,24 @@ class NativeAdapter(AdapterBase):
             sigma_hat=host(out.sigma_hat), weights=host(out.weights), pe=host(pe), energy=host(energy),
         )
 
-    @torch.no_grad()
+    def _injection(self, xs: Sequence[torch.Tensor], detach: bool = True) -> torch.Tensor:
+        """Raw inputs → the fusion block's packed injection (encoders, UDML weights)."""
+        model = self.model
+        features, _, logvars = model.encode(xs)
+        if self.config.is_udml:
+            _, weights = model.udml_weights(logvars, detach=detach)
+            features = udml.apply_residual_weights(features, weights)
+        return model.fusion.block.inject(features)
+
     def fixed_point_problem(self, inputs: Sequence) -> FixedPointProblem:
         model = self.model
         if not self.config.is_deq:
             raise ValueError(f"a {self.config.fusion} model has no fixed point to solve")
-        features, _, logvars = model.encode(self._tensors(inputs))
-        if self.config.is_udml:
-            _, weights = model.udml_weights(logvars)
-            features = udml.apply_residual_weights(features, weights)
+        xs = self._tensors(inputs)
+        with torch.no_grad():
+            injection = self._injection(xs)
         fusion = model.fusion
-        injection = fusion.block.inject(features)
-        return FixedPointProblem(f=fusion.fixed_point_map(injection), z0=torch.zeros_like(injection),
-                                 layout=fusion.layout, head=lambda z: model.head(fusion.block.fused(z)))
+        return FixedPointProblem(
+            f=fusion.fixed_point_map(injection), z0=torch.zeros_like(injection), layout=fusion.layout,
+            head=lambda z: model.head(fusion.block.fused(z)), inputs=xs, task=self.task,
+            map_with_inputs=lambda z, raw: fusion.block(z, self._injection(raw, detach=False)))

@@ -11,6 +11,7 @@ import numpy as np
 from ..core.corruptions import CORRUPTIONS, kinds_for
 from ..core.corruptions import Corruption
 from ..errors import Cancelled
+from .equilibrium import EQUILIBRIUM_STATISTICS, cell_statistics, nonlinear_severity, sweep_cell
 from .evaluation import BatchOutcome, CancelFn, Evaluator, ProgressFn
 from .stats import area_under_curve, spearman
 from .results import write_csv, write_hdf5
@@ -30,6 +31,10 @@ class RobustnessSweep:
     predicted variance (the PE baseline); both NaN for models without UDML. ``*_spearman`` rank-
     correlate the per-sample estimate with the injected severity. Cells a cancelled sweep did not
     reach are NaN and ``complete`` is False.
+
+    Equilibrium statistics per cell (NaN without a solver): ``spectral_radius_mean`` and ``_p95`` of ρ(J) at
+    each sample's z*, ``unstable_fraction`` (ρ ≥ 1), ``shift_ratio`` (median ‖z* − z*_clean‖ over the linear
+    response's prediction); ``nonlinear_severity`` per curve is the first severity whose ratio is beyond 2×.
     """
 
     model: str
@@ -52,6 +57,20 @@ class RobustnessSweep:
     extra: dict = field(default_factory=dict)
     metric: str = "accuracy"
     macro_f1: np.ndarray | None = None  # (C, L), multilabel models only
+    equilibrium: dict = field(default_factory=dict)  # name in EQUILIBRIUM_STATISTICS → (C, L)
+
+    def _stat(self, name: str) -> np.ndarray:
+        return self.equilibrium.get(name, np.full(self.accuracy.shape, np.nan))
+
+    spectral_radius_mean = property(lambda self: self._stat("spectral_radius_mean"))
+    spectral_radius_p95 = property(lambda self: self._stat("spectral_radius_p95"))
+    unstable_fraction = property(lambda self: self._stat("unstable_fraction"))
+    shift_ratio = property(lambda self: self._stat("shift_ratio"))
+
+    @property
+    def nonlinear_severity(self) -> np.ndarray:
+        """(C,) per curve: the first severity where the actual shift departs from the linear one by > 2×."""
+        return np.array([nonlinear_severity(self.levels, r) for r in self.shift_ratio])
 
     @property
     def auc(self) -> np.ndarray:
@@ -75,7 +94,8 @@ class RobustnessSweep:
         raise KeyError(f"no curve for {modality}={kind}")
 
     COLUMNS = ("modality", "kind", "severity", "accuracy", "mean_steps", "converged_fraction", "noise_estimate",
-               "pe_estimate", "baseline_accuracy", "auc", "relative_robustness", "noise_spearman", "pe_spearman")
+               "pe_estimate", "baseline_accuracy", "auc", "relative_robustness", "noise_spearman", "pe_spearman",
+               *EQUILIBRIUM_STATISTICS, "nonlinear_severity")
 
     def misclassified(self, curve: int, level_index: int) -> np.ndarray:
         """Sample ids wrong at that point of a curve, those right when clean first (needs per-sample data).
@@ -101,14 +121,15 @@ class RobustnessSweep:
         return names + (("macro_f1",) if self.macro_f1 is not None else ())
 
     def rows(self) -> list[list]:
-        auc, rel = self.auc, self.relative_robustness
+        auc, rel, onset = self.auc, self.relative_robustness, self.nonlinear_severity
         base = self.baseline_accuracy if self.baseline_accuracy is not None else np.full_like(self.accuracy, np.nan)
         out = []
         for c in range(len(self.modality)):
             for j, level in enumerate(self.levels):
                 out.append([self.modality[c], self.kind[c], level, self.accuracy[c, j], self.mean_steps[c, j],
                             self.converged_fraction[c, j], self.noise_estimate[c, j], self.pe_estimate[c, j],
-                            base[c, j], auc[c], rel[c], self.noise_spearman[c], self.pe_spearman[c]]
+                            base[c, j], auc[c], rel[c], self.noise_spearman[c], self.pe_spearman[c],
+                            *(self._stat(k)[c, j] for k in EQUILIBRIUM_STATISTICS), onset[c]]
                            + ([self.macro_f1[c, j]] if self.macro_f1 is not None else []))
         return out
 
@@ -124,6 +145,8 @@ class RobustnessSweep:
         arrays["auc"] = self.auc
         if self.macro_f1 is not None:
             arrays["macro_f1"] = self.macro_f1
+        if self.equilibrium:  # computed (a model with a solver): one (C, L) array each, and the (C,) onsets
+            arrays.update({k: self._stat(k) for k in EQUILIBRIUM_STATISTICS}, nonlinear_severity=self.nonlinear_severity)
         if self.baseline_accuracy is not None:
             arrays[f"baseline_{self.metric}"] = self.baseline_accuracy
         attrs = {"model": self.model, "split": self.split, "samples": self.samples, "complete": self.complete,
@@ -141,6 +164,8 @@ class RobustnessSweep:
                 "noise_estimate": _floats(self.noise_estimate[c]), "pe_estimate": _floats(self.pe_estimate[c]),
                 "auc": _float(self.auc[c]), "noise_spearman": _float(self.noise_spearman[c]),
                 "pe_spearman": _float(self.pe_spearman[c]),
+                **{k: _floats(self._stat(k)[c]) for k in EQUILIBRIUM_STATISTICS},
+                "nonlinear_severity": _float(self.nonlinear_severity[c]),
             }
             if self.macro_f1 is not None:
                 entry["macro_f1"] = _floats(self.macro_f1[c])
@@ -201,7 +226,9 @@ def robustness_sweep(
     baseline_name: str = "",
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
+    equilibrium: bool = True,
 ) -> RobustnessSweep:
+    """``equilibrium``: also ρ(J) and the linear response per cell (models with a solver; see RobustnessSweep)."""
     import time
 
     t0 = time.perf_counter()
@@ -218,6 +245,9 @@ def robustness_sweep(
     per_sample_pe = [[] for _ in plan]
     per_sample_level = [[] for _ in plan]
     clean: dict[str, BatchOutcome] = {}
+    stats = {k: np.full(shape, np.nan) for k in EQUILIBRIUM_STATISTICS}
+    clean_cell: dict = {}
+    equilibrium = equilibrium and evaluator.adapter.capabilities.solver
     total, done, complete = len(plan) * len(levels), 0, True
 
     def outcome(ev: Evaluator, key: str, corruptions) -> BatchOutcome:
@@ -247,6 +277,14 @@ def robustness_sweep(
                     per_sample_noise[c].append(r.sigma_hat[:, mi])
                     per_sample_pe[c].append(r.pe[:, mi])
                     per_sample_level[c].append(np.full(len(ids), level))
+                if equilibrium:  # per cell, on its own: a statistic of this cell's samples only
+                    if corr is None and clean_cell:
+                        cell = clean_cell
+                    else:
+                        cell = sweep_cell(evaluator, ids, corr, r, outcome(evaluator, "model", None), settings)
+                        clean_cell.update(cell if corr is None else {})
+                    for name, value in cell_statistics(cell).items():
+                        stats[name][c, j] = value
                 if baseline is not None:
                     base[c, j] = outcome(baseline, "baseline", corr).metric
                 done += 1
@@ -270,6 +308,7 @@ def robustness_sweep(
         baseline_accuracy=base if baseline is not None else None, seconds=time.perf_counter() - t0,
         extra={"sample_ids": ids, "labels": evaluator.dataset.labels[ids].astype(np.int64), "predictions": predictions},
         metric="micro_f1" if multilabel else "accuracy", macro_f1=macro if multilabel else None,
+        equilibrium=stats if equilibrium else {},
     )
 
 

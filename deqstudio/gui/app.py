@@ -36,6 +36,8 @@ async def prepare_window(window, checkpoint, dataset, session_path=None, sample=
         modality, corruption = Corruption.parse(text)
         s.set_corruption(modality, corruption)
     await window.runner.wait_idle(timeout=120)
+    if s.equilibrium_runner is not None:  # the Stability panel's analysis follows the solve
+        await s.equilibrium_runner.wait_idle(timeout=120)
     if step is not None and s.result is not None:
         window.scrubber.set_value(step - 1 if step > 0 else window.scrubber.steps - 1)
     return True

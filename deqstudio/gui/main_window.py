@@ -10,6 +10,7 @@ from .analysis_actions import AnalysisActions
 from .export_actions import ExportActions
 from .file_actions import FileActions
 from .panels import CorruptionPanel, SampleBrowser, SolverPanel
+from .plots import StabilityPanel
 from .plugin_actions import PluginActions
 from .scrubber import Scrubber
 from .solve_view import SolveView
@@ -52,6 +53,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.browser = SampleBrowser(session=s)
         self.corruption = CorruptionPanel(session=s)
         self.solver_panel = SolverPanel(devices, session=s)
+        self.stability = StabilityPanel(session=s)
         self.files = FileActions(self, s, self.recent, self.status, remember)
         self.plugins = PluginActions(self, s, self.files, self.status)
         self.analyses = AnalysisActions(self, s, self.status)
@@ -122,7 +124,9 @@ class MainWindow(QtWidgets.QMainWindow):
         column.addWidget(self.view, 1)
         column.addWidget(self.scrubber)
         self.setCentralWidget(central)
-        self._dock("Samples", self.browser, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
+        left = QtCore.Qt.DockWidgetArea.LeftDockWidgetArea
+        samples, stability = self._dock("Samples", self.browser, left), self._dock("Stability", self.stability, left)
+        self.resizeDocks([samples, stability], [40, 60], QtCore.Qt.Orientation.Vertical)
         right = QtWidgets.QWidget()
         rcol = QtWidgets.QVBoxLayout(right)
         rcol.setContentsMargins(0, 0, 0, 0)

@@ -20,7 +20,7 @@ from ..diagnostics.evaluation import Evaluator
 from ..diagnostics.stats import label_sets
 from ..errors import MismatchError
 from .threads import threads_for_batches
-from .values import BrowseTable, ModelInfo, RunView, SolveRequest, SolveResult
+from .values import BrowseTable, EquilibriumResult, ModelInfo, RunView, SolveRequest, SolveResult
 
 CLEAN_CACHE_SIZE = 256
 
@@ -77,6 +77,7 @@ class Engine:
         self.device = "cpu"
         self.notice = ""
         self._clean_cache: dict = {}
+        self._clean_equilibria: dict = {}
         self.set_device(device)
 
     def info(self) -> ModelInfo:
@@ -94,6 +95,7 @@ class Engine:
             self.device = "cpu"
             self.notice = f"could not use {placement.device} ({str(exc).splitlines()[0][:80]}); running on the CPU"
         self._clean_cache.clear()
+        self._clean_equilibria.clear()
         return self.device
 
     # -- inputs -----------------------------------------------------------------------------------
@@ -200,6 +202,35 @@ class Engine:
             label_set=tuple(int(i) for i in np.flatnonzero(truth)) if multilabel else (),
             input_note=getattr(self.adapter, "input_note", ""),
         )
+
+    def equilibrium(self, result: SolveResult, cancel=None) -> EquilibriumResult:
+        """Stability, coupling, sensitivity, multiple starts and (corrupted) the linear response of a solved
+        result's runs (``diagnostics.equilibrium``). The clean report is kept per sample, solver and device.
+        ``cancel`` is checked between stages (``Cancelled``)."""
+        from ..diagnostics.equilibrium import equilibrium_report
+
+        t0 = time.perf_counter()
+        request = result.request
+        if not self.adapter.capabilities.solver:
+            return EquilibriumResult(request.generation, request.sample, None, None)
+        settings = self._settings(request.solver)
+        clean_inputs = self.raw_inputs(request.sample)
+        key = (request.sample, request.solver, self.device)
+        clean = self._clean_equilibria.get(key)
+        if clean is None:
+            clean = equilibrium_report(self.adapter, clean_inputs, result.clean.z_star, settings,
+                                       residuals=result.clean.abs, best_step=result.clean.best_step, cancel=cancel)
+            if len(self._clean_equilibria) > CLEAN_CACHE_SIZE:
+                self._clean_equilibria.clear()
+            self._clean_equilibria[key] = clean
+        corrupted = clean
+        if result.corrupted is not result.clean:
+            run = result.corrupted
+            corrupted = equilibrium_report(
+                self.adapter, self.corrupted_inputs(request.sample, request.active_corruptions()), run.z_star,
+                settings, residuals=run.abs, best_step=run.best_step, clean=(clean_inputs, result.clean.z_star),
+                cancel=cancel)
+        return EquilibriumResult(request.generation, request.sample, clean, corrupted, time.perf_counter() - t0)
 
     def browse(self, split: str = "test", settings: SolverSettings | None = None, cancel=None) -> BrowseTable:
         """Label, prediction, steps and final residual for every sample of a split (clean inputs)."""

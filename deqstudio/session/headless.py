@@ -112,6 +112,14 @@ def solve(loaded: Loaded, sample: int | None, corruptions=(), solver: SolverSett
     return result
 
 
+def equilibrium(loaded: Loaded, result: SolveResult):
+    """The equilibrium analyses of a solved result (``Engine.equilibrium``), as the studio computes them."""
+    try:
+        return loaded.engine.equilibrium(result)
+    except (ValueError, DeqStudioError) as exc:
+        raise UsageError(f"the equilibrium analysis failed: {exc}") from None
+
+
 def sweep(loaded: Loaded, modality=None, kind=None, split: str = "test", levels=None, progress=None, cancel=None):
     """The robustness curve and noise calibration over a split (RobustnessSweep)."""
     from ..diagnostics.evaluation import Evaluator

@@ -13,14 +13,18 @@ from pathlib import Path
 from ..core.corruptions import Corruption, kinds_for
 from ..core.device import NO_CUDA, check_device_name
 from ..core.solvers.settings import SolverSettings
-from ..errors import DeqStudioError, LoadError
+from ..errors import Cancelled, DeqStudioError, LoadError
 from ..io.session_file import SavedSession, read_session, write_session
 from .engine import Engine
 from .runner import Runner
 from .signals import Signal
-from .values import BrowseTable, ModelInfo, SolveRequest, SolveResult
+from .values import BrowseTable, EquilibriumRequest, EquilibriumResult, ModelInfo, SolveRequest, SolveResult
 
 __all__ = ["LoadError", "Session", "read_session"]
+
+# the equilibrium analysis starts this long after its solve was shown: while sliders move, solves follow each
+# other closely and each analysis would be stale before it began
+EQUILIBRIUM_DELAY_S = 0.2
 
 
 class Session:
@@ -41,6 +45,8 @@ class Session:
         self.result: SolveResult | None = None
         self.table: BrowseTable | None = None
         self.runner: Runner | None = None
+        self.equilibrium: EquilibriumResult | None = None  # of the shown result once computed (may lag behind)
+        self.equilibrium_runner: Runner | None = None
         self._generation = 0
         self.loaded = Signal()  # (info)
         self.sample_changed = Signal()  # (index)
@@ -51,6 +57,7 @@ class Session:
         self.result_changed = Signal()  # (result)
         self.step_changed = Signal()  # (step)
         self.table_changed = Signal()  # (table)
+        self.equilibrium_changed = Signal()  # (EquilibriumResult): the shown result's equilibria, computed after it
         self.message = Signal()  # (text, is_error)
 
     # -- solving ----------------------------------------------------------------------------------
@@ -63,10 +70,17 @@ class Session:
         if self.runner is None:
             self.runner = Runner(self.engine_solve, self.accept, self._solve_failed,
                                  thread_setup=worker_thread_setup, synchronous=synchronous)
+            # the equilibrium analyses run on the same worker, after the solve, as requests of their own
+            self.equilibrium_runner = Runner(self.engine_equilibrium, self.accept_equilibrium,
+                                             self._equilibrium_failed, synchronous=synchronous, share=self.runner)
         return self.runner
 
     def stop_solving(self) -> None:
         """Let a solve in flight finish (its result is dropped) and detach the runner."""
+        if self.equilibrium_runner is not None:
+            self._generation += 1  # an analysis in flight stops at its next step
+            self.equilibrium_runner.shutdown()
+            self.equilibrium_runner = None
         if self.runner is not None:
             self.runner.shutdown()
             self.runner = None
@@ -81,6 +95,8 @@ class Session:
         if self.runner is None or not self.ready:
             return
         request = self.request()
+        if self.equilibrium_runner is not None:
+            self.equilibrium_runner.drop()  # the picture is changing: an analysis of the old one is stale
         self.solve_requested.emit(request.generation)
         self.runner.submit(request)
 
@@ -104,6 +120,31 @@ class Session:
         if self.step >= max(result.corrupted.nstep, result.clean.nstep):
             self.step = -1
         self.result_changed.emit(result)
+        self._analyse_equilibrium(result)
+
+    # -- equilibrium analyses (after each solve, never before the plots) ----------------------------
+    def _analyse_equilibrium(self, result: SolveResult) -> None:
+        eq = self.equilibrium_runner
+        if eq is None or not result.capabilities.solver or (self.runner is not None and self.runner.queued):
+            return  # no analyses here, no fixed point, or a newer solve waits: its own analysis follows it
+        eq.submit(EquilibriumRequest(result.request.generation, result), delay=EQUILIBRIUM_DELAY_S)
+
+    def engine_equilibrium(self, request: EquilibriumRequest) -> EquilibriumResult:
+        """Run on the worker thread; stops between stages once a newer solve was asked for."""
+        engine = self.engine
+        if engine is None:
+            raise LoadError("nothing is loaded")
+        return engine.equilibrium(request.result, cancel=lambda: self._generation != request.generation)
+
+    def accept_equilibrium(self, equilibrium: EquilibriumResult) -> None:
+        if self.result is None or equilibrium.generation != self.result.request.generation:
+            return  # of a result no longer shown
+        self.equilibrium = equilibrium
+        self.equilibrium_changed.emit(equilibrium)
+
+    def _equilibrium_failed(self, request, exc: BaseException) -> None:
+        if not isinstance(exc, Cancelled):
+            self.message.emit(f"the equilibrium analysis failed: {exc}", True)
 
     def _solve_failed(self, request, exc: BaseException) -> None:
         self.message.emit(f"the solve failed: {exc}", True)
@@ -156,6 +197,7 @@ class Session:
         if self.sample not in {int(i) for i in split}:
             self.sample = int(split[0])
         self.result = None
+        self.equilibrium = None
         self.table = None
         self.step = -1
         self.loaded.emit(self.info)

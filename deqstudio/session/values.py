@@ -13,6 +13,7 @@ import numpy as np
 
 from ..core.adapter import Capabilities
 from ..core.corruptions import Corruption
+from ..core.equilibrium.report import EquilibriumReport
 from ..core.solvers.settings import SolverSettings
 
 
@@ -183,3 +184,27 @@ class ModelInfo:
     def is_udml(self) -> bool:
         """Whether it predicts noise and weights its modalities (σ̂, w, PE)."""
         return self.capabilities.noise
+
+
+@dataclass(frozen=True)
+class EquilibriumRequest:
+    """Analyse the equilibria of a solved result (asked after the solve; a newer solve makes it stale)."""
+
+    generation: int  # the solve's
+    result: SolveResult
+
+
+@dataclass
+class EquilibriumResult:
+    """The equilibrium reports of one solved sample: its clean run, and its corrupted run (the clean report
+    itself when nothing is corrupted). Both None for a model without a fixed point."""
+
+    generation: int  # the solve's whose runs were analysed
+    sample: int
+    clean: EquilibriumReport | None
+    corrupted: EquilibriumReport | None
+    seconds: float = 0.0
+
+    @property
+    def available(self) -> bool:
+        return self.corrupted is not None
