@@ -218,3 +218,23 @@ def test_the_readme_worked_example_exports_a_package_that_solves(tmp_path, capsy
     assert code == 0, err
     result = json.loads(out)
     assert result["converged"] and list(result["block_rel_residual"]) == ["z1", "z2"]
+
+
+def test_equilibrium_analyses_of_a_package_use_finite_differences_and_match_its_native_model(packages, small_files,
+                                                                                            capsys):
+    """A package's map cannot be differentiated by autograd: the analyses take central differences and find what
+    autograd finds on the model it was exported from (same sample, same solver settings)."""
+    data = small_files[1]
+    sample = int(read_dataset(data).split("test")[0])
+    reports = {}
+    for label, path in (("native", str(small_files[0])), ("package", packages["native"][0])):
+        code, out, err = _run(capsys, "solve", "--checkpoint", path, "--dataset", data, "--sample", sample, "--json",
+                              "--tol", "1e-6", "--max-iter", "300", "--corrupt", "weak=gaussian:2")
+        assert code == 0, err
+        reports[label] = json.loads(out)["equilibrium"]
+    native, package = reports["native"], reports["package"]
+    assert native["derivatives"] == "autograd" and package["derivatives"] == "finite-difference"
+    assert package["spectral_radius"] == pytest.approx(native["spectral_radius"], abs=2e-2)
+    for m, share in native["sensitivity_share"].items():
+        assert package["sensitivity_share"][m] == pytest.approx(share, abs=2e-2), m
+    assert package["inits"]["agree"] == native["inits"]["agree"]

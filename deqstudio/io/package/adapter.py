@@ -18,7 +18,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ...core.adapter import AdapterBase, BlockInfo, Capabilities, FixedPointProblem, ModalityInfo, ModelRun, ModelSource
+from ...core.adapter import (
+    FINITE_DIFFERENCE, AdapterBase, BlockInfo, Capabilities, FixedPointProblem, ModalityInfo, ModelRun, ModelSource,
+)
 from ...core.solvers import BlockLayout, solve
 from ...core.solvers.settings import SolverSettings
 from .contract import Contract
@@ -187,8 +189,15 @@ class PackageAdapter(AdapterBase):
             out = self._logits(z.detach().to("cpu", torch.float32).numpy())
             return torch.from_numpy(out).to(device=z.device, dtype=z.dtype)
 
+        def map_with_inputs(z: torch.Tensor, xs: Sequence[torch.Tensor]) -> torch.Tensor:
+            return self._map(self.features(xs))(z)  # the raw inputs through encode (when the package has it)
+
+        raw = [torch.from_numpy(x) for x in self._raw(inputs)]
+        # onnxruntime runs programs, autograd cannot differentiate them: the analyses take central differences
+        # (or the package's own jvp program, which f.jvp uses)
         return FixedPointProblem(f=self._map(features), z0=torch.zeros(batch, self.layout.dim), layout=self.layout,
-                                 head=head)
+                                 head=head, inputs=raw, map_with_inputs=map_with_inputs, task=self.task,
+                                 derivatives=FINITE_DIFFERENCE)
 
 
 def _logsumexp(logits: np.ndarray) -> np.ndarray:
