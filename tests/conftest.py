@@ -74,6 +74,34 @@ def small_files(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def packages(small_files, tmp_path_factory):
+    """The three models of ``tests/package_models.py`` exported at test time to DEQ packages (the native one
+    and the 2-D one as folders, the tuple one as a zip), with their eager models: {label: (path, model)}."""
+    import torch
+
+    import package_models as pm
+    from deqstudio.io.checkpoint import load_checkpoint
+    from deqstudio.io.dataset import read_dataset
+
+    ck_path, data = small_files
+    ds = read_dataset(data)
+    example = {n: torch.as_tensor(x) for n, x in zip(pm.SIZES, ds.arrays(list(pm.SIZES), ds.split("train")[:8]))}
+    folder = tmp_path_factory.mktemp("packages")
+    exporter = pm.exporter()
+    checkpoint = load_checkpoint(ck_path)
+    model = checkpoint.model
+    tuple_model, attention_model = pm.TupleDEQ(), pm.AttentionDEQ()
+    out = {"native": (folder / "native", model), "tuple": (folder / "tuple.zip", tuple_model),
+           "attention": (folder / "attention", attention_model)}
+    specs = {"native": pm.native_spec(model, example, checkpoint.dependency.get("logit_magnitude")), "tuple": pm.tuple_spec(tuple_model, example),
+             "attention": pm.attention_spec(attention_model, example)}
+    for label, (path, _) in out.items():
+        differences = exporter.export_package(path, quiet=True, **specs[label])
+        assert max(differences.values()) < 1e-4, (label, differences)
+    return out
+
+
+@pytest.fixture(scope="session")
 def event_loop_qt(qapp):
     """The one qasync loop for the whole test session, running inside Qt's own event loop."""
     import asyncio

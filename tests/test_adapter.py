@@ -118,20 +118,31 @@ def test_the_fixed_point_problem_is_the_map_the_model_solves(opened):
     assert problem.layout.names == ck.adapter.block_names
 
 
-def test_a_version_1_checkpoint_still_loads(opened, tmp_path):
-    """Version 1 kept an unread copy of the input normalisation beside the state dict; version 2 does not."""
+def test_version_1_and_2_checkpoints_still_load(opened, tmp_path):
+    """Version 1 kept an unread copy of the input normalisation beside the state dict; version 2 does not;
+    version 3 adds the import record and the config fields task, encoder, normalise_inputs, relu_after_norm,
+    which older files lack and load with their defaults."""
     ck, _ = opened
-    path = save_checkpoint(tmp_path / "v2.pt", ck.model, metrics=ck.metrics, dataset=ck.dataset,
+    path = save_checkpoint(tmp_path / "v3.pt", ck.model, metrics=ck.metrics, dataset=ck.dataset,
                            dependency=ck.dependency)
     payload = torch.load(path, weights_only=True)
-    assert payload["version"] == 2 and "normalisation" not in payload
+    assert payload["version"] == 3 and "normalisation" not in payload and payload["imported"] == {}
+    payload.pop("imported")
+    for key in ("task", "encoder", "normalise_inputs", "relu_after_norm"):
+        payload["config"].pop(key)
+    for m in payload["config"]["modalities"]:
+        m.pop("encoder_hidden")
+    payload["version"] = 2
+    torch.save(payload, tmp_path / "v2.pt")
     means, stds = ck.model.normalisation()
     names = ck.config.modality_names
     payload.update(version=1, normalisation={"mean": dict(zip(names, means)), "std": dict(zip(names, stds))})
     torch.save(payload, tmp_path / "v1.pt")
-    old = load_checkpoint(tmp_path / "v1.pt")
-    for a, b in zip(old.model.state_dict().values(), ck.model.state_dict().values()):
-        torch.testing.assert_close(a, b)
+    for name in ("v1.pt", "v2.pt"):
+        old = load_checkpoint(tmp_path / name)
+        assert old.config == ck.config and old.imported == {} and old.adapter.source.kind == "native"
+        for a, b in zip(old.model.state_dict().values(), ck.model.state_dict().values()):
+            torch.testing.assert_close(a, b)
 
 
 def test_the_public_api_is_small_and_lazy():

@@ -404,7 +404,7 @@ def test_hand_sweep_hdf5_round_trip(tmp_path, with_baseline):
     if with_baseline:
         assert_same(arrays["baseline_accuracy"], s.baseline_accuracy)
     assert attrs == {"model": "m.pt", "split": "test", "samples": 20, "complete": True,
-                     "baseline": "base.pt" if with_baseline else "", "seconds": 1.25}
+                     "baseline": "base.pt" if with_baseline else "", "seconds": 1.25, "metric": "accuracy"}
 
 
 def test_hand_sweep_json():

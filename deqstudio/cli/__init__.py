@@ -8,15 +8,16 @@ prepares the process (``deqstudio.runtime``) and runs the command. Every problem
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 
 from .. import __version__
 from ..runtime import prepare_process
-from . import bench, headless, model_files, studio
+from . import bench, headless, imports, model_files, plugins, studio
 from .common import fail
 
-MODULES = (studio, headless, model_files, bench)
+MODULES = (studio, headless, model_files, imports, plugins, bench)
 _CHOICE = re.compile(r"argument (?:--)?([\w-]+).*: invalid choice: '?([^']*)'? \(choose from (.*)\)")
 
 
@@ -39,6 +40,7 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="deqstudio", description="See inside deep-equilibrium multimodal fusion models.")
     parser.add_argument("--version", action="version", version=f"deqstudio {__version__}")
+    plugins.add_safe_mode(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for module in MODULES:
         module.add_parsers(sub)
@@ -54,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
             args = parser.parse_args(["gui"])
     except UsageProblem as exc:
         return fail(str(exc))
+    if getattr(args, "safe_mode", False):
+        from ..io.plugins import SAFE_MODE_ENV
+
+        os.environ[SAFE_MODE_ENV] = "1"  # this process is the command's own: the studio and every loader see it
     try:
         return args.run(args)
     except KeyboardInterrupt:

@@ -53,6 +53,17 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_equilibrium(device: str, repeats: int) -> dict:
+    """``diagnostics.equilibrium.bench_equilibrium`` on the bundled default model and dataset."""
+    from ..diagnostics.equilibrium import bench_equilibrium
+    from ..io.checkpoint import load_checkpoint
+    from ..io.dataset import read_dataset
+    from ..paths import default_checkpoint, default_dataset
+
+    adapter = load_checkpoint(default_checkpoint()).adapter.to(device)
+    return bench_equilibrium(adapter, read_dataset(default_dataset()), repeats=repeats)
+
+
 def run_bench(args: argparse.Namespace) -> int:
     import torch
 
@@ -73,9 +84,12 @@ def run_bench(args: argparse.Namespace) -> int:
     dims, repeats = ((128,), 5) if args.quick else ((128, 512), max(1, args.repeats))
     threads = torch.get_num_threads()  # what the solver rows run with, read before anything changes it
     progress = None if args.json else (lambda msg: print(f"  measuring {msg} ...", file=sys.stderr))
-    rows, have_torchdeq = [], False
+    rows, have_torchdeq, equilibrium = [], False, None
     if not args.gui_only:
         rows, have_torchdeq = bench_solvers(dims=dims, repeats=repeats, device=args.device, progress=progress)
+        if progress:
+            progress("the equilibrium analysis against one solve (bundled default model)")
+        equilibrium = _bench_equilibrium(args.device, 3 if args.quick else 7)
     gui = None
     if not args.no_gui:
         from ..gui.bench import bench_gui
@@ -97,6 +111,9 @@ def run_bench(args: argparse.Namespace) -> int:
         "torchdeq": have_torchdeq if rows else None,  # None: not looked for (--gui-only)
         "solver": [r.to_dict() for r in rows],
     }
+    if equilibrium is not None:
+        report["equilibrium_over_solve"] = equilibrium["equilibrium_over_solve"]
+        report["equilibrium"] = equilibrium
     if gui is not None:
         report["gui"] = gui
     if rows and not have_torchdeq:  # only a solver comparison needs torchdeq
@@ -110,6 +127,10 @@ def run_bench(args: argparse.Namespace) -> int:
         print("ovh = ms / (evaluations × one f call); speedup = torchdeq ms / ours, same map, tolerance and inputs")
         if not have_torchdeq:
             print(TORCHDEQ_HINT)
+    if equilibrium is not None:
+        print(f"equilibrium analysis (ρ, coupling, sensitivity, {equilibrium['starts']} starts, linear response) of one "
+              f"corrupted sample: {equilibrium['equilibrium_ms_median']:.0f} ms, "
+              f"{equilibrium['equilibrium_over_solve']:.1f} × one solve ({equilibrium['solve_ms_median']:.0f} ms)")
     if gui is not None:
         print(f"studio ({gui['platform']}, {gui['device']}): slider→plot p50 {gui['slider_to_plot_ms_p50']:.1f} ms, "
               f"p95 {gui['slider_to_plot_ms_p95']:.1f} ms over {gui['slider_moves']} moves; playback "

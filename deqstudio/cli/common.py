@@ -51,10 +51,23 @@ def fraction_progress(what: str):
     return show, close
 
 
+MODEL_HELP = ("the model: a checkpoint (.pt), a DEQ package (a folder or .zip with contract.json), or "
+              "plugin:NAME[:PATH] (default: the bundled demo model)")
+
+
+def add_plugin_consent(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-plugin", action="append", default=[], metavar="NAME",
+                   help="let the installed plugin NAME run its Python code in this command (repeatable)")
+
+
 def add_files(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", help="model file: a checkpoint (default: the bundled demo model)")
+    from .plugins import add_safe_mode
+
+    p.add_argument("--checkpoint", help=MODEL_HELP)
     p.add_argument("--dataset", help="dataset file (default: the bundled UCI Multiple Features)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    add_plugin_consent(p)
+    add_safe_mode(p)
 
 
 def add_corrupt_and_solver(p: argparse.ArgumentParser) -> None:

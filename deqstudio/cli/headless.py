@@ -51,24 +51,29 @@ def run_solve(args: argparse.Namespace) -> int:
     if (problem := device_problem(args.device)) is not None:
         return fail(problem)
     try:
-        loaded = headless.load(args.checkpoint, args.dataset, device=args.device)
+        loaded = headless.load(args.checkpoint, args.dataset, device=args.device, allow_plugins=args.allow_plugin)
         result = headless.solve(loaded, args.sample, args.corrupt, _settings(args, loaded))
+        equilibrium = headless.equilibrium(loaded, result)
     except DeqStudioError as exc:
         return fail(str(exc))
-    data = result_to_json(result)
+    data = result_to_json(result, equilibrium)
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
     _print_solve(result, data)
+    _print_equilibrium(result, data)
     return 0
 
 
 def _print_solve(result, data) -> None:
+    import numpy as np
+
     p = printable
     run = result.corrupted
-    print(f"sample {data['sample']} · true {p(data['label'])} · predicted {p(data['prediction'])} "
-          f"(p = {run.final_probabilities[run.prediction]:.3f}) · {p(result.fusion)} on {result.device}")
-    print(f"corruptions: {p(', '.join(data['corruptions'])) or 'none'}")
+    print(f"sample {data['sample']} · {p(result.truth_summary())} · predicted {p(result.prediction_summary(run))} "
+          f"· {p(result.fusion)} on {result.device}")
+    print(f"corruptions: {p(', '.join(data['corruptions'])) or 'none'}"
+          + (f" ({p(result.input_note)})" if result.input_note else ""))
     if run.nstep:
         state = "converged" if run.converged else f"NOT converged ({run.reason})"
         print(f"{result.request.solver.solver}: {run.nstep} steps, {state}, final relative residual {run.final_rel:.2e}")
@@ -77,7 +82,9 @@ def _print_solve(result, data) -> None:
         for k in range(run.nstep):
             prob = run.probabilities[k]
             blocks = "  ".join(f"{v:9.2e}" for v in run.block_rel[k])
-            print(f"{k + 1:>4}  {run.rel[k]:9.2e}  {blocks}  {p(result.class_names[int(prob.argmax())])} ({prob.max():.2f})")
+            top = (result.names([int(i) for i in np.flatnonzero(prob > 0.5)]) if result.multilabel
+                   else f"{result.class_names[int(prob.argmax())]} ({prob.max():.2f})")
+            print(f"{k + 1:>4}  {run.rel[k]:9.2e}  {blocks}  {p(top)}")
     udml = data["udml"]
     if udml["weights"] is not None:
         def num(table, m, spec=".3g"):
@@ -90,6 +97,30 @@ def _print_solve(result, data) -> None:
         print(f"note: {p(result.notice)}", file=sys.stderr)
 
 
+def _print_equilibrium(result, data) -> None:
+    eq = data.get("equilibrium")
+    if not eq:
+        return
+    p = printable
+
+    def num(v, spec=".3g"):
+        return "–" if v is None else format(v, spec)
+
+    clean = data["clean"]["equilibrium"] or {}
+    alarm = "  ALARM: ρ ≥ 1, plain iteration cannot converge here" if eq["unstable"] else ""
+    print(f"\nequilibrium  ρ(J) {num(eq['spectral_radius'], '.3f')} (clean {num(clean.get('spectral_radius'), '.3f')}), "
+          f"observed contraction {num(eq['contraction_observed'], '.3f')}{alarm}")
+    print("sensitivity share  " + "  ".join(f"{p(m)} {num(v, '.2f')}" for m, v in eq["sensitivity_share"].items()))
+    if eq["predicted_shift"] is not None:
+        print("shift, linear → actual  " + "  ".join(
+            f"{p(b)} {num(eq['predicted_shift'][b])} → {num(eq['actual_shift'][b])}" for b in eq["predicted_shift"]))
+    starts = eq["inits"]
+    verdict = {True: "agree: one equilibrium", None: "too few converged to compare",
+               False: "DISAGREE: more than one equilibrium"}[starts["agree"]]
+    print(f"{starts['count']} starts, {starts['converged']} converged, largest relative distance "
+          f"{num(starts['max_distance'], '.2e')}: {verdict}")
+
+
 def run_sweep(args: argparse.Namespace) -> int:
     from ..session import headless
 
@@ -99,7 +130,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         return fail(f"--out {args.out}: use a .csv or .h5 file name")
     progress, close = fraction_progress("sweep") if not args.json else (None, lambda: None)
     try:
-        loaded = headless.load(args.checkpoint, args.dataset, device=args.device)
+        loaded = headless.load(args.checkpoint, args.dataset, device=args.device, allow_plugins=args.allow_plugin)
         if loaded.engine.notice:
             print(f"note: {loaded.engine.notice}", file=sys.stderr)
         swept = headless.sweep(loaded, args.modality, args.kind, args.split, progress=progress)
@@ -119,7 +150,10 @@ def run_sweep(args: argparse.Namespace) -> int:
     ck, ds = loaded.checkpoint, loaded.dataset
     report = {"checkpoint": str(ck.path), "dataset": ds.name, "split": swept.split, "samples": swept.samples,
               "levels": [float(v) for v in swept.levels], "seconds": round(swept.seconds, 3),
-              "complete": swept.complete, "modalities": swept.to_json()}
+              "complete": swept.complete, "metric": swept.metric, "modalities": swept.to_json()}
+    note = getattr(loaded.adapter, "input_note", "")
+    if note:
+        report["input_note"] = note
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -141,14 +175,23 @@ def _print_sweep(ck, ds, swept, report) -> None:
     def rho(v):
         return f"{v:6.2f}" if v is not None else "     –"
 
+    metric = swept.metric  # "accuracy", or "micro_f1" for a multilabel model
     for name, entry in report["modalities"].items():
         auc = f"{entry['auc']:.3f}" if entry["auc"] is not None else "    –"
-        print(f"{p(name):<18} {'accuracy':>9}  {row(entry['accuracy'], '5.3f')}  {auc}  "
+        print(f"{p(name):<18} {metric.replace('_', ' '):>9}  {row(entry[metric], '5.3f')}  {auc}  "
               f"{rho(entry['noise_spearman'])}  {rho(entry['pe_spearman'])}")
+        if "macro_f1" in entry:
+            print(f"{'':<18} {'macro f1':>9}  {row(entry['macro_f1'], '5.3f')}")
         # "–": not applicable (a model without a solver takes no steps) or not reached (cancelled)
         print(f"{'':<18} {'steps':>9}  {row(entry['mean_steps'], '5.1f')}")
         if any(v is not None for v in entry["noise_estimate"]):
             print(f"{'':<18} {'σ̂':>9}  {row(entry['noise_estimate'], '5.2f')}")
+        if any(v is not None for v in entry["spectral_radius_mean"]):
+            onset = entry["nonlinear_severity"]
+            print(f"{'':<18} {'ρ(J) mean':>9}  {row(entry['spectral_radius_mean'], '5.2f')}  "
+                  f"ρ ≥ 1: {max(v or 0 for v in entry['unstable_fraction']):.1%} at most")
+            print(f"{'':<18} {'act./lin.':>9}  {row(entry['shift_ratio'], '5.2f')}  "
+                  f"beyond 2×: {'never' if onset is None else f'from severity {onset:g}'}")
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -164,7 +207,8 @@ def run_report(args: argparse.Namespace) -> int:
         settings = headless.solver_settings(args.solver, args.max_iter, args.tol) if (
             args.solver or args.max_iter or args.tol) else None
         folder, summary = build_report(args.out, args.checkpoint, args.dataset, args.sample, args.corrupt, settings,
-                                       device=args.device, sweep=args.sweep, progress=progress)
+                                       device=args.device, sweep=args.sweep, progress=progress,
+                                       allow_plugins=args.allow_plugin)
     except DeqStudioError as exc:
         close()
         return fail(str(exc))

@@ -82,7 +82,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     from ..core import udml
     from ..io.dataset import read_dataset
-    from ..workflows.training import TrainRequest, train_and_save
+    from ..workflows.training import TrainRequest, check_trainable, train_and_save
 
     try:
         threads = torch.get_num_threads() if args.threads is None else args.threads
@@ -95,6 +95,7 @@ def run_train(args: argparse.Namespace) -> int:
         if req.fusion == "deq-udml":
             udml.check_epochs(req.epochs)  # before the dataset is read
         ds = read_dataset(args.dataset)
+        check_trainable(ds)
         progress = None if args.quiet else EpochBar(args.epochs)
         try:
             metrics = train_and_save(ds, req, args.out, progress=progress, command=_train_command(args, threads))

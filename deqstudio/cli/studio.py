@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 
-from .common import fail
+from .common import MODEL_HELP, add_plugin_consent, fail
+from .plugins import add_safe_mode
 
 
 def add_parsers(sub) -> None:
     gui = sub.add_parser("gui", help="open the studio (the default command)")
-    gui.add_argument("--checkpoint", help="checkpoint file (default: the bundled demo model)")
+    gui.add_argument("--checkpoint", help=MODEL_HELP)
     gui.add_argument("--dataset", help="dataset file (default: the bundled UCI Multiple Features)")
     gui.add_argument("--session", help="a saved session file")
     gui.add_argument("--screenshot", metavar="OUT.png", help="wait for the solve, save a screenshot of the window, exit")
@@ -17,6 +19,8 @@ def add_parsers(sub) -> None:
     gui.add_argument("--corrupt", action="append", default=[], metavar="MOD=KIND:SEVERITY",
                      help="corrupt a modality, e.g. pix=gaussian:3 (repeatable)")
     gui.add_argument("--step", type=int, help="solver step the scrubber shows (1-based; default the last)")
+    add_plugin_consent(gui)
+    add_safe_mode(gui)
     gui.set_defaults(run=run)
 
 
@@ -32,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             return fail(str(exc))
     for label, path in (("checkpoint", args.checkpoint), ("dataset", args.dataset), ("session", args.session)):
-        if path is None:
+        if path is None or (label == "checkpoint" and (path.startswith("plugin:") or os.path.isdir(path))):
             continue
         try:
             regular_file(path)  # a FIFO or a device is refused here, at once, never opened
@@ -46,4 +50,5 @@ def run(args: argparse.Namespace) -> int:
     from ..gui.app import run_gui
 
     return run_gui(checkpoint=args.checkpoint, dataset=args.dataset, session_path=args.session,
-                   screenshot=args.screenshot, sample=args.sample, corruptions=tuple(args.corrupt), step=args.step)
+                   screenshot=args.screenshot, sample=args.sample, corruptions=tuple(args.corrupt), step=args.step,
+                   allow_plugins=tuple(args.allow_plugin))

@@ -30,6 +30,9 @@ if TYPE_CHECKING:  # torch is only needed by adapters and analyses that build fi
 from .kinds import MODALITY_KINDS, TASKS  # noqa: F401 (part of the adapter vocabulary)
 FUSED = "fused"
 NOT_PROVIDED = "not provided by this model"
+# said wherever corruptions are set or recorded for a model whose dataset holds the fusion's input features
+# (an imported model without its encoders): the sliders perturb those features, not the raw data
+FEATURE_INPUTS_NOTE = "corruptions act on imported features"
 
 
 @dataclass(frozen=True)
@@ -118,14 +121,44 @@ class ModelRun:
                        pe=pick(self.pe), energy=pick(self.energy))
 
 
+AUTOGRAD, FINITE_DIFFERENCE = "autograd", "finite-difference"
+DERIVATIVES = (AUTOGRAD, FINITE_DIFFERENCE)  # how an equilibrium analysis differentiates a problem's maps
+
+
 @dataclass
 class FixedPointProblem:
-    """A batch's fixed-point map and what reads its state: for solver races and equilibrium analyses."""
+    """A batch's fixed-point map and what reads its state: for solver races and equilibrium analyses.
+
+    The equilibrium analyses (``deqstudio.core.equilibrium``) also need the map as a function of the raw
+    inputs, to differentiate the prediction with respect to each modality as stored in the dataset:
+    ``map_with_inputs(z, xs)`` (rows independent, ``xs`` one (b, size) tensor per modality) and the
+    ``inputs`` the problem was built from. ``derivatives`` says how they may be differentiated:
+    ``"autograd"`` (``f``, ``map_with_inputs`` and ``head`` are differentiable torch functions) or
+    ``"finite-difference"`` (they can only be evaluated: an analysis then takes central differences).
+
+    A map that autograd cannot differentiate (a DEQ package's, run by onnxruntime) offers ``f.jvp(z, v)`` and
+    names its method in ``f.jvp_method`` ("jvp program" or "finite differences"); without them, use autograd.
+    """
 
     f: "BatchMap"  # (b, D) -> (b, D), restrictable to a subset of the batch
     z0: "torch.Tensor"  # (B, D) starting states
     layout: "BlockLayout"
     head: Callable[["torch.Tensor"], "torch.Tensor"]  # (b, D) states -> (b, C) logits
+    inputs: "Sequence[torch.Tensor] | None" = None  # (B, size) raw inputs per modality; None: not provided
+    map_with_inputs: "Callable[[torch.Tensor, Sequence[torch.Tensor]], torch.Tensor] | None" = None
+    task: str = "multiclass"  # how logits become probabilities (softmax, or a sigmoid per label)
+    derivatives: str = AUTOGRAD
+
+    def __post_init__(self) -> None:
+        if self.derivatives not in DERIVATIVES:
+            raise ValueError(f"unknown derivatives {self.derivatives!r}; choose one of {', '.join(DERIVATIVES)}")
+
+    def probabilities(self, z: "torch.Tensor") -> "torch.Tensor":
+        """Class probabilities (softmax) or per-label probabilities (sigmoid, multilabel) read out of states z."""
+        import torch
+
+        logits = self.head(z)
+        return torch.sigmoid(logits) if self.task == "multilabel" else torch.softmax(logits, dim=-1)
 
 
 @runtime_checkable
@@ -175,6 +208,12 @@ class AdapterBase:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def input_note(self) -> str:
+        """What the inputs are when it matters to a reader (``FEATURE_INPUTS_NOTE``), or ""."""
+        source = getattr(self, "source", None)
+        return str(source.details.get("input_note", "")) if source is not None else ""
 
     @property
     def has_solver(self) -> bool:

@@ -8,7 +8,7 @@ from typing import Any
 
 from .bounds import MAX_ITER, SOLVER_OPTION_FIELDS, TOL, bounded_int, bounded_real, solver_option
 from .bounds import shown as _shown
-from .kinds import ABLATIONS, BACKWARD_MODES, DEQ_FUSIONS, FUSIONS, GROUPS, MODALITY_KINDS
+from .kinds import ABLATIONS, BACKWARD_MODES, DEQ_FUSIONS, ENCODERS, FUSIONS, GROUPS, MODALITY_KINDS, TASKS
 from .solvers.registry import DEFAULT_SOLVER, SOLVER_NAMES, option_defaults
 
 STOP_MODES = ("rel", "abs")
@@ -40,12 +40,16 @@ MAX_NAME = 256
 
 @dataclass(frozen=True)
 class ModalitySpec:
-    """One input modality: its name, kind, flattened feature count and display shape."""
+    """One input modality: its name, kind, flattened feature count and display shape.
+
+    ``encoder_hidden``: the first hidden width of an imported MaxOut encoder (None for every other encoder).
+    """
 
     name: str
     input_dim: int
     kind: str = "vector"
     image_shape: tuple[int, int] | None = None
+    encoder_hidden: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or self.name == "fused" or len(self.name) > MAX_NAME:
@@ -68,6 +72,9 @@ class ModalitySpec:
             if h * w != self.input_dim:
                 raise ValueError(f"image modality {self.name!r}: image_shape {h}x{w} does not hold {self.input_dim} features")
             object.__setattr__(self, "image_shape", (h, w))
+        if self.encoder_hidden is not None:
+            object.__setattr__(self, "encoder_hidden",
+                               bounded_int(f"modality {self.name!r}: encoder_hidden", self.encoder_hidden, 1, 16_384))
 
 
 def _is_count(value) -> bool:
@@ -81,7 +88,15 @@ def _is_count(value) -> bool:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """A fusion model, fully: encoders, fusion (with its solver and training options) and head."""
+    """A fusion model, fully: encoders, fusion (with its solver and training options) and head.
+
+    ``task``: "multiclass" (softmax over classes) or "multilabel" (a sigmoid per label). ``encoder``: one of
+    ``ENCODERS`` ("native" for DEQ Studio's own models; the others describe imported official models, whose
+    encoders feed the fusion directly, with no projection). ``normalise_inputs``: standardise each input with
+    the stored statistics (False for imported models: features go in exactly as the official model received
+    them). ``relu_after_norm``: the fused branch computes ReLU(GN(·)) instead of GN(ReLU(·)), as the MM-IMDB
+    experiment's code does.
+    """
 
     modalities: tuple[ModalitySpec, ...]
     num_classes: int
@@ -104,6 +119,10 @@ class ModelConfig:
     jac_weight: float = 0.0
     jac_vectors: int = 1
     class_names: tuple[str, ...] = ()
+    task: str = "multiclass"
+    encoder: str = "native"
+    normalise_inputs: bool = True
+    relu_after_norm: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.modalities, (tuple, list)) or len(self.modalities) > MAX_MODALITIES:
@@ -157,6 +176,29 @@ class ModelConfig:
                 bounded_real(f"solver_options.{key}", value, -1e6, 1e6)
                 options[key] = value
         object.__setattr__(self, "solver_options", options)
+        self._check_import_fields(mods)
+
+    def _check_import_fields(self, mods) -> None:
+        for name in ("normalise_inputs", "relu_after_norm"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {_shown(getattr(self, name))}")
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {_shown(self.task)}; choose one of {', '.join(TASKS)}")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {_shown(self.encoder)}; choose one of {', '.join(ENCODERS)}")
+        if self.encoder == "native":
+            return
+        if self.fusion != "deq":
+            raise ValueError(f"encoder {self.encoder!r} describes an imported DEQ fusion model; fusion must be 'deq', "
+                             f"got {self.fusion!r}")
+        for m in mods:
+            if m.kind != "vector":
+                raise ValueError(f"encoder {self.encoder!r} reads vector modalities only; {m.name!r} is an image")
+            if self.encoder == "identity" and m.input_dim != self.hidden:
+                raise ValueError(f"modality {m.name!r}: features of {m.input_dim} values do not fit a fusion of "
+                                 f"width {self.hidden} (encoder 'identity' feeds them in as they are)")
+            if self.encoder == "maxout" and m.encoder_hidden is None:
+                raise ValueError(f"modality {m.name!r}: a maxout encoder needs encoder_hidden")
 
     @property
     def modality_names(self) -> tuple[str, ...]:

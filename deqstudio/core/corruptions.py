@@ -111,7 +111,8 @@ def _rngs(seed: int, sample_ids: np.ndarray, key: int) -> list[np.random.Generat
 def _gaussian_kernel(sigma: float) -> np.ndarray:
     radius = max(1, int(math.ceil(3 * sigma)))
     t = np.arange(-radius, radius + 1, dtype=np.float64)
-    k = np.exp(-0.5 * (t / sigma) ** 2)
+    with np.errstate(over="ignore"):  # a vanishing sigma: the off-centre weights are exactly 0
+        k = np.exp(-0.5 * (t / sigma) ** 2)
     return k / k.sum()
 
 

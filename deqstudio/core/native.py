@@ -29,7 +29,7 @@ class NativeAdapter(AdapterBase):
         self.name = c.fusion if c.ablation == "full" else f"{c.fusion} ({c.ablation})"
         self.modalities = tuple(ModalityInfo(m.name, m.input_dim, m.kind, m.image_shape) for m in c.modalities)
         self.class_names = c.class_names or tuple(f"class {i}" for i in range(c.num_classes))
-        self.task = getattr(c, "task", "multiclass")
+        self.task = c.task
         self.dependency_tables = dict(dependency or {})
         self.dependency = dict(self.dependency_tables.get("logit_magnitude", {}))
         if c.is_deq:
@@ -41,8 +41,11 @@ class NativeAdapter(AdapterBase):
             self.blocks, self.fused_block, self.solver_defaults = (), None, None
         self.capabilities = Capabilities(
             solver=c.is_deq, gates=c.is_deq and c.ablation not in _GATELESS,
-            unimodal=model.unimodal_heads is not None, noise=c.is_udml, dependency=bool(self.dependency))
-        self.feature_scales = tuple(s.detach().cpu().numpy().astype(np.float32) for s in model.normalisation()[1])
+            unimodal=model.has_unimodal, noise=c.is_udml, dependency=bool(self.dependency))
+        # a model that standardises its inputs scales Gaussian corruptions by the stored stds; one fed as it
+        # was trained (an imported model) by the std of the dataset's training split (None: the evaluator's)
+        self.feature_scales = (tuple(s.detach().cpu().numpy().astype(np.float32) for s in model.normalisation()[1])
+                               if c.normalise_inputs else (None,) * len(c.modalities))
         self.source = source or ModelSource("native", description=f"{c.fusion} model (DEQ Studio checkpoint)")
 
     # -- placement --------------------------------------------------------------------------------
@@ -61,15 +64,16 @@ class NativeAdapter(AdapterBase):
 
     # -- running ----------------------------------------------------------------------------------
     def _tensors(self, inputs: Sequence) -> list[torch.Tensor]:
-        device = next(self.model.parameters()).device
-        return [torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32) if isinstance(x, np.ndarray) else x,
-                                dtype=torch.float32).to(device) for x in inputs]
+        """The inputs as tensors on the model's device, in its precision (float32, or float64 for references)."""
+        p = next(self.model.parameters())
+        return [torch.as_tensor(np.ascontiguousarray(x) if isinstance(x, np.ndarray) else x).to(
+            device=p.device, dtype=p.dtype) for x in inputs]
 
     @torch.no_grad()
     def __call__(self, inputs: Sequence, settings: SolverSettings | None = None, playback: bool = False) -> ModelRun:
         out = self.model(self._tensors(inputs), settings=settings if self.config.is_deq else None, playback=playback)
         logits = out.logits.float()
-        probs = torch.sigmoid(logits) if self.task == "multilabel" else torch.softmax(logits, dim=1)
+        probs = self.model.probabilities(logits)
 
         def host(t):
             return None if t is None else t.detach().cpu().numpy()
@@ -88,16 +92,24 @@ class NativeAdapter(AdapterBase):
             sigma_hat=host(out.sigma_hat), weights=host(out.weights), pe=host(pe), energy=host(energy),
         )
 
-    @torch.no_grad()
+    def _injection(self, xs: Sequence[torch.Tensor], detach: bool = True) -> torch.Tensor:
+        """Raw inputs → the fusion block's packed injection (encoders, UDML weights)."""
+        model = self.model
+        features, _, logvars = model.encode(xs)
+        if self.config.is_udml:
+            _, weights = model.udml_weights(logvars, detach=detach)
+            features = udml.apply_residual_weights(features, weights)
+        return model.fusion.block.inject(features)
+
     def fixed_point_problem(self, inputs: Sequence) -> FixedPointProblem:
         model = self.model
         if not self.config.is_deq:
             raise ValueError(f"a {self.config.fusion} model has no fixed point to solve")
-        features, _, logvars = model.encode(self._tensors(inputs))
-        if self.config.is_udml:
-            _, weights = model.udml_weights(logvars)
-            features = udml.apply_residual_weights(features, weights)
+        xs = self._tensors(inputs)
+        with torch.no_grad():
+            injection = self._injection(xs)
         fusion = model.fusion
-        injection = fusion.block.inject(features)
-        return FixedPointProblem(f=fusion.fixed_point_map(injection), z0=torch.zeros_like(injection),
-                                 layout=fusion.layout, head=lambda z: model.head(fusion.block.fused(z)))
+        return FixedPointProblem(
+            f=fusion.fixed_point_map(injection), z0=torch.zeros_like(injection), layout=fusion.layout,
+            head=lambda z: model.head(fusion.block.fused(z)), inputs=xs, task=self.task,
+            map_with_inputs=lambda z, raw: fusion.block(z, self._injection(raw, detach=False)))

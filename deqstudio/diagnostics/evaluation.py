@@ -16,6 +16,7 @@ from ..core.adapter import FixedPointProblem, ModelAdapter, ModelRun
 from ..core.corruptions import Corruption, corrupt, kinds_for
 from ..core.evaluate import concat_runs, evaluate
 from ..errors import Cancelled
+from .stats import f1_scores, label_sets, sample_f1
 
 ProgressFn = Callable[[float], None]
 CancelFn = Callable[[], bool]
@@ -34,12 +35,22 @@ def as_adapter(model) -> ModelAdapter:
 
 @dataclass
 class BatchOutcome:
-    """Per-sample results of one evaluation: (N,) or (N, M) arrays, and the model's run behind them."""
+    """Per-sample results of one evaluation: (N,) or (N, M) arrays, and the model's run behind them.
+
+    For a multilabel model ``labels`` and ``predictions`` are (N, C) label sets of 0/1 (a label is predicted
+    when its probability exceeds 0.5), ``correct`` is an exact match of the set, and the headline ``metric``
+    is the micro F1 instead of the accuracy.
+    """
 
     sample_ids: np.ndarray
     labels: np.ndarray
     run: ModelRun
     has_solver: bool
+    task: str = "multiclass"
+
+    @property
+    def multilabel(self) -> bool:
+        return self.task == "multilabel"
 
     @property
     def probabilities(self) -> np.ndarray:
@@ -48,6 +59,8 @@ class BatchOutcome:
     @property
     def predictions(self) -> np.ndarray:
         p = self.run.probabilities
+        if self.multilabel:
+            return label_sets(p)
         return p.argmax(axis=1) if len(p) else np.zeros(0, dtype=np.int64)
 
     @property
@@ -78,11 +91,35 @@ class BatchOutcome:
 
     @property
     def correct(self) -> np.ndarray:
+        """Per sample: the prediction is the label (multilabel: the predicted set is the true set)."""
+        if self.multilabel:
+            return (self.predictions == self.labels).all(axis=1)
         return self.predictions == self.labels
 
     @property
     def accuracy(self) -> float:
+        """The fraction of samples predicted right (multilabel: exact-match ratio)."""
         return float(self.correct.mean()) if len(self.labels) else float("nan")
+
+    @property
+    def sample_f1(self) -> np.ndarray | None:
+        """Per sample, the F1 of the predicted label set (multilabel only; None otherwise)."""
+        return sample_f1(self.labels, self.predictions) if self.multilabel else None
+
+    @property
+    def metric_name(self) -> str:
+        """The headline score of the task: "accuracy", or "micro_f1" for multilabel models."""
+        return "micro_f1" if self.multilabel else "accuracy"
+
+    @property
+    def metric(self) -> float:
+        return self.metrics()[self.metric_name]
+
+    def metrics(self) -> dict[str, float]:
+        """accuracy (multiclass), or micro_f1, macro_f1 and exact_match (multilabel)."""
+        if not self.multilabel:
+            return {"accuracy": self.accuracy}
+        return {**f1_scores(self.labels, self.predictions), "exact_match": self.accuracy}
 
 
 class Evaluator:
@@ -146,7 +183,7 @@ class Evaluator:
         if not parts:
             parts.append(evaluate(self.adapter, [x[:0] for x in self.inputs(ids[:0])]))
         return BatchOutcome(ids, self.dataset.labels[ids].astype(np.int64), concat_runs(parts),
-                            self.adapter.capabilities.solver)
+                            self.adapter.capabilities.solver, self.adapter.task)
 
     def fixed_point_problem(self, ids, corruptions: Mapping[str, Corruption] | None = None) -> FixedPointProblem:
         """The model's fixed-point map for these samples (for solver races and equilibrium analyses)."""

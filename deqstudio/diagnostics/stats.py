@@ -33,3 +33,39 @@ def area_under_curve(levels, accuracy) -> float:
     if len(levels) < 2 or not np.all(np.isfinite(accuracy)):
         return float("nan")
     return float(np.trapezoid(accuracy, levels) / (levels[-1] - levels[0]))
+
+
+# -- multilabel ---------------------------------------------------------------------------------------
+THRESHOLD = 0.5  # a label is predicted when its sigmoid probability exceeds this
+
+
+def label_sets(probabilities) -> np.ndarray:
+    """(N, C) 0/1 predicted label sets from per-label probabilities."""
+    return (np.asarray(probabilities, dtype=np.float64) > THRESHOLD).astype(np.int64)
+
+
+def sample_f1(labels, predicted) -> np.ndarray:
+    """Per sample, the F1 of its predicted label set against its true one (1 when both are empty)."""
+    y, p = np.asarray(labels, dtype=bool), np.asarray(predicted, dtype=bool)
+    both = (y & p).sum(axis=-1).astype(np.float64)
+    total = (y.sum(axis=-1) + p.sum(axis=-1)).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, 2 * both / np.where(total > 0, total, 1), 1.0)
+
+
+def f1_scores(labels, predicted) -> dict[str, float]:
+    """Micro and macro F1 over label sets (N, C), as the MM-IMDB experiments report them.
+
+    Micro: one F1 of every (sample, label) decision pooled. Macro: the mean over labels of each label's F1,
+    a label never true nor predicted counting 0 (scikit-learn's ``zero_division=0``). NaN for no samples.
+    """
+    y, p = np.asarray(labels, dtype=bool), np.asarray(predicted, dtype=bool)
+    if y.shape[0] == 0:
+        return {"micro_f1": float("nan"), "macro_f1": float("nan")}
+    tp = (y & p).sum(axis=0).astype(np.float64)
+    fp = (~y & p).sum(axis=0).astype(np.float64)
+    fn = (y & ~p).sum(axis=0).astype(np.float64)
+    micro_den = 2 * tp.sum() + fp.sum() + fn.sum()
+    per_label = np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
+    return {"micro_f1": float(2 * tp.sum() / micro_den) if micro_den > 0 else 0.0,
+            "macro_f1": float(per_label.mean())}

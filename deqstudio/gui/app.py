@@ -77,6 +77,8 @@ async def prepare_window(window, checkpoint, dataset, session_path=None, sample=
         modality, corruption = Corruption.parse(text)
         s.set_corruption(modality, corruption)
     await window.runner.wait_idle(timeout=120)
+    if s.equilibrium_runner is not None:  # the Stability panel's analysis follows the solve
+        await s.equilibrium_runner.wait_idle(timeout=120)
     if whole_table:
         await wait_for_table(window)
         await window.runner.wait_idle(timeout=120)
@@ -107,7 +109,7 @@ def _save_screenshot(window, path) -> int:
 
 
 def run_gui(checkpoint=None, dataset=None, session_path=None, screenshot=None, sample=None, corruptions=(),
-            step=None, width=1500, height=940) -> int:
+            step=None, width=1500, height=940, allow_plugins=()) -> int:
     import qasync
 
     from ..paths import default_checkpoint, default_dataset
@@ -129,6 +131,7 @@ def run_gui(checkpoint=None, dataset=None, session_path=None, screenshot=None, s
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     window = MainWindow(remember=not screenshot)
+    window.session.allowed_plugins = frozenset(allow_plugins)  # --allow-plugin: consent given on the command line
     window.resize(width, height)
     watch_first_plot(window)
     window.show()

@@ -1,6 +1,7 @@
 """The side panels as docks the user can close, float and bring back (View menu), sized to leave the plots room.
 
-In a window narrower than ``COMPACT_BELOW`` pixels (1024×700, say) the two docks share one column as tabs, so
+Wide, the samples table sits left above the Stability panel, corruption and solver right. In a window narrower
+than ``COMPACT_BELOW`` pixels (1024×700, say) the docks share one column as tabs, so
 that the plots keep about three quarters of the width; wider, they sit left and right again. Each can be closed
 (its View menu entry brings it back) and View › Reset layout restores the arrangement for the window's width.
 """
@@ -19,6 +20,8 @@ class Docks:
     def __init__(self, window) -> None:
         self.window = window
         self.samples = self._dock("Samples", window.browser, Area.LeftDockWidgetArea, SAMPLES_WIDTH)
+        self.stability = self._dock("Stability", window.stability, Area.LeftDockWidgetArea, SAMPLES_WIDTH)
+        window.splitDockWidget(self.samples, self.stability, QtCore.Qt.Orientation.Vertical)
         right = QtWidgets.QWidget()
         right.setObjectName("side_panel")
         column = QtWidgets.QVBoxLayout(right)
@@ -30,7 +33,7 @@ class Docks:
         scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(right)
         self.side = self._dock("Corruption and solver", scroll, Area.RightDockWidgetArea, SIDE_WIDTH)
-        self.docks = (self.samples, self.side)
+        self.docks = (self.samples, self.stability, self.side)
         self._initial = None
         self.compact = False
         self._fitted = False
@@ -75,11 +78,15 @@ class Docks:
             return  # sizes the user gave the docks stay until the arrangement changes
         self._fitted, self.compact = True, compact
         if compact:
-            w.addDockWidget(Area.RightDockWidgetArea, self.samples)
-            w.tabifyDockWidget(self.side, self.samples)
+            for dock in (self.samples, self.stability):
+                w.addDockWidget(Area.RightDockWidgetArea, dock)
+                w.tabifyDockWidget(self.side, dock)
             self.side.raise_()
         else:
             w.addDockWidget(Area.LeftDockWidgetArea, self.samples)
+            w.addDockWidget(Area.LeftDockWidgetArea, self.stability)
+            w.splitDockWidget(self.samples, self.stability, QtCore.Qt.Orientation.Vertical)
+            w.resizeDocks([self.samples, self.stability], [40, 60], QtCore.Qt.Orientation.Vertical)
         side = max(SIDE_WIDTH[0], min(SIDE_WIDTH[1], int(width * 0.25)))
         samples = max(SAMPLES_WIDTH[0], min(SAMPLES_WIDTH[1], int(width * 0.22)))
         if self.compact:

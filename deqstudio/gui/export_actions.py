@@ -10,9 +10,10 @@ from ..errors import ExportError
 from ..session.provenance import provenance
 from ..session.traces import write_trace_hdf5
 from .export import export_plot
-from .report import solve_figures, sweep_figures, write_report
+from .report import solve_figures, stability_figures, sweep_figures, write_report
 from .solve_view import FIGURES
 
+STABILITY = "stability"  # the Stability panel's slug (a dock of the window, not one of the SolveView's figures)
 EXPORT_FILTER = "PNG image (*.png);;SVG vector image (*.svg);;PDF document (*.pdf);;CSV data (*.csv)"
 
 
@@ -32,10 +33,16 @@ class ExportActions:
 
     def add_to_menu(self, menu: QtWidgets.QMenu) -> None:
         plots = menu.addMenu("Export &plot")
-        for slug, title, _ in FIGURES:
+        for slug, title in self._titles().items():
             plots.addAction(f"{title}…", lambda slug=slug, title=title: self.ask_export_plot(slug, title))
         menu.addAction("Export &trace (HDF5)…", self.ask_export_trace)
         menu.addAction("Export &report…", self.ask_export_report)
+
+    def _titles(self) -> dict:
+        return {**{slug: title for slug, title, _ in FIGURES}, STABILITY: "Equilibrium stability"}
+
+    def _widgets(self) -> dict:
+        return {**self.view.widgets(), STABILITY: self.window.stability}
 
     def current_provenance(self, what: str) -> dict:
         s = self.session
@@ -55,9 +62,8 @@ class ExportActions:
         if not self._exportable():
             return False
         try:
-            files = export_plot(self.view.widgets()[slug], path, width=width,
-                                provenance=self.current_provenance(f"plot {slug}"),
-                                title={a: b for a, b, _ in FIGURES}[slug])
+            files = export_plot(self._widgets()[slug], path, width=width,
+                                provenance=self.current_provenance(f"plot {slug}"), title=self._titles()[slug])
         except ExportError as exc:
             self.status.show_message(f"Export failed: {exc}", True)
             return False
@@ -65,12 +71,19 @@ class ExportActions:
         self._exported_to(path)
         return True
 
+    def _equilibrium(self):
+        """The session's equilibrium analysis if it is of the shown result (it may still be computing)."""
+        s = self.session
+        eq = s.equilibrium
+        return eq if eq is not None and s.result is not None and eq.generation == s.result.request.generation else None
+
     def export_trace(self, path: str) -> bool:
         if not self._exportable():
             return False
         record = self.current_provenance("trace")
         try:  # the trace and its sidecar: one unit
-            write_trace_hdf5(self.session.result, path, record, sidecar=dict(record, exported=Path(path).name))
+            write_trace_hdf5(self.session.result, path, record, sidecar=dict(record, exported=Path(path).name),
+                             equilibrium=self._equilibrium())
         except OSError as exc:
             self.status.show_message(f"Export failed: {exc}", True)
             return False
@@ -82,6 +95,9 @@ class ExportActions:
         if not self._exportable():
             return False
         figures = solve_figures(self.view.widgets())
+        equilibrium = self._equilibrium()
+        if equilibrium is not None:  # the Stability panel, when it shows this result's analysis
+            figures += stability_figures(self.window.stability)
         analyses = []
         sweep = self.analyses.current_sweep()
         if sweep is not None:  # the newest open sweep of the model that is loaded now
@@ -89,8 +105,8 @@ class ExportActions:
             analyses = [("robustness_sweep", sweep.result)]
         result = self.session.result
         try:
-            write_report(folder, figures, self.current_provenance("report"), result=result,
-                         analyses=analyses, title=f"DEQ Studio report — sample {result.request.sample}")
+            write_report(folder, figures, self.current_provenance("report"), result=result, analyses=analyses,
+                         equilibrium=equilibrium, title=f"DEQ Studio report — sample {result.request.sample}")
         except ExportError as exc:
             self.status.show_message(f"Export failed: {exc}", True)
             return False

@@ -18,7 +18,7 @@ from ..io.guard import open_regular
 from ..io.inspect import HDF5_MAGIC
 from .open_pair import OpenPairDialog
 
-CHECKPOINT_FILTER = "DEQ Studio checkpoints (*.pt *.pth *.ckpt);;All files (*)"
+CHECKPOINT_FILTER = "DEQ Studio models (*.pt *.pth *.ckpt *.zip);;All files (*)"
 DATASET_FILTER = "DEQ Studio datasets (*.h5 *.hdf5);;All files (*)"
 SESSION_FILTER = "DEQ Studio sessions (*.json);;All files (*)"
 
@@ -31,6 +31,7 @@ class FileActions:
         self.remember = remember
         self._tasks: set[asyncio.Task] = set()
         self._pair_dialog: OpenPairDialog | None = None
+        self.import_dialog = None
 
     def in_background(self, coroutine) -> asyncio.Task:
         """Run ``coroutine`` on the event loop, keeping a reference until it is done (asyncio keeps weak ones)."""
@@ -41,8 +42,10 @@ class FileActions:
 
     def add_to_menu(self, menu: QtWidgets.QMenu) -> None:
         menu.addAction("Open &checkpoint…", QtGui.QKeySequence.StandardKey.Open, self.ask_checkpoint)
+        menu.addAction("Open DEQ &package folder…", self.ask_package_folder)
         menu.addAction("Open &dataset…", self.ask_dataset)
         menu.addAction("Open &model and data…", "Ctrl+Shift+O", lambda: self.ask_pair())
+        menu.addAction("&Import official checkpoint…", self.ask_import)
         self.recent_menu = menu.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         menu.addSeparator()
@@ -115,13 +118,28 @@ class FileActions:
         if path:
             self.open_in_background(checkpoint=path)
 
+    def ask_package_folder(self) -> None:
+        path = QtWidgets.QFileDialog.getExistingDirectory(self.window, "Open DEQ package folder")
+        if path:
+            self.open_in_background(checkpoint=path)
+
     def ask_dataset(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(self.window, "Open dataset", "", DATASET_FILTER)
         if path:
             self.open_in_background(dataset=path)
 
+    def ask_import(self):
+        """File › Import official checkpoint…: the import dialog (modeless; it opens what it writes)."""
+        from .import_dialog import show_import_dialog
+
+        self.import_dialog = show_import_dialog(self, self.window, self.import_dialog)
+        return self.import_dialog
+
     def open_path(self, path: str) -> None:
-        """Open a file of either kind, by its content (drag-and-drop, Open recent)."""
+        """Open a file of either kind, by its content (drag-and-drop, Open recent); a folder is a DEQ package."""
+        if Path(path).is_dir():
+            self.open_in_background(checkpoint=path)
+            return
         try:
             with open_regular(path) as fh:  # a FIFO or a device is refused at once, never read
                 head = fh.read(8)

@@ -14,6 +14,8 @@ from .file_actions import FileActions
 from .history import SettingsHistory
 from .keyboard import Keyboard
 from .panels import CorruptionPanel, SampleBrowser, SolverPanel
+from .plots import StabilityPanel
+from .plugin_actions import PluginActions
 from .scrubber import Scrubber
 from .solve_view import SolveView
 from .status import Banner, StatusView
@@ -58,8 +60,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.browser = SampleBrowser(session=s)
         self.corruption = CorruptionPanel(session=s)
         self.solver_panel = SolverPanel(devices, session=s)
+        self.stability = StabilityPanel(session=s)
         self.files = FileActions(self, s, self.recent, self.status, remember)
         self.history = SettingsHistory(s, self)
+        self.plugins = PluginActions(self, s, self.files, self.status)
         self.analyses = AnalysisActions(self, s, self.status)
         self.exports = ExportActions(self, s, self.view, self.status, self.analyses, self.recent)
         self.keys = Keyboard(self)
@@ -149,6 +153,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.dark_action.toggled.connect(lambda dark: apply_theme(self, "dark" if dark else "light"))
         self.exports.add_to_menu(bar.addMenu("E&xport"))
         self.analyses.add_to_menu(bar.addMenu("&Analysis"))
+        self.plugins.add_to_menu(bar.addMenu("Plu&gins"))
         self.keys.add_to_menu(bar.addMenu("&Playback"))
         help_menu = bar.addMenu("&Help")
         help_menu.addAction("&Keyboard shortcuts", QtGui.QKeySequence.StandardKey.HelpContents, self.keys.show_help)
@@ -161,7 +166,8 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_loaded(self, info) -> None:
         s = self.session
         name = s.checkpoint.path.name if s.checkpoint and s.checkpoint.path else "?"
-        self.setWindowTitle(f"DEQ Studio — {name} · {s.dataset.name}")
+        origin = f" ({info.source})" if info.source.startswith("imported") else ""  # an official model, converted
+        self.setWindowTitle(f"DEQ Studio — {name}{origin} · {s.dataset.name}")
 
     def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:  # noqa: N802
         if event.mimeData().hasUrls():

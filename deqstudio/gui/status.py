@@ -100,7 +100,7 @@ class StatusView(QtCore.QObject):
 
     def _on_result_changed(self, result) -> None:
         run = result.corrupted
-        pred, truth = result.class_names[run.prediction], result.class_names[result.label]
+        pred, truth = result.prediction_text(run), result.label_text()
         residual = f" · {final_residual(run)}" if run.nstep else ""
         took = "cached" if result.from_cache else f"{result.seconds * 1e3:.0f} ms"
         self.solve.setText(f"sample {result.request.sample} · true {truth} · predicted {pred} · {run.nstep} steps · "

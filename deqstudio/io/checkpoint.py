@@ -2,13 +2,16 @@
 
 Layout (``torch.save`` of a dict of plain data and tensors)::
 
-    {"format": "deqstudio-checkpoint", "version": 2,
+    {"format": "deqstudio-checkpoint", "version": 3,
      "config": ModelConfig.to_dict(), "state_dict": {...},
      "dependency": {"logit_magnitude": {modality: float}, "loss_increase": {...}, "definitions": {...}},
-     "metrics": {...}, "dataset": {...}, "training": {...}}
+     "metrics": {...}, "dataset": {...}, "training": {...}, "imported": {...}}
 
 The input normalisation lives in the state dict (``input_mean_i``, ``input_std_i``). Version 1 files also
-carried an unread copy of it under "normalisation"; they still load.
+carried an unread copy of it under "normalisation"; they still load. Version 3 added "imported": where an
+imported official model came from (source file, its sha256, detected prefix, variant, head; empty for
+models DEQ Studio trained) and the config fields task, encoder, normalise_inputs and relu_after_norm
+(absent from older files, which load with their defaults).
 
 Loading uses ``torch.load(..., weights_only=True)`` only: a pickle that asks for any object other
 than tensors and plain containers is refused before anything in it runs.
@@ -34,8 +37,8 @@ from .guard import file_sha256
 from ..core.model import FusionModel
 
 FORMAT = "deqstudio-checkpoint"
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 _ZIP_MAGIC = b"PK\x03\x04"
 _MAX_BYTES = 2 * 1024**3
 _MAX_PARAMETERS = _MAX_BYTES // 4  # a config that needs more float32 values than the largest file could hold
@@ -58,6 +61,7 @@ class Checkpoint:
     dataset: dict = field(default_factory=dict)
     dependency: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
+    imported: dict = field(default_factory=dict)
     _adapter: object = field(default=None, repr=False, compare=False)
 
     @property
@@ -67,10 +71,29 @@ class Checkpoint:
             from ..core.adapter import ModelSource
             from ..core.native import NativeAdapter
 
-            source = ModelSource("native", str(self.path or ""), self.sha256 or "",
-                                 f"{self.config.fusion} model (DEQ Studio checkpoint)")
+            if self.imported:
+                source = imported_source(self)
+            else:
+                source = ModelSource("native", str(self.path or ""), self.sha256 or "",
+                                     f"{self.config.fusion} model (DEQ Studio checkpoint)")
             self._adapter = NativeAdapter(self.model, dependency=self.dependency, source=source)
+            if self.imported:
+                self._adapter.name = str(self.imported.get("name") or "DEQFusion (imported)")
         return self._adapter
+
+
+def imported_source(checkpoint: "Checkpoint"):
+    """The ``ModelSource`` of a checkpoint converted from an official model: "imported from <file>"."""
+    from ..core.adapter import FEATURE_INPUTS_NOTE, ModelSource
+
+    record = checkpoint.imported
+    source_file = str(record.get("source_file", "") or "")
+    details = {k: v for k, v in record.items() if isinstance(v, (str, int, float, bool, list))}
+    if record.get("inputs") == "features":
+        details["input_note"] = FEATURE_INPUTS_NOTE
+    name = Path(source_file).name if source_file else "an official checkpoint"
+    return ModelSource("imported", str(checkpoint.path or ""), checkpoint.sha256 or "", f"imported from {name}",
+                       details=details)
 
 
 def _plain(value: Any) -> Any:
@@ -99,6 +122,7 @@ def save_checkpoint(
     dataset: dict | None = None,
     dependency: dict | None = None,
     training: dict | None = None,
+    imported: dict | None = None,
 ) -> Path:
     """Write atomically: a temporary file in the same folder, then a rename."""
     path = Path(path)
@@ -111,6 +135,7 @@ def save_checkpoint(
         "metrics": _plain(metrics or {}),
         "dataset": _plain(dataset or {}),
         "training": _plain(training or {}),
+        "imported": _plain(imported or {}),
     }
     # serialised in memory first: torch.save failing mid-write (a full disk) raises RuntimeError and
     # would leave a half-written archive; written from memory, any failure is one WriteError (an OSError)
@@ -345,7 +370,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
                           f"{(str(exc).splitlines() or [''])[0][:160]})") from None
     model.eval()
     extra = {}
-    for key in ("metrics", "dataset", "dependency", "training"):
+    for key in ("metrics", "dataset", "dependency", "training", "imported"):
         value = payload.get(key, {})
         _check_metadata(path, key, value)
         extra[key] = value

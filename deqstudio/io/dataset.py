@@ -4,6 +4,7 @@
 /                         attrs: format="deqstudio-dataset", version=1, name, description, source, license
 /modalities/<name>        float32 (N, ...)  attrs: kind = "vector" | "image", image_shape (H, W) for images
 /labels                   int64 (N,)        attrs: class_names
+                          or int64 (N, C) of 0/1, attrs: class_names, task="multilabel" (a label set per sample)
 /splits/<train|val|test>  int64 indices into 0..N-1
 ```
 """
@@ -22,6 +23,7 @@ from . import atomic, hdf5
 FORMAT = "deqstudio-dataset"
 VERSION = 1
 SPLITS = ("train", "val", "test")
+MULTILABEL = "multilabel"
 
 
 @dataclass
@@ -40,7 +42,7 @@ class Modality:
 class Dataset:
     name: str
     modalities: dict[str, Modality]
-    labels: np.ndarray  # int64 (N,)
+    labels: np.ndarray  # int64 (N,); or (N, C) of 0/1 for a multilabel dataset
     class_names: tuple[str, ...]
     splits: dict[str, np.ndarray]
     description: str = ""
@@ -63,6 +65,11 @@ class Dataset:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def task(self) -> str:
+        """"multilabel" when each sample has a label set ((N, C) labels), otherwise "multiclass"."""
+        return MULTILABEL if np.asarray(self.labels).ndim == 2 else "multiclass"
 
     def split(self, name: str) -> np.ndarray:
         if name not in self.splits:
@@ -87,6 +94,7 @@ class Dataset:
             "num_samples": len(self),
             "splits": {k: len(v) for k, v in self.splits.items()},
             "class_names": list(self.class_names),
+            "task": self.task,
         }
 
 
@@ -96,14 +104,21 @@ def validate(ds: Dataset) -> None:
     if not ds.modalities:
         raise DatasetError(f"{where}: no modalities")
     labels = np.asarray(ds.labels)
-    if labels.ndim != 1 or labels.dtype != np.int64:
-        raise DatasetError(f"{where}: /labels must be int64 of shape (N,), got {labels.dtype} {labels.shape}")
+    if labels.ndim not in (1, 2) or labels.dtype != np.int64:
+        raise DatasetError(f"{where}: /labels must be int64 of shape (N,) (or (N, C) of 0/1 for multilabel), "
+                           f"got {labels.dtype} {labels.shape}")
     n = labels.shape[0]
     if n == 0:
         raise DatasetError(f"{where}: no samples")
     if len(ds.class_names) < 2:
         raise DatasetError(f"{where}: /labels needs class_names with at least 2 classes, got {len(ds.class_names)}")
-    if labels.min() < 0 or labels.max() >= len(ds.class_names):
+    if labels.ndim == 2:
+        if labels.shape[1] != len(ds.class_names):
+            raise DatasetError(f"{where}: multilabel /labels has {labels.shape[1]} columns for "
+                               f"{len(ds.class_names)} class names")
+        if labels.size and (labels.min() < 0 or labels.max() > 1):
+            raise DatasetError(f"{where}: multilabel /labels must hold 0 or 1, found {labels.min()}..{labels.max()}")
+    elif labels.min() < 0 or labels.max() >= len(ds.class_names):
         raise DatasetError(f"{where}: labels must lie in 0..{len(ds.class_names) - 1} (one per class name), "
                            f"found {labels.min()}..{labels.max()}")
     for name, m in ds.modalities.items():
@@ -157,7 +172,8 @@ def write_dataset(ds: Dataset, path: str | os.PathLike, compression: str | None 
             dset = group.create_dataset(name, data=arr.astype(np.float32), shuffle=bool(opts), track_times=False, **opts)
             hdf5.set_attrs(dset, {"kind": m.kind, **({"image_shape": list(m.image_shape)} if m.image_shape else {})})
         labels = h5.create_dataset("labels", data=ds.labels.astype(np.int64), track_times=False, **opts)
-        hdf5.set_attrs(labels, {"class_names": list(ds.class_names)})
+        hdf5.set_attrs(labels, {"class_names": list(ds.class_names),
+                                **({"task": MULTILABEL} if ds.task == MULTILABEL else {})})
         splits = h5.create_group("splits")
         for split, idx in ds.splits.items():
             splits.create_dataset(split, data=np.asarray(idx, dtype=np.int64), track_times=False)

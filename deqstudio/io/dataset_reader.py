@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import DatasetError
 from . import guard
-from .dataset import FORMAT, VERSION, Dataset, Modality
+from .dataset import FORMAT, MULTILABEL, VERSION, Dataset, Modality
 from .guard import file_sha256
 
 MAX_ELEMENTS = 200_000_000  # refuse declared shapes above ~800 MB of float32 before reading them
@@ -108,17 +108,20 @@ class _Reader:
                             f"{_size(self.file_size)} (more than {MAX_EXPANSION} times its size: a compression "
                             "or fill-value bomb, or arrays never written); refused before reading")
 
-    def int_array(self, path: str, what: str):
-        """Checks for a 1-D integer array; its values are read by ``read_ints``."""
+    def int_array(self, path: str, what: str, ndim: int = 1):
+        """Checks for a 1-D (or ``ndim``-D) integer array; its values are read by ``read_ints``."""
         obj = self.member(self.h5, path, f"/{path}")
         if obj is None:
             raise self.fail(f"missing {path}")
         self.array(obj, f"/{path}", 8)
         if obj.dtype.kind not in "iu":
             raise self.fail(f"{path} must hold integer {what}, got dtype {obj.dtype}")
-        if obj.ndim != 1:
-            raise self.fail(f"{path} must be one-dimensional, got shape {obj.shape}")
-        if obj.shape[0] > MAX_ELEMENTS:
+        if obj.ndim != ndim:
+            hint = " (a multilabel /labels of 0/1 needs the attribute task='multilabel')" if (
+                path == "labels" and obj.ndim == 2) else ""
+            raise self.fail(f"{path} must be one-dimensional, got shape {obj.shape}{hint}" if ndim == 1 else
+                            f"{path} must be two-dimensional (samples, classes), got shape {obj.shape}")
+        if int(np.prod(obj.shape, dtype=np.float64)) > MAX_ELEMENTS:
             raise self.fail(f"{path} declares {obj.shape[0]} entries, too large to load")
         return obj
 
@@ -133,8 +136,8 @@ def _size(n: float) -> str:
 
 def _read_ints(obj) -> np.ndarray:
     n = obj.shape[0]
-    out = np.empty(n, dtype=np.int64)
-    step = max(1, READ_BLOCK // max(obj.dtype.itemsize, 1))
+    out = np.empty(obj.shape, dtype=np.int64)
+    step = max(1, READ_BLOCK // max(obj.dtype.itemsize * int(np.prod(obj.shape[1:], dtype=np.int64)), 1))
     for start in range(0, n, step):
         out[start : start + step] = obj[start : start + step]
     return out
@@ -196,7 +199,10 @@ def read_dataset(path: str | os.PathLike) -> Dataset:
             names = r.names(group, "/modalities")
             if not names:
                 raise DatasetError(f"{label}: /modalities is empty")
-            labels_obj = r.int_array("labels", "class labels")
+            labels_link = r.member(h5, "labels", "/labels")
+            multilabel = labels_link is not None and _attr_str(labels_link.attrs, "task") == MULTILABEL
+            labels_obj = r.int_array("labels", "label sets (0/1)" if multilabel else "class labels",
+                                     ndim=2 if multilabel else 1)
             n = labels_obj.shape[0]
             arrays = {}
             for name in names:

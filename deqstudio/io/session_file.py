@@ -180,7 +180,8 @@ def read_session(path: str | os.PathLike) -> SavedSession:
         try:
             p = Path(value).expanduser()
             p = p if p.is_absolute() else (path.parent / p)  # relative to the session file
-            guard.regular_file(p)
+            if not (key == "checkpoint" and p.is_dir()):  # a DEQ package may be a folder
+                guard.regular_file(p)
         except (ValueError, RuntimeError) as exc:
             raise SessionFileError(f"{label}: its {key} {printable(value)[:200]}: {exc}") from None
         return p

@@ -17,9 +17,10 @@ from ..core.device import is_out_of_memory, out_of_memory_notice, resolve_device
 from ..core.evaluate import evaluate
 from ..core.solvers.settings import SolverSettings
 from ..diagnostics.evaluation import Evaluator
+from ..diagnostics.stats import label_sets
 from ..errors import MismatchError
 from .threads import threads_for_batches
-from .values import BrowseTable, ModelInfo, RunView, SolveRequest, SolveResult
+from .values import BrowseTable, EquilibriumResult, ModelInfo, RunView, SolveRequest, SolveResult
 
 CLEAN_CACHE_SIZE = 256
 
@@ -35,6 +36,10 @@ def check_compatible(adapter: ModelAdapter, dataset) -> None:
                             f"the model expects {spec.size}")
     if not problems and dataset.num_classes != len(adapter.class_names):
         problems.append(f"the dataset has {dataset.num_classes} classes, the model {len(adapter.class_names)}")
+    task = getattr(dataset, "task", "multiclass")
+    if not problems and task != adapter.task:
+        problems.append(f"the dataset's labels are {task} (one {'set of labels' if task == 'multilabel' else 'class'}"
+                        f" per sample), the model is {adapter.task}")
     if problems:
         raise MismatchError(f"dataset {dataset.name!r} does not fit this checkpoint: " + "; ".join(problems))
 
@@ -49,6 +54,7 @@ def model_info(adapter: ModelAdapter, dataset=None) -> ModelInfo:
         block_names=adapter.block_names, capabilities=adapter.capabilities, task=adapter.task,
         source=adapter.source.description, dependency=dict(adapter.dependency),
         dependency_loss=dict(dependency.get("loss_increase", {})), solver_defaults=adapter.solver_defaults,
+        input_note=getattr(adapter, "input_note", ""),
     )
 
 
@@ -75,6 +81,7 @@ class Engine:
         self.device = "cpu"
         self.notice = ""
         self._clean_cache: dict = {}
+        self._clean_equilibria: dict = {}
         self.set_device(device)
 
     def info(self) -> ModelInfo:
@@ -92,6 +99,7 @@ class Engine:
             self.device = "cpu"
             self.notice = f"could not use {placement.device} ({str(exc).splitlines()[0][:80]}); running on the CPU"
         self._clean_cache.clear()
+        self._clean_equilibria.clear()
         return self.device
 
     # -- inputs -----------------------------------------------------------------------------------
@@ -115,6 +123,8 @@ class Engine:
     def _view(self, run: ModelRun, wall_ms: float) -> RunView:
         m = len(self.adapter.modalities)
         final = run.probabilities[0]
+        predicted = (tuple(int(i) for i in np.flatnonzero(label_sets(final[None])[0]))
+                     if self.adapter.task == "multilabel" else (int(final.argmax()),))
         per_modality = {k: (None if getattr(run, k) is None else np.asarray(getattr(run, k)[0], dtype=np.float64))
                         for k in ("sigma_hat", "weights", "pe", "energy")}
         t = run.trace
@@ -123,7 +133,7 @@ class Engine:
                 rel=np.zeros(0), abs=np.zeros(0), block_rel=np.zeros((0, 0)), probabilities=final[None],
                 gates=np.zeros((0, m)), gate_share=np.zeros((0, m)), nstep=0, converged=True, reason="no solver",
                 best_step=0, prediction=int(final.argmax()), final_probabilities=final, z_star=np.zeros(0),
-                block_slices=[], wall_ms=wall_ms, **per_modality,
+                block_slices=[], wall_ms=wall_ms, predicted=predicted, **per_modality,
             )
         k = int(t.nstep[0])
         edges = np.cumsum((0, *(b.size for b in self.adapter.blocks)))
@@ -141,7 +151,8 @@ class Engine:
             nstep=k, converged=bool(t.converged[0]), reason=str(t.reason[0]), best_step=int(t.best_step[0]),
             prediction=int(final.argmax()), final_probabilities=final,
             z_star=np.asarray(run.z_star[0], dtype=np.float64) if run.z_star is not None else np.zeros(0),
-            block_slices=[(int(a), int(b)) for a, b in pairwise(edges)], wall_ms=wall_ms, **per_modality,
+            block_slices=[(int(a), int(b)) for a, b in pairwise(edges)], wall_ms=wall_ms, predicted=predicted,
+            **per_modality,
         )
 
     def _run_with_fallback(self, inputs, settings: SolverSettings) -> RunView:
@@ -182,15 +193,48 @@ class Engine:
                   for spec, before, after in zip(self.adapter.modalities, raw, corrupted_inputs) if spec.kind == "image"}
         severities = dict.fromkeys(self.adapter.modality_names, 0.0)
         severities.update({n: c.severity for n, c in request.corruptions if n in severities})
+        truth = np.asarray(self.dataset.labels[request.sample])
+        multilabel = truth.ndim == 1
         return SolveResult(
-            request=request, label=int(self.dataset.labels[request.sample]), clean=clean, corrupted=corrupted,
+            request=request, label=-1 if multilabel else int(truth), clean=clean, corrupted=corrupted,
             shift=shift, images=images, severities=severities, device=self.device,
             seconds=time.perf_counter() - t0, notice=self.notice, fusion=self.adapter.name,
             modality_names=self.adapter.modality_names, block_names=self.adapter.block_names,
             class_names=self.dataset.class_names, dependency=dict(self.adapter.dependency),
             corruption_labels={n: c.label() for n, c in corruptions.items()}, capabilities=self.adapter.capabilities,
-            clean_from_cache=from_cache,
+            clean_from_cache=from_cache, task=self.adapter.task,
+            label_set=tuple(int(i) for i in np.flatnonzero(truth)) if multilabel else (),
+            input_note=getattr(self.adapter, "input_note", ""),
         )
+
+    def equilibrium(self, result: SolveResult, cancel=None) -> EquilibriumResult:
+        """Stability, coupling, sensitivity, multiple starts and (corrupted) the linear response of a solved
+        result's runs (``diagnostics.equilibrium``). The clean report is kept per sample, solver and device.
+        ``cancel`` is checked between stages (``Cancelled``)."""
+        from ..diagnostics.equilibrium import equilibrium_report
+
+        t0 = time.perf_counter()
+        request = result.request
+        if not self.adapter.capabilities.solver:
+            return EquilibriumResult(request.generation, request.sample, None, None)
+        settings = self._settings(request.solver)
+        clean_inputs = self.raw_inputs(request.sample)
+        key = (request.sample, request.solver, self.device)
+        clean = self._clean_equilibria.get(key)
+        if clean is None:
+            clean = equilibrium_report(self.adapter, clean_inputs, result.clean.z_star, settings,
+                                       residuals=result.clean.abs, best_step=result.clean.best_step, cancel=cancel)
+            if len(self._clean_equilibria) > CLEAN_CACHE_SIZE:
+                self._clean_equilibria.clear()
+            self._clean_equilibria[key] = clean
+        corrupted = clean
+        if result.corrupted is not result.clean:
+            run = result.corrupted
+            corrupted = equilibrium_report(
+                self.adapter, self.corrupted_inputs(request.sample, request.active_corruptions()), run.z_star,
+                settings, residuals=run.abs, best_step=run.best_step, clean=(clean_inputs, result.clean.z_star),
+                cancel=cancel)
+        return EquilibriumResult(request.generation, request.sample, clean, corrupted, time.perf_counter() - t0)
 
     def browse(self, split: str = "test", settings: SolverSettings | None = None, cancel=None) -> BrowseTable:
         """Label, prediction, steps and final residual for every sample of a split (clean inputs)."""
@@ -198,9 +242,9 @@ class Engine:
         settings = self._settings(settings) if settings is not None else None
         with threads_for_batches():
             out = self.evaluator.run(idx, None, settings, cancel)
-        labels = self.dataset.labels[idx]
-        return BrowseTable(indices=idx, labels=labels, predictions=out.predictions, correct=out.predictions == labels,
-                           steps=out.steps, final_rel=out.final_rel, converged=out.converged)
+        return BrowseTable(indices=idx, labels=out.labels, predictions=out.predictions, correct=out.correct,
+                           steps=out.steps, final_rel=out.final_rel, converged=out.converged, task=out.task,
+                           f1=out.sample_f1, metrics=out.metrics())
 
     def table_chunk(self, ids: np.ndarray, settings: SolverSettings, corruptions: dict | None,
                     clean: bool = True) -> tuple[dict | None, dict | None]:
@@ -212,7 +256,7 @@ class Engine:
 
         def columns(outcome) -> dict:
             return {"predictions": outcome.predictions, "steps": outcome.steps, "final_rel": outcome.final_rel,
-                    "converged": outcome.converged}
+                    "converged": outcome.converged, "f1": outcome.sample_f1}
 
         plain = columns(self.evaluator.run(ids, None, settings)) if clean else None
         now = columns(self.evaluator.run(ids, active, settings)) if active else None

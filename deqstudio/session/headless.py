@@ -37,11 +37,13 @@ class Loaded:
         return self.session.engine.adapter
 
 
-def load(checkpoint=None, dataset=None, device: str = "cpu") -> Loaded:
-    """Open a checkpoint and a dataset (the bundled default for either one not given)."""
+def load(checkpoint=None, dataset=None, device: str = "cpu", allow_plugins=()) -> Loaded:
+    """Open a model (checkpoint, package, or a plugin named in ``allow_plugins``) and a dataset (the bundled
+    default for either one not given)."""
     from ..paths import default_checkpoint, default_dataset
 
     session = Session()
+    session.allowed_plugins = frozenset(allow_plugins or ())
     try:
         session.set_device(device)
         session.open(checkpoint or default_checkpoint(), dataset or default_dataset())
@@ -108,6 +110,14 @@ def solve(loaded: Loaded, sample: int | None, corruptions=(), solver: SolverSett
         raise UsageError(str(exc)) from None
     session.accept(result)
     return result
+
+
+def equilibrium(loaded: Loaded, result: SolveResult):
+    """The equilibrium analyses of a solved result (``Engine.equilibrium``), as the studio computes them."""
+    try:
+        return loaded.engine.equilibrium(result)
+    except (ValueError, DeqStudioError) as exc:
+        raise UsageError(f"the equilibrium analysis failed: {exc}") from None
 
 
 def sweep(loaded: Loaded, modality=None, kind=None, split: str = "test", levels=None, progress=None, cancel=None):

@@ -36,9 +36,19 @@ def checkpoint_record(checkpoint) -> dict:
         "source": adapter.source.kind,
         "test_accuracy": (getattr(checkpoint, "metrics", None) or {}).get("test_accuracy"),
     }
+    if adapter.source.details:  # e.g. a package's programs and how Jacobian-vector products are made
+        record["source_details"] = dict(adapter.source.details)
     config = getattr(checkpoint, "config", None)
     if config is not None:
         record["hidden"] = config.hidden
+    imported = getattr(checkpoint, "imported", None)
+    if imported:  # where an imported model came from: the official file, its hash, what was detected in it
+        record["imported"] = {k: imported[k] for k in ("source_file", "source_sha256", "prefix", "variant", "head",
+                                                        "mixing", "modality_order", "inputs", "encoders", "task")
+                              if k in imported}
+    note = getattr(adapter, "input_note", "")
+    if note:
+        record["input_note"] = note
     return record
 
 
@@ -66,7 +76,7 @@ def provenance(checkpoint=None, dataset=None, result=None, *, what: str = "", an
         req = result.request
         record.update({
             "sample": req.sample,
-            "label": result.class_names[result.label] if result.class_names else result.label,
+            "label": result.label_text() if result.class_names else result.label,
             "corruptions": req.corruption_specs(),
             "corruption_settings": {m: {"kind": c.kind, "severity": c.severity, "seed": c.seed}
                                     for m, c in req.corruptions if c.active},

@@ -7,17 +7,9 @@ import os
 from pathlib import Path
 
 from ..io import atomic
+from ..io.config import config_dir
 
-
-def config_dir() -> Path:
-    """Where the studio remembers things: $DEQSTUDIO_CONFIG_DIR, else the platform's own place
-    (~/.config/deqstudio or $XDG_CONFIG_HOME on Linux, ~/Library/Application Support on macOS, %APPDATA% on Windows)."""
-    override = os.environ.get("DEQSTUDIO_CONFIG_DIR")
-    if override:
-        return Path(override)
-    import platformdirs
-
-    return Path(platformdirs.user_config_dir("deqstudio", appauthor=False))
+__all__ = ["RecentFiles", "config_dir"]
 
 
 class RecentFiles:

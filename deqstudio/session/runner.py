@@ -23,13 +23,16 @@ from collections.abc import Callable
 class Runner:
     def __init__(self, work: Callable[[Any], Any], on_result: Callable[[Any], None],
                  on_error: Callable[[Any, BaseException], None] | None = None, *,
-                 thread_setup: Callable[[], None] | None = None, synchronous: bool = False) -> None:
+                 thread_setup: Callable[[], None] | None = None, synchronous: bool = False,
+                 share: "Runner | None" = None) -> None:
         """``thread_setup`` runs once on the worker thread before its first request (e.g. to set that thread's
-        own torch thread count, which leaves every other thread's as it is)."""
+        own torch thread count, which leaves every other thread's as it is). ``share``: run on that runner's
+        worker thread (after whatever it is doing) instead of one of its own; its ``shutdown`` stops both."""
         self._work = work
         self._on_result = on_result
         self._on_error = on_error
-        self._executor = concurrent.futures.ThreadPoolExecutor(
+        self._owns_executor = share is None
+        self._executor = share._executor if share is not None else concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="deqstudio-solve", initializer=thread_setup)
         self._running = False
         self._waiting = None
@@ -41,6 +44,16 @@ class Runner:
     def busy(self) -> bool:
         return self._running or self._waiting is not None
 
+    @property
+    def queued(self) -> bool:
+        """A request waits behind the one running."""
+        return self._waiting is not None
+
+    def drop(self) -> None:
+        """Make what waits and what runs stale: neither result will be delivered."""
+        self._waiting = None
+        self._latest = -1
+
     @contextlib.contextmanager
     def synchronously(self):
         """Within the block, ``submit`` solves at once and delivers before it returns."""
@@ -50,8 +63,10 @@ class Runner:
         finally:
             self.synchronous = before
 
-    def submit(self, request, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        """Queue ``request`` (it must carry a ``generation`` that grows with each submit)."""
+    def submit(self, request, loop: asyncio.AbstractEventLoop | None = None, delay: float = 0.0) -> None:
+        """Queue ``request`` (it must carry a ``generation`` that grows with each submit). ``delay``: when the worker
+        is idle, start only after this many seconds (the runner counts as busy meanwhile), so that a burst of
+        requests, each making the one before stale, starts none of them but the last."""
         self._latest = request.generation
         if self.synchronous and not self._running:
             self._deliver(request, *self._call(request))
@@ -63,7 +78,7 @@ class Runner:
         self._running = True
         if self._idle is None or self._idle.done():
             self._idle = loop.create_future()
-        loop.create_task(self._drain(request))
+        loop.create_task(self._drain(request, delay))
 
     def _call(self, request) -> tuple[Any, BaseException | None]:
         try:
@@ -83,9 +98,15 @@ class Runner:
         except Exception:  # noqa: BLE001 — a failing listener must not stop the worker
             traceback.print_exc()
 
-    async def _drain(self, request) -> None:
+    async def _drain(self, request, delay: float = 0.0) -> None:
         loop = asyncio.get_running_loop()
         try:
+            while delay > 0 and request is not None:
+                await asyncio.sleep(delay)
+                if request.generation == self._latest:
+                    break
+                # made stale while it waited: it never runs; a newer one that came meanwhile waits its own delay
+                request, self._waiting = self._waiting, None
             while request is not None:
                 outcome = await loop.run_in_executor(self._executor, self._call, request)
                 self._deliver(request, *outcome)
@@ -113,4 +134,5 @@ class Runner:
         """Drop what waits, let what runs finish (its result is not delivered), stop the worker."""
         self._waiting = None
         self._latest = -1
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._owns_executor:
+            self._executor.shutdown(wait=True, cancel_futures=True)

@@ -12,22 +12,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..diagnostics.stats import f1_scores
+
 
 @dataclass
 class Columns:
     """One state of the model over the split: -1 / NaN / False where a row is not computed yet (``done``)."""
 
     key: tuple
-    predictions: np.ndarray  # int64
+    predictions: np.ndarray  # int64 (N,); a multilabel model's label sets (N, C) of 0/1
     steps: np.ndarray  # int64
     final_rel: np.ndarray  # float64: the residual of the returned state (the best step), as everywhere
     converged: np.ndarray  # bool
     done: np.ndarray  # bool
+    f1: np.ndarray  # float64: a multilabel model's F1 per sample (its predicted set against its labels); NaN else
 
     @classmethod
-    def empty(cls, n: int, key: tuple) -> Columns:
-        return cls(key, np.full(n, -1, np.int64), np.full(n, -1, np.int64), np.full(n, np.nan),
-                   np.zeros(n, bool), np.zeros(n, bool))
+    def empty(cls, n: int, key: tuple, label_shape: tuple = ()) -> Columns:
+        return cls(key, np.full((n, *label_shape), -1, np.int64), np.full(n, -1, np.int64), np.full(n, np.nan),
+                   np.zeros(n, bool), np.zeros(n, bool), np.full(n, np.nan))
 
     @property
     def computed(self) -> int:
@@ -38,6 +41,8 @@ class Columns:
         self.steps[rows] = chunk["steps"]
         self.final_rel[rows] = chunk["final_rel"]
         self.converged[rows] = chunk["converged"]
+        if chunk.get("f1") is not None:
+            self.f1[rows] = chunk["f1"]
         self.done[rows] = True
 
 
@@ -52,8 +57,9 @@ class SampleTable:
                  corruption_key: tuple = ()) -> None:
         self.split = split
         self.indices = np.asarray(indices, dtype=np.int64)
-        self.labels = np.asarray(labels, dtype=np.int64)
-        self.clean = Columns.empty(len(self.indices), solver_key)
+        self.labels = np.asarray(labels, dtype=np.int64)  # (N,), or (N, C) label sets for a multilabel model
+        self.task = "multilabel" if self.labels.ndim == 2 else "multiclass"
+        self.clean = Columns.empty(len(self.indices), solver_key, self.labels.shape[1:])
         self.now: Columns | None = None
         self.corruption_label = ""
         self.set_corruption(corruption_key, "")
@@ -66,7 +72,13 @@ class SampleTable:
     steps = property(lambda self: self.clean.steps)
     final_rel = property(lambda self: self.clean.final_rel)
     converged = property(lambda self: self.clean.converged)
-    correct = property(lambda self: self.clean.done & (self.clean.predictions == self.labels))
+    f1 = property(lambda self: self.clean.f1)
+    correct = property(lambda self: self.is_correct(self.clean))
+
+    def is_correct(self, cols: Columns) -> np.ndarray:
+        """Per row: computed and predicted right (multilabel: the predicted set is the true set)."""
+        same = cols.predictions == self.labels
+        return cols.done & (same.all(axis=1) if same.ndim == 2 else same)
 
     @property
     def shown(self) -> Columns:
@@ -95,7 +107,7 @@ class SampleTable:
         if not key:
             self.now = None
         elif self.now is None or self.now.key != key:
-            self.now = Columns.empty(len(self), key)
+            self.now = Columns.empty(len(self), key, self.labels.shape[1:])
 
     def wanted(self) -> np.ndarray:
         """Rows with a needed column not computed yet."""
@@ -132,11 +144,14 @@ class SampleTable:
         return stored
 
     def summary(self) -> dict:
-        """Accuracy, converged fraction and median steps over the computed rows of the shown columns."""
+        """Accuracy (multilabel: micro and macro F1), converged fraction and median steps over the computed rows
+        of the shown columns."""
         cols = self.shown
         done = cols.done
         n = int(np.count_nonzero(done))
         if not n:
             return {"computed": 0}
-        return {"computed": n, "accuracy": float((cols.predictions[done] == self.labels[done]).mean()),
-                "converged": float(cols.converged[done].mean()), "median_steps": float(np.median(cols.steps[done]))}
+        scores = (f1_scores(self.labels[done], cols.predictions[done]) if self.task == "multilabel"
+                  else {"accuracy": float(self.is_correct(cols)[done].mean())})
+        return {"computed": n, **scores, "converged": float(cols.converged[done].mean()),
+                "median_steps": float(np.median(cols.steps[done]))}

@@ -15,16 +15,20 @@ from pathlib import Path
 from ..core.corruptions import Corruption, kinds_for
 from ..core.device import NO_CUDA, check_device_name
 from ..core.solvers.settings import SolverSettings
-from ..errors import DeqStudioError, LoadError
+from ..errors import Cancelled, DeqStudioError, LoadError
 from ..io.session_file import SavedSession, read_session, write_session
 from .engine import Engine
 from .runner import Runner
 from .sample_table import SampleTable
 from .signals import Signal
 from .table_fill import TableFiller
-from .values import ModelInfo, SolveRequest, SolveResult
+from .values import EquilibriumRequest, EquilibriumResult, ModelInfo, SolveRequest, SolveResult
 
 __all__ = ["LoadError", "Session", "read_session"]
+
+# the equilibrium analysis starts this long after its solve was shown: while sliders move, solves follow each
+# other closely and each analysis would be stale before it began
+EQUILIBRIUM_DELAY_S = 0.2
 
 
 class Session:
@@ -32,7 +36,8 @@ class Session:
 
     def __init__(self) -> None:
         self.engine: Engine | None = None
-        self.checkpoint = None  # the open model file (path, sha256, adapter)
+        self.checkpoint = None  # the open model (checkpoint, package or plugin's model: path, sha256, adapter)
+        self.allowed_plugins: frozenset[str] = frozenset()  # plugins this session may run (consented or --allow-plugin)
         self.dataset = None
         self.info: ModelInfo | None = None
         self.sample: int = 0
@@ -44,6 +49,8 @@ class Session:
         self.result: SolveResult | None = None
         self.table: SampleTable | None = None  # the split's samples, filled in the background (``filler``)
         self.runner: Runner | None = None
+        self.equilibrium: EquilibriumResult | None = None  # of the shown result once computed (may lag behind)
+        self.equilibrium_runner: Runner | None = None
         self._generation = 0
         self.requested_at = 0.0  # time.monotonic() of the newest solve request
         self.loaded = Signal()  # (info)
@@ -56,6 +63,7 @@ class Session:
         self.step_changed = Signal()  # (step)
         self.table_changed = Signal()  # (table): a new table, or its columns started over (settings changed)
         self.table_progress = Signal()  # (table): more of it is computed
+        self.equilibrium_changed = Signal()  # (EquilibriumResult): the shown result's equilibria, computed after it
         self.message = Signal()  # (text, is_error)
         self.filler = TableFiller(self)
 
@@ -67,11 +75,18 @@ class Session:
         if self.runner is None:  # the worker reads the process's thread count before it sets its own
             self.runner = Runner(self.engine_solve, self.accept, self._solve_failed,
                                  thread_setup=worker_thread_setup, synchronous=synchronous)
+            # the equilibrium analyses run on the same worker, after the solve, as requests of their own
+            self.equilibrium_runner = Runner(self.engine_equilibrium, self.accept_equilibrium,
+                                             self._equilibrium_failed, synchronous=synchronous, share=self.runner)
         return self.runner
 
     def stop_solving(self) -> None:
         """Cancel the table's fill, let a solve or chunk in flight finish (its result is dropped), detach the runner."""
         self.filler.cancel()
+        if self.equilibrium_runner is not None:
+            self._generation += 1  # an analysis in flight stops at its next step
+            self.equilibrium_runner.shutdown()
+            self.equilibrium_runner = None
         if self.runner is not None:
             self.runner.shutdown()
             self.runner = None
@@ -92,6 +107,8 @@ class Session:
             return
         request = self.request()
         self.requested_at = time.monotonic()
+        if self.equilibrium_runner is not None:
+            self.equilibrium_runner.drop()  # the picture is changing: an analysis of the old one is stale
         self.solve_requested.emit(request.generation)
         self.runner.submit(request)
 
@@ -115,6 +132,31 @@ class Session:
         if self.step >= max(result.corrupted.nstep, result.clean.nstep):
             self.step = -1
         self.result_changed.emit(result)
+        self._analyse_equilibrium(result)
+
+    # -- equilibrium analyses (after each solve, never before the plots) ----------------------------
+    def _analyse_equilibrium(self, result: SolveResult) -> None:
+        eq = self.equilibrium_runner
+        if eq is None or not result.capabilities.solver or (self.runner is not None and self.runner.queued):
+            return  # no analyses here, no fixed point, or a newer solve waits: its own analysis follows it
+        eq.submit(EquilibriumRequest(result.request.generation, result), delay=EQUILIBRIUM_DELAY_S)
+
+    def engine_equilibrium(self, request: EquilibriumRequest) -> EquilibriumResult:
+        """Run on the worker thread; stops between stages once a newer solve was asked for."""
+        engine = self.engine
+        if engine is None:
+            raise LoadError("nothing is loaded")
+        return engine.equilibrium(request.result, cancel=lambda: self._generation != request.generation)
+
+    def accept_equilibrium(self, equilibrium: EquilibriumResult) -> None:
+        if self.result is None or equilibrium.generation != self.result.request.generation:
+            return  # of a result no longer shown
+        self.equilibrium = equilibrium
+        self.equilibrium_changed.emit(equilibrium)
+
+    def _equilibrium_failed(self, request, exc: BaseException) -> None:
+        if not isinstance(exc, Cancelled):
+            self.message.emit(f"the equilibrium analysis failed: {exc}", True)
 
     def _solve_failed(self, request, exc: BaseException) -> None:
         self.message.emit(f"the solve failed: {exc}", True)
@@ -151,16 +193,17 @@ class Session:
     def prepare(self, checkpoint_path=None, dataset_path=None):
         """Read and check files without touching the session (safe on a worker thread).
 
-        Returns ``(checkpoint, dataset, engine)``; engine is None until both are known. Any problem is a
+        Returns ``(checkpoint, dataset, engine)``; engine is None until both are known. The model may be a
+        checkpoint, a DEQ package or ``plugin:NAME[:PATH]`` (``io.models.open_model``). Any problem is a
         LoadError naming it.
         """
-        from ..io.checkpoint import load_checkpoint
         from ..io.dataset import read_dataset
+        from ..io.models import open_model
 
         checkpoint, dataset = self.checkpoint, self.dataset
         try:
             if checkpoint_path is not None:
-                checkpoint = load_checkpoint(checkpoint_path)
+                checkpoint = open_model(checkpoint_path, allowed_plugins=self.allowed_plugins)
             if dataset_path is not None:
                 dataset = read_dataset(dataset_path)
             engine = None
@@ -190,6 +233,7 @@ class Session:
         if self.sample not in {int(i) for i in split}:
             self.sample = int(split[0])
         self.result = None
+        self.equilibrium = None
         self.step = -1
         self.loaded.emit(self.info)
         self.solve()  # the shown sample first; the table fills afterwards, in the background
@@ -279,7 +323,8 @@ class Session:
 
     # -- session files ----------------------------------------------------------------------------
     def saved(self) -> SavedSession:
-        path = lambda f: Path(f.path).resolve() if f is not None and f.path else None  # noqa: E731
+        # a plugin's model is not a file to reopen: its session keeps no model path (the plugin asks again)
+        path = lambda f: Path(f.path).resolve() if f is not None and f.path and not hasattr(f, "plugin") else None  # noqa: E731
         return SavedSession(path(self.checkpoint), path(self.dataset), self.solver, self.device,
                             dict(self.corruptions), self.sample, self.split, self.step)
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..core.adapter import Capabilities
 from ..core.corruptions import Corruption
+from ..core.equilibrium.report import EquilibriumReport
 from ..core.solvers.settings import SolverSettings
 
 
@@ -60,6 +61,7 @@ class RunView:
     pe: np.ndarray | None  # (M,)
     energy: np.ndarray | None  # (M,)
     wall_ms: float
+    predicted: tuple[int, ...] = ()  # the predicted classes: (prediction,), or a multilabel model's label set
 
     @property
     def final_rel(self) -> float:
@@ -87,16 +89,61 @@ class SolveResult:
     corruption_labels: dict = field(default_factory=dict)
     capabilities: Capabilities = field(default_factory=Capabilities)
     clean_from_cache: bool = False  # the clean run was an earlier request's, reused
+    task: str = "multiclass"
+    label_set: tuple[int, ...] = ()  # a multilabel sample's true labels (``label`` is then -1)
+    input_note: str = ""  # e.g. "corruptions act on imported features"
 
     @property
     def from_cache(self) -> bool:
         """Nothing was solved for this result: it is an earlier clean run, reused."""
         return self.clean_from_cache and self.corrupted is self.clean
 
+    @property
+    def multilabel(self) -> bool:
+        return self.task == "multilabel"
+
+    @property
+    def true_labels(self) -> tuple[int, ...]:
+        """The true classes: (label,), or a multilabel sample's label set."""
+        return self.label_set if self.multilabel else (self.label,)
+
+    def names(self, indices) -> str:
+        """Class names joined by ", " ("none" for an empty label set)."""
+        names = [self.class_names[i] if 0 <= i < len(self.class_names) else str(i) for i in indices]
+        return ", ".join(names) if names else "none"
+
+    def label_text(self) -> str:
+        return self.names(self.true_labels)
+
+    def prediction_text(self, run: RunView) -> str:
+        return self.names(run.predicted if self.multilabel else (run.prediction,))
+
+    def truth_summary(self) -> str:
+        """"true class X", or "true labels a, b" for a multilabel sample."""
+        return f"true {'labels' if self.multilabel else 'class'} {self.label_text()}"
+
+    def prediction_summary(self, run: RunView) -> str:
+        """"X (p = 0.912)", or a multilabel run's "a, b (F1 = 0.67)"."""
+        if self.multilabel:
+            return f"{self.prediction_text(run)} (F1 = {self.sample_f1(run):.2f})"
+        return f"{self.prediction_text(run)} (p = {run.final_probabilities[run.prediction]:.3f})"
+
+    def sample_f1(self, run: RunView) -> float | None:
+        """A multilabel run's F1 of its predicted label set against the true one (None for multiclass)."""
+        if not self.multilabel:
+            return None
+        true, got = set(self.label_set), set(run.predicted)
+        total = len(true) + len(got)
+        return 1.0 if total == 0 else 2 * len(true & got) / total
+
 
 @dataclass
 class BrowseTable:
-    """A split's samples: label, prediction, steps, final residual, converged (clean inputs)."""
+    """A split's samples: label, prediction, steps, final residual, converged (clean inputs).
+
+    Multilabel: ``labels`` and ``predictions`` are (N, C) label sets of 0/1, ``correct`` an exact match and
+    ``f1`` each sample's F1; ``metrics`` holds the split's scores (accuracy, or micro/macro F1).
+    """
 
     indices: np.ndarray
     labels: np.ndarray
@@ -105,6 +152,9 @@ class BrowseTable:
     steps: np.ndarray
     final_rel: np.ndarray
     converged: np.ndarray
+    task: str = "multiclass"
+    f1: np.ndarray | None = None
+    metrics: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -123,6 +173,7 @@ class ModelInfo:
     dependency: dict[str, float] = field(default_factory=dict)
     dependency_loss: dict[str, float] = field(default_factory=dict)
     solver_defaults: SolverSettings | None = None
+    input_note: str = ""  # "corruptions act on imported features" for a model fed its fusion's features
 
     @property
     def is_deq(self) -> bool:
@@ -133,3 +184,27 @@ class ModelInfo:
     def is_udml(self) -> bool:
         """Whether it predicts noise and weights its modalities (σ̂, w, PE)."""
         return self.capabilities.noise
+
+
+@dataclass(frozen=True)
+class EquilibriumRequest:
+    """Analyse the equilibria of a solved result (asked after the solve; a newer solve makes it stale)."""
+
+    generation: int  # the solve's
+    result: SolveResult
+
+
+@dataclass
+class EquilibriumResult:
+    """The equilibrium reports of one solved sample: its clean run, and its corrupted run (the clean report
+    itself when nothing is corrupted). Both None for a model without a fixed point."""
+
+    generation: int  # the solve's whose runs were analysed
+    sample: int
+    clean: EquilibriumReport | None
+    corrupted: EquilibriumReport | None
+    seconds: float = 0.0
+
+    @property
+    def available(self) -> bool:
+        return self.corrupted is not None

@@ -73,7 +73,15 @@ def resolve_device(device: str) -> str:
     return core_device.resolve_device(device, strict=True).device
 
 
+def check_trainable(ds: Dataset) -> None:
+    """Refuse what DEQ Studio does not train: multilabel datasets."""
+    if ds.task == "multilabel":
+        raise DatasetError(f"dataset {ds.name!r} is multilabel; DEQ Studio trains multiclass models only (a "
+                           "multilabel model trained elsewhere opens through `deqstudio import deqfusion`)")
+
+
 def build_config(ds: Dataset, req: TrainRequest) -> ModelConfig:
+    check_trainable(ds)
     names = tuple(req.modalities) if req.modalities else ds.modality_names
     missing = [n for n in names if n not in ds.modalities]
     if missing:

@@ -70,9 +70,10 @@ class DEQFusion(nn.Module):
         unrolled_steps: int = 10,
         jac_weight: float = 0.0,
         jac_vectors: int = 1,
+        relu_after_norm: bool = False,
     ) -> None:
         super().__init__()
-        self.block = DEQFusionBlock(names, dim, ablation)
+        self.block = DEQFusionBlock(names, dim, ablation, relu_after_norm=relu_after_norm)
         self.settings = settings or SolverSettings()
         self.backward = backward or BackwardSettings()
         self.unrolled_steps = unrolled_steps

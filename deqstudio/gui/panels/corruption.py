@@ -143,6 +143,13 @@ class CorruptionPanel(QtWidgets.QWidget):
         self.layout_ = QtWidgets.QVBoxLayout(self)
         self.layout_.setContentsMargins(4, 4, 4, 4)
         self.controls: dict[str, ModalityControls] = {}
+        # what the sliders act on, when it is not the raw data (an imported model fed its fusion's features)
+        self.input_note = QtWidgets.QLabel()
+        self.input_note.setObjectName("input_note")
+        self.input_note.setWordWrap(True)
+        self.input_note.setStyleSheet("color: #8a5a00;")
+        self.input_note.hide()
+        self.layout_.addWidget(self.input_note)
         self.reset = QtWidgets.QPushButton("Reset all to clean")
         self.reset.clicked.connect(self.reset_requested.emit)
         self.layout_.addWidget(self.reset)
@@ -163,6 +170,14 @@ class CorruptionPanel(QtWidgets.QWidget):
 
     def _on_loaded(self, info) -> None:
         self.set_modalities(info.modality_names, info.modality_kinds, self.session.corruptions)
+        self.set_input_note(getattr(info, "input_note", ""))
+
+    def set_input_note(self, note: str) -> None:
+        """Say what the corruptions act on when it is not the raw data ("" hides it)."""
+        if note:
+            self.input_note.setText(f"{note[:1].upper()}{note[1:]}: the dataset holds the features the model's "
+                                    "fusion received, and the sliders perturb those.")
+        self.input_note.setVisible(bool(note))
 
     def set_modalities(self, names, kinds, choices) -> None:
         for c in self.controls.values():
@@ -173,7 +188,7 @@ class CorruptionPanel(QtWidgets.QWidget):
             ctl = ModalityControls(name, kind)
             ctl.set_choice(choices[name])
             ctl.changed.connect(self.changed.emit)
-            self.layout_.insertWidget(i, ctl)
+            self.layout_.insertWidget(i + 1, ctl)  # after the input note
             self.controls[name] = ctl
 
     def set_choice(self, name: str, choice) -> None:

@@ -113,8 +113,10 @@ class BrowseFilter(QtCore.QAbstractProxyModel):
     def _mask(self, model, t) -> np.ndarray:
         cols = t.shown
         keep = np.ones(len(t), bool)
+        multilabel = t.labels.ndim == 2
         if self.mode == "wrong":
-            keep &= cols.done & (cols.predictions != t.labels)
+            wrong = cols.predictions != t.labels
+            keep &= cols.done & (wrong.any(axis=1) if multilabel else wrong)
         elif self.mode == "not converged":
             keep &= cols.done & ~cols.converged
         if self.text:
@@ -123,7 +125,9 @@ class BrowseFilter(QtCore.QAbstractProxyModel):
             if self._ids_for is not t.indices:  # the ids as text, made once per split
                 self._ids_text, self._ids_for = t.indices.astype(str), t.indices
             match = np.char.startswith(self._ids_text, self.text)
-            if classes:
+            if classes and multilabel:  # a sample holding the class among its labels or its predicted ones
+                match |= (t.labels[:, classes] > 0).any(axis=1) | (cols.done & (cols.predictions[:, classes] > 0).any(axis=1))
+            elif classes:
                 match |= np.isin(t.labels, classes) | (cols.done & np.isin(cols.predictions, classes))
             keep &= match
         return keep

@@ -3,6 +3,9 @@
 The model is virtual over the session's ``SampleTable``: all rows exist at once, computed columns fill in as the
 table's chunks arrive; sorting and filtering work on what is computed so far (``BrowseFilter``) and say so.
 The table is computed lazily: only while it is shown, and only once the settings have stopped changing.
+
+For a multilabel model the label and prediction columns hold label sets and "correct" becomes each sample's F1
+(of its predicted set against its labels); the summary gives micro and macro F1 instead of the accuracy.
 """
 
 from __future__ import annotations
@@ -30,17 +33,26 @@ class BrowseModel(QtCore.QAbstractTableModel):
             "relative residual of the returned state (the best step), clean input",
             "predicted class under the current corruption (red: wrong)",
             "solver steps under the current corruption (red: not converged)")
+    MULTILABEL_HEADERS = ("sample", "labels", "predicted labels", "F1", "steps", "final residual",
+                          "predicted now", "steps now")
+    MULTILABEL_TIPS = ("dataset index", "true label set", "predicted label set (clean input)",
+                       "F1 of the predicted set against the true one", *TIPS[4:6],
+                       "predicted label set under the current corruption (red: not the true set)", TIPS[7])
     NOW_COLUMNS = (6, 7)
+    LABEL_COLUMNS = (1, 2, 6)
 
     def __init__(self) -> None:
         super().__init__()
         self.table = None
         self.class_names: tuple[str, ...] = ()
+        self.multilabel = False
 
     def set_table(self, table, class_names) -> None:
         self.beginResetModel()
         self.table, self.class_names = table, tuple(class_names)
+        self.multilabel = table is not None and table.task == "multilabel"
         self.endResetModel()
+        self.headerDataChanged.emit(QtCore.Qt.Orientation.Horizontal, 0, len(self.HEADERS) - 1)
 
     def refresh(self) -> None:
         """Computed values arrived (or started over): repaint the computed columns."""
@@ -58,10 +70,11 @@ class BrowseModel(QtCore.QAbstractTableModel):
         if orientation != QtCore.Qt.Orientation.Horizontal:
             return None
         if role == QtCore.Qt.ItemDataRole.DisplayRole:
-            return self.HEADERS[section]
+            return (self.MULTILABEL_HEADERS if self.multilabel else self.HEADERS)[section]
         if role == QtCore.Qt.ItemDataRole.ToolTipRole:
             label = self.table.corruption_label if self.table is not None else ""
-            return self.TIPS[section] + (f" ({label})" if section in self.NOW_COLUMNS and label else "")
+            tips = self.MULTILABEL_TIPS if self.multilabel else self.TIPS
+            return tips[section] + (f" ({label})" if section in self.NOW_COLUMNS and label else "")
         return None
 
     @staticmethod
@@ -69,18 +82,20 @@ class BrowseModel(QtCore.QAbstractTableModel):
         return col >= 2
 
     def _cell(self, row: int, col: int):
-        """(value, known) of a cell; value is a number."""
+        """(value, known) of a cell; value is a number (a label set's row of 0/1 for a multilabel model)."""
         t = self.table
         if col == 0:
             return int(t.indices[row]), True
         if col == 1:
-            return int(t.labels[row]), True
+            return (t.labels[row] if self.multilabel else int(t.labels[row])), True
         cols = t.clean if col < 6 else t.now
         if cols is None or not cols.done[row]:
             return None, False
         if col in (2, 6):
-            return int(cols.predictions[row]), True
+            return (cols.predictions[row] if self.multilabel else int(cols.predictions[row])), True
         if col == 3:
+            if self.multilabel:
+                return float(cols.f1[row]), True
             return bool(cols.predictions[row] == t.labels[row]), True
         if col in (4, 7):
             return int(cols.steps[row]), True
@@ -92,15 +107,28 @@ class BrowseModel(QtCore.QAbstractTableModel):
         if col == 0:
             return t.indices.astype(np.float64), np.ones(len(t), bool)
         if col == 1:
-            return t.labels.astype(np.float64), np.ones(len(t), bool)
+            return self._class_key(t.labels), np.ones(len(t), bool)
         cols = t.clean if col < 6 else t.now
         if cols is None:
             return np.zeros(len(t)), np.zeros(len(t), bool)
-        values = {2: cols.predictions, 3: cols.predictions == t.labels, 4: cols.steps, 5: cols.final_rel,
-                  6: cols.predictions, 7: cols.steps}[col].astype(np.float64)
+        correct = cols.f1 if self.multilabel else cols.predictions == t.labels
+        values = {2: self._class_key(cols.predictions), 3: correct, 4: cols.steps, 5: cols.final_rel,
+                  6: self._class_key(cols.predictions), 7: cols.steps}[col].astype(np.float64)
         return np.nan_to_num(values, nan=np.inf), cols.done.copy()
 
-    def _name(self, c: int) -> str:
+    def _class_key(self, values: np.ndarray) -> np.ndarray:
+        """Classes as numbers to sort by; label sets ordered by the classes they hold, the first most significant."""
+        if not self.multilabel:
+            return values.astype(np.float64)
+        return (values.clip(0, 1) @ (0.5 ** np.arange(values.shape[1]))).astype(np.float64)
+
+    def _name(self, c) -> str:
+        if self.multilabel:
+            picked = [self._name_of(int(i)) for i in np.flatnonzero(np.asarray(c) > 0)]
+            return ", ".join(picked) if picked else "none"
+        return self._name_of(c)
+
+    def _name_of(self, c: int) -> str:
         return self.class_names[c] if 0 <= c < len(self.class_names) else str(c)
 
     def data(self, index, role=QtCore.Qt.ItemDataRole.DisplayRole):
@@ -119,7 +147,7 @@ class BrowseModel(QtCore.QAbstractTableModel):
             if col in (1, 2, 6):
                 return self._name(v)
             if col == 3:
-                return "yes" if v else "no"
+                return f"{v:.2f}" if self.multilabel else ("yes" if v else "no")
             if col == 5:
                 return "—" if not np.isfinite(v) else f"{v:.1e}"
             return str(v)
@@ -127,7 +155,7 @@ class BrowseModel(QtCore.QAbstractTableModel):
             return None if known else "not computed yet: the table fills in the background"
         if known:  # the foreground
             t = self.table
-            wrong = (col == 3 and not v) or (col == 6 and v != t.labels[row])
+            wrong = (col == 3 and v < 1) or (col == 6 and np.any(v != t.labels[row]))
             unconverged = (col == 4 and not t.clean.converged[row]) or (col == 7 and not t.now.converged[row])
             if wrong or unconverged:
                 return _WRONG
@@ -270,7 +298,9 @@ class SampleBrowser(QtWidgets.QWidget):
                 filler is not None and filler.stopped) else "waiting"
             parts.append(f"{done:,} of {n:,} computed ({state})")
         if stats["computed"]:
-            parts.append(("on those: " if done < n else "") + f"accuracy {stats['accuracy']:.3f} · converged "
+            score = (f"micro F1 {stats['micro_f1']:.3f} · macro F1 {stats['macro_f1']:.3f}" if "micro_f1" in stats
+                     else f"accuracy {stats['accuracy']:.3f}")
+            parts.append(("on those: " if done < n else "") + f"{score} · converged "
                          f"{stats['converged']:.3f} · median steps {stats['median_steps']:.0f}")
         if done < n and self.proxy.uses_computed:
             parts.append("sorting and filtering use the computed rows only")

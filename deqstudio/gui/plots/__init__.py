@@ -5,7 +5,8 @@ from .gates import GatePlot
 from .probabilities import ProbabilityPlot
 from .residual import ResidualPlot
 from .shift import ShiftPlot
+from .stability import StabilityPanel
 from .udml_table import UDMLPanel
 
 __all__ = ["FLOOR", "GatePlot", "PlotPanel", "ProbabilityPlot", "ResidualPlot", "ShiftPlot",
-           "UDMLPanel", "colour", "nice_ceiling", "step_range"]
+           "StabilityPanel", "UDMLPanel", "colour", "nice_ceiling", "step_range"]

@@ -39,7 +39,7 @@ class GatePlot(PlotPanel):
         if not result.corrupted.nstep:
             self.set_note(f"no gate: {NOT_PROVIDED} (the {result.fusion} model has no DEQ block)")
         elif not result.capabilities.gates:
-            self.set_note(f"no gate share: {NOT_PROVIDED} (its fused update does not go through the gate)")
+            self.set_note(f"no gate share: {NOT_PROVIDED} (it has no gate, or its fused update does not go through it)")
         self.getPlotItem().setXRange(*step_range(max(result.corrupted.nstep, result.clean.nstep)), padding=0.02)
 
     def show_step(self, step: int) -> None:
