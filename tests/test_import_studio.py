@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from PySide6 import QtCore
 
 from deqstudio.gui.panels.samples import BrowseModel
 from official_files import imported_user_model
@@ -85,10 +86,12 @@ def test_a_multilabel_model_in_the_window(window, qtbot, multilabel_files):
     qtbot.waitUntil(task.done, timeout=60000)
     assert task.result() is True
     qtbot.waitUntil(lambda: window.session.result is not None and window.session.result.multilabel
-                    and window.session.table is not None, timeout=60000)
+                    and window.session.table is not None and window.session.table.complete, timeout=60000)
     _wait_idle(qtbot, window)
     browser = window.browser
-    assert browser.model.headers == BrowseModel.MULTILABEL_HEADERS
+    horizontal = QtCore.Qt.Orientation.Horizontal
+    shown = tuple(browser.view.model().headerData(c, horizontal) for c in range(len(BrowseModel.HEADERS)))
+    assert shown == BrowseModel.MULTILABEL_HEADERS
     assert "micro F1" in browser.summary.text() and "macro F1" in browser.summary.text()
     model = browser.model
     f1_cell = model.data(model.index(0, 3))
