@@ -87,8 +87,10 @@ class StabilityPanel(QtWidgets.QWidget):
         for bar in self.bars.values():
             self.dependence.getPlotItem().addItem(bar)
         self.shift_title = "equilibrium shift per block<br>" + _key(
-            ((LINEAR, "linear response (I−J)⁻¹ ∂f/∂x Δx"), (ACTUAL, "actual z* − z*clean")))
+            ((LINEAR, "linear response"), (ACTUAL, "actual")))
         self.shift = _small_plot(self.shift_title, "‖Δz‖")
+        self.shift.getPlotItem().titleLabel.setToolTip(  # the key stays short: a long title widens the plot
+            "linear response: (I−J)⁻¹ ∂f/∂x Δx at the clean z*, per block; actual: z*corrupted − z*clean")
         self.shift_bars = {key: pg.BarGraphItem(x=[], height=[], width=0.38, brush=c)
                            for key, c in (("linear", LINEAR), ("actual", ACTUAL))}
         for bar in self.shift_bars.values():
