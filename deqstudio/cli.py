@@ -60,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default="auto", help="auto, cpu or cuda")
     train.add_argument("--threads", type=int, help="torch threads for the run (default: torch's current count); "
                        "recorded with the checkpoint, as the result depends on it")
+    train.add_argument("--noise-augment", action="store_true",
+                       help="inject UDML's training noise (same epochs, levels and noise as deq-udml) into another "
+                       "fusion; the saved epoch is picked from the same epochs as deq-udml's")
+    train.add_argument("--udml-weights", default="udml", metavar="udml|fixed",
+                       help="deq-udml: 'udml' (1/α, then 1/(s·α); default) or 'fixed' (w = 1 for every modality, "
+                       "noise injection and UDML losses kept)")
+    train.add_argument("--no-noise-loss", action="store_true",
+                       help="deq-udml: train without the noise-level loss (σ̂ gets no training signal)")
     train.add_argument("--quiet", action="store_true", help="no per-epoch progress")
 
     solve = sub.add_parser("solve", help="solve one sample (clean and corrupted) and print the trace")
@@ -242,6 +250,12 @@ def _train_command(args: argparse.Namespace, threads: int) -> str:
               str(args.hidden), "--jac-weight", f"{args.jac_weight:g}", "--device", args.device, "--threads", str(threads)]
     if args.ablation != "full":
         parts += ["--ablation", args.ablation]
+    if args.noise_augment:
+        parts.append("--noise-augment")
+    if args.udml_weights != "udml":
+        parts += ["--udml-weights", args.udml_weights]
+    if args.no_noise_loss:
+        parts.append("--no-noise-loss")
     return " ".join(shlex.quote(str(p)) for p in parts)
 
 
@@ -258,7 +272,8 @@ def _train(args: argparse.Namespace) -> int:
         req = TrainRequest(
             modalities=tuple(m.strip() for m in args.modalities.split(",") if m.strip()) if args.modalities else None,
             fusion=args.fusion, epochs=args.epochs, seed=args.seed, hidden=args.hidden, device=args.device,
-            ablation=args.ablation, jac_weight=args.jac_weight, threads=threads,
+            ablation=args.ablation, jac_weight=args.jac_weight, threads=threads, noise_augment=args.noise_augment,
+            udml_weights=args.udml_weights, noise_loss=not args.no_noise_loss,
         )
         if req.fusion == "deq-udml":
             udml.check_epochs(req.epochs)  # before the dataset is read

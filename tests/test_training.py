@@ -91,7 +91,7 @@ def test_train_command_and_inspect(tmp_path, synthetic, capsys, one_thread):
 # -- UDML as specified (DESIGN.md §3.3), the schedule for every length, reproducible runs ----------------------
 
 from deqstudio.core import udml  # noqa: E402
-from deqstudio.core.model import WEIGHTING_DEPENDENCY, WEIGHTING_UNCERTAINTY, FusionModel  # noqa: E402
+from deqstudio.core.model import WEIGHTING_DEPENDENCY, WEIGHTING_UNCERTAINTY, WEIGHTING_UNIFORM, FusionModel  # noqa: E402
 from deqstudio.core.training import TrainOptions, fit, logit_magnitude  # noqa: E402
 from deqstudio.io.training_run import build_config, split_tensors  # noqa: E402
 
@@ -237,3 +237,144 @@ def test_train_command_sets_and_records_the_thread_count(tmp_path, tiny):
         assert training["threads"] == threads
         assert f"--threads {threads}" in training["command"] and training["command"].startswith("deqstudio train")
     assert main(["train", "--dataset", str(data), "--out", str(out), "--threads", "0", "--quiet"]) == 2
+
+
+# The ablations that separate UDML's effects: noise augmentation of another fusion, deq-udml with w ≡ 1,
+# deq-udml without the noise loss. Tiny runs on one thread; the assertions are on what training did.
+
+def _training_forwards(model, options, data):
+    """Fit ``model`` on ``data``'s train/val splits; return, per training forward, (inputs, weights)."""
+    tx, ty = split_tensors(data, model.modality_names, "train")
+    vx, vy = split_tensors(data, model.modality_names, "val")
+    seen = []
+
+    def hook(module, args, out):
+        if module.training:
+            seen.append(([t.clone() for t in args[0]], None if out.weights is None else out.weights.detach().clone()))
+
+    handle = model.register_forward_hook(hook)
+    try:
+        result = fit(model, tx, ty, vx, vy, options)
+    finally:
+        handle.remove()
+    return result, seen, tx
+
+
+def _model(data, fusion, seed=0):
+    torch.manual_seed(seed)
+    return FusionModel(build_config(data, TrainRequest(fusion=fusion, hidden=8)))
+
+
+@pytest.mark.parametrize("fusion", ["weighted-sum", "deq"])
+def test_noise_augmentation_injects_udmls_noise_in_the_same_epochs(tiny, one_thread, fusion):
+    opts = dict(epochs=5, batch_size=16, seed=4, patience=50)
+    udml_run, udml_seen, tx = _training_forwards(_model(tiny, "deq-udml"), TrainOptions(**opts), tiny)
+    aug_run, aug_seen, _ = _training_forwards(_model(tiny, fusion), TrainOptions(**opts, noise_augment=True), tiny)
+    plain_run, plain_seen, _ = _training_forwards(_model(tiny, fusion), TrainOptions(**opts), tiny)
+    # the same schedule: no noise in the first half, noise from then on, epoch by epoch
+    noise = [r.noise for r in udml_run.history]
+    assert noise == [False, False, True, True, True]
+    assert [r.noise for r in aug_run.history] == noise and [r.phase for r in aug_run.history] == \
+        [r.phase for r in udml_run.history]
+    assert not any(r.noise for r in plain_run.history)
+    # the same batches, levels and noise values: UDML's training draws come from the run's own generator,
+    # which neither fusion uses for anything else, so with one seed the noisy inputs are identical
+    assert len(aug_seen) == len(udml_seen) == len(plain_seen)
+    for (a, _), (u, _) in zip(aug_seen, udml_seen):
+        assert all(torch.equal(x, y) for x, y in zip(a, u))
+    batches = len(aug_seen) // 5
+    for i, ((inputs, _), (clean_inputs, _)) in enumerate(zip(aug_seen, plain_seen)):
+        unchanged = torch.stack([(x[:, None, :] == t[None]).all(-1).any(1) for x, t in zip(inputs, tx)], dim=1)
+        if not noise[i // batches]:
+            assert unchanged.all()
+        else:  # half the samples clean in every modality, the rest noisy in some modality
+            b = len(inputs[0])
+            assert b // 2 <= int(unchanged.all(dim=1).sum()) <= b // 2 + 1
+        # without the option, the same fusion trains on clean rows only
+        assert all(((x[:, None, :] == t[None]).all(-1).any(1)).all() for x, t in zip(clean_inputs, tx))
+    # the saved epoch comes from deq-udml's comparable epochs (its last phase): the model leaves noise-trained
+    assert aug_run.best_epoch >= 3 and aug_run.history[aug_run.best_epoch].phase == "uncertainty"
+
+
+def test_fixed_udml_weights_are_exactly_one_in_training_and_after(tiny, one_thread):
+    opts = dict(epochs=5, batch_size=16, seed=2, patience=50)
+    model = _model(tiny, "deq-udml")
+    predictor_before = copy.deepcopy(model.noise_predictors.state_dict())
+    fixed_run, fixed_seen, tx = _training_forwards(model, TrainOptions(**opts, udml_weights="fixed"), tiny)
+    udml_run, udml_seen, _ = _training_forwards(_model(tiny, "deq-udml"), TrainOptions(**opts), tiny)
+    assert all(torch.equal(w, torch.ones_like(w)) for _, w in fixed_seen)
+    assert any(not torch.equal(w, torch.ones_like(w)) for _, w in udml_seen)
+    # everything else kept: the same noise in the same epochs, and σ̂ still learns from the noise loss
+    assert [r.noise for r in fixed_run.history] == [r.noise for r in udml_run.history]
+    for (a, _), (u, _) in zip(fixed_seen, udml_seen):
+        assert all(torch.equal(x, y) for x, y in zip(a, u))
+    after = model.noise_predictors.state_dict()
+    assert any(not torch.equal(after[k], predictor_before[k]) for k in after)
+    # the saved model keeps w ≡ 1 at inference
+    assert int(model.weighting) == WEIGHTING_UNIFORM
+    with torch.no_grad():
+        out = model.eval()(tx)
+    assert torch.equal(out.weights, torch.ones_like(out.weights))
+
+
+def test_without_the_noise_loss_the_noise_predictor_gets_no_training_signal(tiny, one_thread):
+    opts = dict(epochs=4, batch_size=16, seed=1, patience=50)
+    model = _model(tiny, "deq-udml")
+    before = copy.deepcopy(model.state_dict())
+    run, seen, _ = _training_forwards(model, TrainOptions(**opts, noise_loss_weight=0.0), tiny)
+    after = model.state_dict()
+    predictor = [k for k in after if k.startswith("noise_predictors.")]
+    assert predictor and all(torch.equal(after[k], before[k]) for k in predictor)
+    # the rest trains, with noise and the UDML weighting as usual
+    assert any(not torch.equal(after[k], before[k]) for k in after if k.startswith("trunks."))
+    assert [r.noise for r in run.history] == [False, False, True, True]
+    assert int(model.weighting) == WEIGHTING_UNCERTAINTY
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--fusion", "deq-udml", "--noise-augment"], "--noise-augment is for fusions other than deq-udml"),
+    (["--fusion", "deq", "--udml-weights", "fixed"], "--udml-weights fixed applies to deq-udml only, not deq"),
+    (["--fusion", "concat", "--no-noise-loss"], "--no-noise-loss applies to deq-udml only, not concat"),
+    (["--fusion", "deq-udml", "--udml-weights", "even"], "unknown UDML weighting 'even'; choose one of udml, fixed"),
+    (["--fusion", "weighted-sum", "--noise-augment", "--epochs", "2"], "--noise-augment needs at least 3 epochs"),
+])
+def test_train_refuses_options_that_do_not_apply_in_one_line(tmp_path, tiny, capsys, args, message):
+    data = write_dataset(tiny, tmp_path / "tiny.h5")
+    out = tmp_path / "m.pt"
+    capsys.readouterr()
+    assert main(["train", "--dataset", str(data), "--out", str(out), "--quiet", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("fusion, flags", [
+    ("weighted-sum", ["--noise-augment"]),
+    ("deq-udml", ["--udml-weights", "fixed", "--no-noise-loss"]),
+])
+def test_the_recorded_command_holds_the_options_and_reproduces_the_run(tmp_path, tiny, fusion, flags):
+    import shlex
+
+    data = write_dataset(tiny, tmp_path / "tiny.h5")
+    first = tmp_path / "first.pt"
+    assert main(["train", "--dataset", str(data), "--out", str(first), "--fusion", fusion, "--epochs", "3",
+                 "--hidden", "8", "--quiet", "--device", "cpu", "--threads", "1", *flags]) == 0
+    ck = load_checkpoint(first)
+    command = ck.training["command"]
+    assert " ".join(flags) in command
+    request = ck.training["request"]
+    assert request["noise_augment"] == ("--noise-augment" in flags)
+    assert request["udml_weights"] == ("fixed" if "fixed" in flags else "udml")
+    assert request["noise_loss"] == ("--no-noise-loss" not in flags)
+    assert ck.training["options"]["noise_loss_weight"] == (0.0 if "--no-noise-loss" in flags else udml.NOISE_LOSS_WEIGHT)
+    assert [h["noise"] for h in ck.training["history"]] == [False, True, True]
+    # the recorded command, run again as written (only --out changed), gives the same weights and accuracy
+    argv = shlex.split(command)
+    assert argv[:2] == ["deqstudio", "train"]
+    second = tmp_path / "second.pt"
+    argv[argv.index("--out") + 1] = str(second)
+    assert main([*argv[1:], "--quiet"]) == 0
+    again = load_checkpoint(second)
+    a, b = ck.model.state_dict(), again.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert again.metrics["test_accuracy"] == ck.metrics["test_accuracy"]

@@ -17,8 +17,9 @@ from .fusion.deq_fusion import DEQFusion, SolverSettings
 from .solvers import SolverTrace
 
 # How deq-udml weights its modalities: 1/α (clean and dependency phases) or 1/(s·α) (uncertainty phase).
-# WEIGHTING_UNIFORM (w = 1 for every modality) is what the clean phase used before it weighted by 1/α;
-# training no longer sets it, and it is kept so that checkpoints holding it still load and run as saved.
+# WEIGHTING_UNIFORM (w = 1 for every modality): a model trained with fixed weights (the `--udml-weights
+# fixed` ablation) holds it in every phase and keeps it at inference; checkpoints from before the clean
+# phase weighted by 1/α hold it too, and run as saved.
 WEIGHTING_UNIFORM, WEIGHTING_DEPENDENCY, WEIGHTING_UNCERTAINTY = 0, 1, 2
 
 

@@ -12,9 +12,14 @@ import torch
 import torch.nn.functional as F
 
 from . import udml
-from .model import WEIGHTING_DEPENDENCY, WEIGHTING_UNCERTAINTY, FusionModel
+from .model import WEIGHTING_DEPENDENCY, WEIGHTING_UNCERTAINTY, WEIGHTING_UNIFORM, FusionModel
 
 Tensors = Sequence[torch.Tensor]
+
+# How a deq-udml model weights its modalities in training (and keeps at inference): "udml" — 1/α, then
+# 1/(s·α), by the progressive schedule (DESIGN.md §3.3); "fixed" — w ≡ 1 for every modality in every epoch
+# (the ablation that keeps UDML's noise injection and losses but not its weighting).
+UDML_WEIGHTINGS = ("udml", "fixed")
 
 
 @dataclass
@@ -29,6 +34,11 @@ class TrainOptions:
     kl_weight: float = udml.KL_WEIGHT
     noise_loss_weight: float = udml.NOISE_LOSS_WEIGHT
     aux_weight: float = udml.AUX_LOSS_WEIGHT
+    # Noise augmentation for a fusion other than deq-udml: UDML's noise injection (same epochs, same
+    # per-sample and per-modality levels, same noise) without anything else of UDML; the saved epoch is
+    # picked from the same epochs as deq-udml's (its last phase), so the model leaves trained with noise.
+    noise_augment: bool = False
+    udml_weights: str = "udml"  # deq-udml only: one of UDML_WEIGHTINGS
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "patience"):
@@ -37,6 +47,23 @@ class TrainOptions:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if self.udml_weights not in UDML_WEIGHTINGS:
+            raise ValueError(f"unknown UDML weighting {self.udml_weights!r}; choose one of {', '.join(UDML_WEIGHTINGS)}")
+        for name in ("kl_weight", "noise_loss_weight", "aux_weight"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+    def check_model(self, config) -> None:
+        """Refuse options that do not apply to the model (ValueError, one line)."""
+        if self.noise_augment and config.is_udml:
+            raise ValueError("noise augmentation is for fusions other than deq-udml, which injects noise by its own schedule")
+        if self.udml_weights != "udml" and not config.is_udml:
+            raise ValueError(f"UDML weighting {self.udml_weights!r} applies to deq-udml only, not {config.fusion}")
+        if config.is_udml:
+            udml.check_epochs(self.epochs)
+        elif self.noise_augment:
+            udml.check_epochs(self.epochs, what="noise augmentation")
 
 
 @dataclass
@@ -45,8 +72,9 @@ class EpochRecord:
     loss: float
     train_accuracy: float
     val_accuracy: float
-    phase: str
+    phase: str  # the epoch's phase in the UDML schedule (deq-udml and noise-augmented runs), else "clean"
     seconds: float
+    noise: bool = False  # whether noise was injected into training batches in this epoch
 
 
 @dataclass
@@ -134,7 +162,8 @@ def _udml_losses(model: FusionModel, out, y: torch.Tensor, tau: torch.Tensor, op
     loss = y.new_zeros((), dtype=torch.float32)
     for m, (mu, logvar) in enumerate(zip(out.mu, out.logvar)):
         loss = loss + opts.kl_weight * udml.kl_to_noise_prior(mu, logvar, tau[:, m].float()).mean()
-        loss = loss + opts.noise_loss_weight * udml.noise_loss(out.sigma_hat[:, m], tau[:, m].float())
+        if opts.noise_loss_weight > 0:  # at 0 the noise predictor gets no training signal at all
+            loss = loss + opts.noise_loss_weight * udml.noise_loss(out.sigma_hat[:, m], tau[:, m].float())
     return loss + udml.auxiliary_unimodal_loss(out.unimodal_logits, y, gamma=opts.aux_weight)
 
 
@@ -149,6 +178,7 @@ def fit(
 ) -> TrainResult:
     """Train in place and leave the model at its best validation epoch (eval mode)."""
     opts = options or TrainOptions()
+    opts.check_model(model.config)
     torch.manual_seed(opts.seed)
     generator = torch.Generator().manual_seed(opts.seed)
     device = torch.device(opts.device)
@@ -162,9 +192,9 @@ def fit(
     cfg = model.config
     n = train_labels.shape[0]
     n_mod = len(cfg.modalities)
+    scheduled = cfg.is_udml or opts.noise_augment  # epochs follow the UDML schedule's phases
 
     if cfg.is_udml:
-        udml.check_epochs(opts.epochs)
         _set_dependency(model, train_inputs)  # α of the initial weights, for the first epoch's 1/α weighting
 
     best_state, best_acc, best_epoch, since_best = None, -1.0, -1, 0
@@ -172,8 +202,11 @@ def fit(
     t_start = time.perf_counter()
     for epoch in range(opts.epochs):
         t0 = time.perf_counter()
-        phase = udml.udml_phase(epoch, opts.epochs) if cfg.is_udml else "clean"
-        if cfg.is_udml:
+        phase = udml.udml_phase(epoch, opts.epochs) if scheduled else "clean"
+        noisy = scheduled and phase != "clean"
+        if cfg.is_udml and opts.udml_weights == "fixed":
+            model.weighting.fill_(WEIGHTING_UNIFORM)
+        elif cfg.is_udml:
             model.weighting.fill_(WEIGHTING_UNCERTAINTY if phase == "uncertainty" else WEIGHTING_DEPENDENCY)
         model.train()
         total, correct, count = 0.0, 0, 0
@@ -181,7 +214,7 @@ def fit(
             batch = [x[idx] for x in train_inputs]
             y = train_labels[idx]
             tau = torch.ones(len(idx), n_mod, dtype=torch.long, device=device)
-            if cfg.is_udml and phase != "clean":
+            if noisy:
                 tau = udml.sample_noise_levels(len(idx), n_mod, generator).to(device)
                 batch = [udml.inject_noise(batch[m], tau[:, m], stds[m], generator=generator) for m in range(n_mod)]
             out = model(batch)
@@ -202,13 +235,15 @@ def fit(
             # holds the α of its own weights, so validation and the saved model use the same one
             _set_dependency(model, train_inputs)
         val_acc = accuracy(model, val_inputs, val_labels)
-        record = EpochRecord(epoch, total / max(count, 1), correct / max(count, 1), val_acc, phase, time.perf_counter() - t0)
+        record = EpochRecord(epoch, total / max(count, 1), correct / max(count, 1), val_acc, phase,
+                             time.perf_counter() - t0, noisy)
         result.history.append(record)
         if progress:
             progress(record)
         # Early stopping only compares epochs of the final phase for deq-udml, whose weighting changes;
-        # the first comparable epoch is always kept, so a model always leaves in its final weighting
-        comparable = not cfg.is_udml or phase == "uncertainty"
+        # the first comparable epoch is always kept, so a model always leaves in its final weighting.
+        # A noise-augmented run compares the same epochs: it leaves trained with noise, like deq-udml
+        comparable = not scheduled or phase == "uncertainty"
         if comparable and (best_state is None or val_acc > best_acc):
             best_acc, best_epoch, since_best = val_acc, epoch, 0
             best_state = copy.deepcopy(model.state_dict())

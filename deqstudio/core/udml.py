@@ -156,11 +156,12 @@ def auxiliary_unimodal_loss(unimodal_logits: Sequence[torch.Tensor], target: tor
     return gamma * sum(F.cross_entropy(logits, target) for logits in unimodal_logits)
 
 
-def check_epochs(total_epochs: int) -> None:
-    """Refuse a schedule too short to hold all three phases (ValueError naming the minimum)."""
+def check_epochs(total_epochs: int, what: str = "deq-udml") -> None:
+    """Refuse a schedule too short to hold all three phases (ValueError naming ``what`` and the minimum)."""
     if isinstance(total_epochs, bool) or not isinstance(total_epochs, int) or total_epochs < MIN_EPOCHS:
+        whose = "its" if what == "deq-udml" else "the UDML schedule's"
         raise ValueError(
-            f"deq-udml needs at least {MIN_EPOCHS} epochs (one each for its clean, dependency and uncertainty "
+            f"{what} needs at least {MIN_EPOCHS} epochs (one each for {whose} clean, dependency and uncertainty "
             f"phases), got {total_epochs!r}")
 
 

@@ -15,7 +15,7 @@ import torch
 from ..core import udml
 from ..core.config import DEQ_FUSIONS, FUSIONS, ModalitySpec, ModelConfig
 from ..core.model import FusionModel
-from ..core.training import EpochRecord, TrainOptions, accuracy, dependency_scores, fit, predict
+from ..core.training import UDML_WEIGHTINGS, EpochRecord, TrainOptions, accuracy, dependency_scores, fit, predict
 from .checkpoint import save_checkpoint
 from .dataset import Dataset, DatasetError
 
@@ -34,12 +34,36 @@ class TrainRequest:
     lr: float = 1e-3
     patience: int = 15
     threads: int | None = None  # torch's intra-op threads for the run; None: the current count
+    # the ablations that separate UDML's effects (TrainOptions): UDML's noise injection for another fusion;
+    # deq-udml with w ≡ 1 ("fixed"); deq-udml without the noise-level loss
+    noise_augment: bool = False
+    udml_weights: str = "udml"
+    noise_loss: bool = True
     config_overrides: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.threads is not None and (
                 isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1):
             raise ValueError(f"threads must be a positive integer, got {self.threads!r}")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {self.fusion!r}; choose one of {', '.join(FUSIONS)}")
+        if self.udml_weights not in UDML_WEIGHTINGS:
+            raise ValueError(f"unknown UDML weighting {self.udml_weights!r}; choose one of {', '.join(UDML_WEIGHTINGS)}")
+        if self.noise_augment and self.fusion == "deq-udml":
+            raise ValueError("--noise-augment is for fusions other than deq-udml, which injects noise by its own schedule")
+        if self.fusion != "deq-udml" and self.udml_weights != "udml":
+            raise ValueError(f"--udml-weights {self.udml_weights} applies to deq-udml only, not {self.fusion}")
+        if self.fusion != "deq-udml" and not self.noise_loss:
+            raise ValueError(f"--no-noise-loss applies to deq-udml only, not {self.fusion}: only it predicts noise")
+        if self.noise_augment:
+            udml.check_epochs(self.epochs, what="--noise-augment")
+
+    def options(self, device: str) -> TrainOptions:
+        """The training options of this request on ``device``."""
+        extra = {} if self.noise_loss else {"noise_loss_weight": 0.0}
+        return TrainOptions(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, patience=self.patience,
+                            seed=self.seed, device=device, noise_augment=self.noise_augment,
+                            udml_weights=self.udml_weights, **extra)
 
 
 def resolve_device(device: str) -> str:
@@ -151,8 +175,8 @@ def train_model(ds: Dataset, req: TrainRequest, progress: Callable[[EpochRecord]
     """
     device = resolve_device(req.device)
     config = build_config(ds, req)
-    if config.is_udml:
-        udml.check_epochs(req.epochs)
+    opts = req.options(device)
+    opts.check_model(config)
     threads = req.threads if req.threads is not None else torch.get_num_threads()
     with reproducible(threads, device) as settings:
         torch.manual_seed(req.seed)
@@ -160,8 +184,6 @@ def train_model(ds: Dataset, req: TrainRequest, progress: Callable[[EpochRecord]
         names = config.modality_names
         tx, ty = split_tensors(ds, names, "train")
         vx, vy = split_tensors(ds, names, "val")
-        opts = TrainOptions(epochs=req.epochs, batch_size=req.batch_size, lr=req.lr, patience=req.patience,
-                            seed=req.seed, device=device)
         result = fit(model, tx, ty, vx, vy, opts, progress=progress)
         dependency = dependency_scores(model, [t.to(device) for t in tx], ty.to(device))
         if config.is_udml:  # the same α the model was left with by fit (same definition, same weights)
@@ -181,6 +203,9 @@ def train_model(ds: Dataset, req: TrainRequest, progress: Callable[[EpochRecord]
         "numpy": np.__version__,
         "python": platform.python_version(),
         "deterministic": settings,
+        "options": {"noise_augment": opts.noise_augment, "udml_weights": opts.udml_weights,
+                    "noise_loss_weight": opts.noise_loss_weight, "kl_weight": opts.kl_weight,
+                    "aux_weight": opts.aux_weight},
         "history": [asdict(r) for r in result.history],
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
