@@ -2,8 +2,9 @@
 """Write the corpus of bad inputs in tests/data/bad/ that tests/test_bad_inputs.py feeds to the loaders.
 
 Every file is small (a few KB), rebuilt byte for byte the same on each run, and listed in
-tests/data/bad/MANIFEST.json with what is wrong with it, which loader it targets and a keyword the
-error message must contain. Files that are valid on their own but do not fit a checkpoint (modality
+tests/data/bad/MANIFEST.json with what is wrong with it, which loader it targets (checkpoint, dataset
+or session) and a keyword the error message must contain. Hostile files that cannot live in git
+(FIFOs, links to them) are made by the tests at run time. Files that are valid on their own but do not fit a checkpoint (modality
 names, feature counts, classes) are listed under "pairs".
 
 The code-payload checkpoints carry a pickle that, if it were ever unpickled unsafely, would create a
@@ -40,6 +41,10 @@ OUT = ROOT / "tests" / "data" / "bad"
 MARKER_ENV = "DEQSTUDIO_PAYLOAD_MARKER"
 MARKER_NAME = "deqstudio_payload_ran"
 DEFAULT = "@default"  # a pair member that is the bundled default checkpoint (deqstudio.paths)
+FIFO_NAME = "bad-corpus-fifo"  # external targets the tests make a FIFO of (FIFOs cannot live in git)
+# text from a file that would colour the terminal and print a fake error line if it reached it raw
+ESCAPE_TEXT = "\x1b[31mred\x1b[0m\nerror: all good"
+NOT_A_MODEL_FILE = "neither a DEQ Studio checkpoint"  # what inspect says of a session file
 
 # --- the valid bases every bad file is derived from ------------------------------------------------
 N = 12  # samples in the small datasets
@@ -68,7 +73,7 @@ def _splits(n: int = N) -> dict[str, np.ndarray]:
 
 
 def _dataset_h5(path: Path, modalities: dict, *, labels=None, class_names=CLASSES, splits=None,
-                name: str = "bad-corpus", mutate=None) -> None:
+                name: str = "bad-corpus", mutate=None, libver: str = "earliest") -> None:
     """A dataset in the README schema, written with h5py directly; ``mutate(f)`` then breaks it.
 
     modalities: name -> (array, kind, image_shape or None); image arrays are stored (N, H, W).
@@ -77,7 +82,8 @@ def _dataset_h5(path: Path, modalities: dict, *, labels=None, class_names=CLASSE
     splits = _splits(len(labels)) if splits is None else splits
     # Strings are fixed-length bytes (read_dataset decodes them): a variable-length string would
     # cost each file a 4 KiB global heap.
-    with h5py.File(path, "w", libver="earliest", track_order=True) as f:
+    with h5py.File(path, "w", libver=(libver, "latest") if libver != "earliest" else "earliest",
+                   track_order=True) as f:
         f.attrs.update({k: np.bytes_(v) for k, v in {
             "format": "deqstudio-dataset", "name": name, "source": "scripts/make_bad_corpus.py", "license": "CC0",
             "description": "part of the bad-input corpus"}.items()})
@@ -90,7 +96,7 @@ def _dataset_h5(path: Path, modalities: dict, *, labels=None, class_names=CLASSE
             if shape is not None:
                 dset.attrs["image_shape"] = np.asarray(shape, dtype=np.int64)
         lab = f.create_dataset("labels", data=labels, track_times=False)
-        lab.attrs["class_names"] = np.asarray(class_names, dtype="S")
+        lab.attrs["class_names"] = np.asarray([n.encode() for n in class_names], dtype="S")
         sg = f.create_group("splits", track_order=True)
         for split, idx in splits.items():
             sg.create_dataset(split, data=idx, track_times=False)
@@ -249,9 +255,11 @@ def build(out: Path) -> Corpus:
                  {**payload, "config": {**payload["config"], "modalities": [
                      {"name": "alpha", "input_dim": 6, "kind": "image", "image_shape": [float("inf"), 1]}]}})
     c.torch_save("ck_huge_config.pt", ck,
-                 "config declares a model of ~2^40 parameters (hidden 2^20) with the tiny weights: must be refused "
-                 "without allocating it", "parameters, more than any checkpoint file holds",
-                 {**payload, "config": {**payload["config"], "hidden": 2**20, "encoder_hidden": 2**20}})
+                 "config declares a model of ~2^30 parameters (every field within its range: input_dim 2^16, "
+                 "encoder_hidden 2^14, hidden 2^12) with the tiny weights: must be refused without allocating it",
+                 "parameters, more than any checkpoint file holds",
+                 {**payload, "config": {**payload["config"], "hidden": 2**12, "encoder_hidden": 2**14, "modalities": [
+                     {"name": "alpha", "input_dim": 2**16, "kind": "vector", "image_shape": None}]}})
     wide = {**payload["config"], "hidden": 2**12, "encoder_hidden": 2**12}
     with torch.device("meta"):
         shapes = {k: tuple(v.shape) for k, v in FusionModel(ModelConfig.from_dict(wide)).state_dict().items()}
@@ -283,6 +291,54 @@ def build(out: Path) -> Corpus:
     c.torch_save("ck_metrics_tensor.pt", ck, "'metrics' holds a tensor where plain numbers belong", "plain data",
                  {**payload, "metrics": {"test_accuracy": torch.tensor(0.5)}})
 
+    # -- checkpoint contents that explode when walked, overflow, or slip past a float-only check --
+    shared: list = [0.5]
+    for _ in range(16):  # the same list four times over, 16 levels: 4^16 leaves, a few hundred bytes pickled
+        shared = [shared, shared, shared, shared]
+    c.torch_save("ck_shared_nested.pt", ck, "'metrics' holds one list shared four times at each of 16 levels: "
+                 "4^16 values when walked or written out naively", "shared many times over",
+                 {**payload, "metrics": {"history": shared}})
+    loop: list = []
+    loop.append(loop)
+    c.torch_save("ck_self_reference.pt", ck, "'training' holds a list that contains itself", "contains itself",
+                 {**payload, "training": {"history": loop}})
+    c.torch_save("ck_huge_int.pt", ck, "a metric is the integer 10^400 (too large for a float), under a key with a "
+                 "terminal escape sequence and a newline", "integer too large for a float",
+                 {**payload, "metrics": {ESCAPE_TEXT: 10**400}})
+    bad = dict(sd)
+    bad["head.bias"] = torch.tensor([complex(float("nan"), 0.0), 1j, 0.0], dtype=torch.complex64)
+    c.torch_save("ck_complex_weights.pt", ck, "head.bias is a complex tensor holding NaN (a float-only finiteness "
+                 "check lets it through)", "has dtype complex64, its config needs float32",
+                 {**payload, "state_dict": bad})
+    for field, value, keyword in (
+            ("max_iter", 10**9, "max_iter must be an integer in 1..10,000"),
+            ("tol", 1e-300, "tol must be a number in [1e-12, 1000]"),
+            ("unrolled_steps", 10**9, "unrolled_steps must be an integer in 1..1,000"),
+            ("hidden", 2**20, "hidden must be an integer in 4..16,384"),
+            ("jac_vectors", 10**8, "jac_vectors must be an integer in 1..1,000"),
+            ("backward_max_iter", 10**9, "backward_max_iter must be an integer in 1..10,000"),
+            ("num_classes", 10**9, "num_classes must be an integer in 2..100,000"),
+    ):
+        c.torch_save(f"ck_config_{field}.pt", ck, f"config {field} is {value!r}: absurd, it would only fail later "
+                     "as a hang or an allocation error", keyword,
+                     {**payload, "config": {**payload["config"], field: value}})
+    c.torch_save("ck_config_anderson_m.pt", ck, "config asks for Anderson with a history of 10^8 (m)",
+                 "solver_options.m must be an integer in 1..256",
+                 {**payload, "config": {**payload["config"], "solver": "anderson", "solver_options": {"m": 10**8}}})
+    zbuf = io.BytesIO()
+    with zipfile.ZipFile(zbuf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        info = zipfile.ZipInfo("archive/data.pkl", date_time=(2020, 1, 1, 0, 0, 0))
+        info.compress_type = zipfile.ZIP_DEFLATED
+        z.writestr(info, bytes(4 * 1024**2))
+    c.write_bytes("ck_zip_bomb.pt", ck, "a zip whose data.pkl inflates from ~4 KB to 4 MB of zeros",
+                  "decompression bomb", zbuf.getvalue())
+    escaped = {**payload, "metrics": {**payload["metrics"], ESCAPE_TEXT: 0.5},
+               "training": {"command": ESCAPE_TEXT, "note": "\u202eevil"},
+               "dataset": {"name": ESCAPE_TEXT, "sha256": "\x1b[2J"}}
+    c.torch_save("ck_escape_metadata.pt", ck, "valid, but its metadata strings carry terminal escape sequences, "
+                 "newlines and a bidirectional override: inspect must print them escaped", "",
+                 escaped, valid_alone=True, hostile_text=True)
+
     # ---------------- datasets ----------------
     ds = "dataset"
     mods = _base_modalities()
@@ -300,8 +356,10 @@ def build(out: Path) -> Corpus:
     c.write_bytes("ds_magic_only.h5", ds, "the HDF5 signature followed by zeros", "not an HDF5 file",
                   b"\x89HDF\r\n\x1a\n" + bytes(1024))
 
-    def h5(name, problem, keyword, modalities=None, **kw):
-        _dataset_h5(c.add(name, ds, problem, keyword), _base_modalities() if modalities is None else modalities, **kw)
+    def h5(name, problem, keyword, modalities=None, fifo_target=None, **kw):
+        extra = {"fifo_target": fifo_target} if fifo_target else {}
+        _dataset_h5(c.add(name, ds, problem, keyword, **extra), _base_modalities() if modalities is None else modalities,
+                    **kw)
 
     h5("ds_wrong_format.h5", "root attribute format names another program", "not a DEQ Studio dataset",
        mutate=lambda f: f.attrs.__setitem__("format", np.bytes_("someone-elses-data")))
@@ -400,6 +458,113 @@ def build(out: Path) -> Corpus:
     raw[offset : offset + size] = bytes((i * 37 + 11) % 256 for i in range(size))
     path.write_bytes(bytes(raw))
 
+    # -- HDF5 features that pull data from elsewhere: a dataset file is self-contained --
+    h5("ds_external_link.h5", "/modalities/vec is an external link to a file named bad-corpus-fifo (the test puts "
+       "a FIFO there: following the link would block forever)", "external link",
+       mutate=lambda f: (f["modalities"].__delitem__("vec"),
+                         f["modalities"].__setitem__("vec", h5py.ExternalLink(FIFO_NAME, "/data"))),
+       fifo_target=FIFO_NAME)
+    h5("ds_external_root_link.h5", "/splits is an external link to another file", "external link",
+       mutate=lambda f: (f.__delitem__("splits"), f.__setitem__("splits", h5py.ExternalLink("other.h5", "/splits"))))
+    h5("ds_external_storage.h5", "/modalities/vec keeps its raw bytes in /etc/passwd (external storage): reading "
+       "it would show a system file as features", "external storage",
+       mutate=lambda f: _replace(f, "modalities/vec", shape=(N, 5), dtype="<f4",
+                                 external=[("/etc/passwd", 0, N * 5 * 4)]))
+    h5("ds_external_labels.h5", "/labels keeps its raw bytes in /dev/zero (external storage)", "external storage",
+       mutate=lambda f: _replace(f, "labels", shape=(N,), dtype="<i8", external=[("/dev/zero", 0, N * 8)]))
+
+    def virtual(source_file, source_name):
+        def mutate(f):
+            attrs = dict(f["modalities/vec"].attrs)
+            del f["modalities/vec"]
+            layout = h5py.VirtualLayout(shape=(N, 5), dtype="<f4")
+            layout[:] = h5py.VirtualSource(source_file, source_name, shape=(N, 5))
+            # as layout.make_dataset does, with the object's time stamps off (reproducible bytes)
+            dcpl = layout._get_dcpl(f.filename)
+            dcpl.set_fill_value(np.zeros(1, "<f4"))
+            dcpl.set_obj_track_times(False)
+            h5py.h5d.create(f["modalities"].id, b"vec", h5py.h5t.py_create(np.dtype("<f4"), logical=1),
+                            h5py.h5s.create_simple((N, 5)), dcpl=dcpl)
+            f["modalities/vec"].attrs.update(attrs)
+        return mutate
+
+    h5("ds_virtual_missing.h5", "/modalities/vec is a virtual dataset whose source file is missing (HDF5 would "
+       "silently read zeros)", "virtual dataset", mutate=virtual("missing-source.h5", "data"))
+    h5("ds_virtual_self.h5", "/modalities/vec is a virtual dataset mapped onto itself (reading it crashes "
+       "libhdf5 with a segmentation fault)", "virtual dataset", mutate=virtual(".", "/modalities/vec"))
+    h5("ds_soft_link.h5", "/labels is a soft link to /splits/train", "soft link",
+       mutate=lambda f: (f.__delitem__("labels"), f.__setitem__("labels", h5py.SoftLink("/splits/train"))))
+
+    # -- decompression and fill-value bombs: declared sizes far beyond the file's --
+    h5("ds_gzip_bomb.h5", "/modalities/vec declares (12, 200000) float32 (9.6 MB) of gzip-compressed zeros in a "
+       "~15 KB file: 600 times its size", "refused before reading",
+       mutate=lambda f: _replace(f, "modalities/vec", data=np.zeros((N, 200_000), np.float32), chunks=(1, 200_000),
+                                 compression="gzip", compression_opts=9))
+    h5("ds_fill_value_bomb.h5", "/modalities/vec declares (12, 10^7) float32 (480 MB), never written: reading "
+       "it would allocate its fill value", "refused before reading",
+       mutate=lambda f: _replace(f, "modalities/vec", shape=(N, 10**7), dtype="f4", chunks=(1, 4096),
+                                 fillvalue=1.0))
+    h5("ds_split_widen_bomb.h5", "/splits/train declares 1.5e8 int8 indices (never written): small as stored, "
+       "1.2 GB once widened to int64", "refused before reading",
+       mutate=lambda f: _replace(f, "splits/train", shape=(150_000_000,), dtype="i1", chunks=(65536,)))
+
+    # -- names and text from the file --
+    def non_utf8(f):
+        group = f["modalities"]
+        group[b"\xff\xfevec"] = group["vec"]  # a second (hard) link to the same array, then the first goes
+        del group["vec"]
+
+    h5("ds_non_utf8_name.h5", "a modality's link name is the bytes ff fe 76 65 63 (not UTF-8)", "not valid UTF-8",
+       mutate=non_utf8)
+    h5("ds_escape_name.h5", "a one-dimensional modality named with a terminal escape sequence and a newline that "
+       "starts a fake error line", "must have shape (N, ...)",
+       modalities={"img": _base_modalities()["img"], ESCAPE_TEXT: (_features("vec", N, 5), "vector", None)},
+       mutate=lambda f: _replace(f, f"modalities/{ESCAPE_TEXT}", data=np.zeros(N, np.float32)))
+    _dataset_h5(c.add("ds_escape_metadata.h5", ds, "valid, but its name, description, source, licence and class "
+                      "names carry terminal escape sequences and newlines: inspect must print them escaped", "",
+                      valid_alone=True, hostile_text=True),
+                _base_modalities(), class_names=(ESCAPE_TEXT, "one\x07", "\u202etwo"), name=ESCAPE_TEXT,
+                mutate=lambda f: f.attrs.update({"description": np.bytes_(ESCAPE_TEXT.encode()),
+                                                 "source": np.bytes_(b"\xff\xfe not utf-8"),
+                                                 "license": np.bytes_(b"\x1b]0;title\x07")}))
+
+    # ---------------- sessions ----------------
+    se = "session"
+
+    def session(name, problem, keyword, **fields):
+        data = {"format": "deqstudio-session", "version": 1, **fields}
+        text = fields.pop("_raw", None) or json.dumps(data, indent=1)
+        c.write_bytes(name, se, problem, keyword, text.encode("utf-8"), inspect_keyword=NOT_A_MODEL_FILE)
+
+    deep = "[" * 3000 + "]" * 3000
+    session("session_deep.json", "'solver' is a list nested 3000 levels deep", "nested too deeply",
+            _raw='{"format": "deqstudio-session", "version": 1, "solver": ' + deep + "}")
+    session("session_infinity.json", "'sample' is Infinity (JSON extension Python accepts)", "Infinity",
+            _raw='{"format": "deqstudio-session", "version": 1, "sample": Infinity}')
+    session("session_nan_tol.json", "the solver tolerance is NaN", "NaN",
+            _raw='{"format": "deqstudio-session", "version": 1, "solver": {"tol": NaN}}')
+    session("session_huge_number.json", "'step' is 1e999 (parses as infinity)", "beyond the range of a float",
+            _raw='{"format": "deqstudio-session", "version": 1, "step": 1e999}')
+    session("session_wrong_types.json", "'solver' is a string, not an object", "'solver' must be an object",
+            solver="anderson")
+    session("session_string_sample.json", "'sample' is the string \"12\"", "sample must be an integer", sample="12")
+    session("session_corruptions_list.json", "'corruptions' is a list", "'corruptions' must be an object",
+            corruptions=[1, 2])
+    session("session_bool_version.json", "'version' is true (equal to 1 in Python)", "session version True",
+            _raw='{"format": "deqstudio-session", "version": true}')
+    session("session_max_iter.json", "the solver's max_iter is 10^9 (a solve that never ends)",
+            "max_iter must be an integer in 1..10,000", solver={"max_iter": 10**9})
+    session("session_anderson_m.json", "the solver's Anderson history m is 10^8", "m must be an integer in 1..256",
+            solver={"m": 10**8})
+    session("session_big_seed.json", "a corruption seed of 2^70", "seed must be an integer",
+            corruptions={"pix": {"kind": "gaussian", "severity": 2, "seed": 2**70}})
+    session("session_device_path.json", "its checkpoint is /dev/zero (a device)", "is a device",
+            checkpoint="/dev/zero")
+    session("session_folder_path.json", "its dataset is '.', the folder the session lies in", "is a folder",
+            dataset=".")
+    session("session_escape_path.json", "its checkpoint path carries a terminal escape sequence and a newline "
+            "starting a fake error line", "no such file", checkpoint=ESCAPE_TEXT + ".pt")
+
     # ---------------- pairs: each file valid alone, but they do not fit together ----------------
     _valid_checkpoint(c.add("pair_model.pt", ck, "valid alone: deq-udml on alpha (6) + beta (5), 3 classes", "",
                             valid_alone=True), PAIR_MODS, "deq-udml")
@@ -443,8 +608,11 @@ def write_manifest(c: Corpus) -> None:
     manifest = {
         "about": "Bad inputs for tests/test_bad_inputs.py, written by scripts/make_bad_corpus.py (do not edit by "
                  "hand). files: name -> what is wrong, the loader it targets (checkpoint: load_checkpoint, dataset: "
-                 "read_dataset) and a keyword `deqstudio inspect` and the loader must name. valid_alone files load "
-                 "on their own and fail only in the listed pairs (Session.open raises LoadError naming the keyword); "
+                 "read_dataset, session: Session.load) and a keyword `deqstudio inspect` and the loader must name "
+                 "(inspect_keyword / loader_keyword where the two differ). valid_alone files load on their own and "
+                 "fail only in the listed pairs (Session.open raises LoadError naming the keyword); hostile_text "
+                 "files are valid but carry terminal escape sequences that inspect must print escaped; fifo_target "
+                 "names an external target the tests make a FIFO of (FIFOs cannot live in git); "
                  f"checkpoint {DEFAULT!r} is deqstudio.paths.default_checkpoint().",
         "payload_marker": {"env": MARKER_ENV, "default": f"<tempfile.gettempdir()>/{MARKER_NAME}"},
         "files": {name: c.files[name] for name in sorted(c.files)},

@@ -38,7 +38,7 @@ def build(out: Path) -> tuple[Path, Path]:
     from deqstudio.io.checkpoint import save_checkpoint
     from deqstudio.io.dataset import write_dataset
     from deqstudio.io.synthetic import make_synthetic
-    from deqstudio.io.training_run import TrainRequest, evaluate, train_model
+    from deqstudio.workflows.training import TrainRequest, evaluate, train_model
 
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)

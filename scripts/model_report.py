@@ -227,7 +227,6 @@ def _auc_cells(store: Store, name: str, views) -> list[str]:
 
 def accuracy_table(store: Store, bench: dict, lr: dict) -> list[str]:
     views = bench["views"].split(",")
-    prefix = bench["prefix"]
     head = ("| model | test accuracy | " + " | ".join(f"AUC, {m} noisy" for m in views)
             + " | solver steps on test |")
     lines = [head, "|---|---|" + "---|" * len(views) + "---|"]

@@ -175,9 +175,9 @@ def _run_jobs(jobs: list[Job], parallel: int, poll_s: float = 5.0) -> int:
         while pending and len(running) < parallel:
             job = pending.pop(0)
             job.log.parent.mkdir(parents=True, exist_ok=True)
-            log = open(job.log, "w")
+            log = open(job.log, "w")  # noqa: SIM115 — closed when the job ends, below
             # a --json command prints into a part file, renamed to its final name once it has succeeded
-            out = open(job.stdout_to.with_suffix(".part"), "w") if job.stdout_to else log
+            out = open(job.stdout_to.with_suffix(".part"), "w") if job.stdout_to else log  # noqa: SIM115
             proc = subprocess.Popen(_cli(job.argv), cwd=ROOT, env=_env(), stdout=out, stderr=log, text=True)
             running.append((job, proc, time.time(), [log, out]))
         time.sleep(poll_s)

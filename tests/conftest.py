@@ -6,11 +6,11 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as deqstudio sets it, in case a test imports torch first
 
-import shutil  # noqa: E402
-from pathlib import Path  # noqa: E402
+import shutil
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
 DATA = Path(__file__).parent / "data"
 
@@ -74,6 +74,34 @@ def small_files(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def packages(small_files, tmp_path_factory):
+    """The three models of ``tests/package_models.py`` exported at test time to DEQ packages (the native one
+    and the 2-D one as folders, the tuple one as a zip), with their eager models: {label: (path, model)}."""
+    import torch
+
+    import package_models as pm
+    from deqstudio.io.checkpoint import load_checkpoint
+    from deqstudio.io.dataset import read_dataset
+
+    ck_path, data = small_files
+    ds = read_dataset(data)
+    example = {n: torch.as_tensor(x) for n, x in zip(pm.SIZES, ds.arrays(list(pm.SIZES), ds.split("train")[:8]))}
+    folder = tmp_path_factory.mktemp("packages")
+    exporter = pm.exporter()
+    checkpoint = load_checkpoint(ck_path)
+    model = checkpoint.model
+    tuple_model, attention_model = pm.TupleDEQ(), pm.AttentionDEQ()
+    out = {"native": (folder / "native", model), "tuple": (folder / "tuple.zip", tuple_model),
+           "attention": (folder / "attention", attention_model)}
+    specs = {"native": pm.native_spec(model, example, checkpoint.dependency.get("logit_magnitude")), "tuple": pm.tuple_spec(tuple_model, example),
+             "attention": pm.attention_spec(attention_model, example)}
+    for label, (path, _) in out.items():
+        differences = exporter.export_package(path, quiet=True, **specs[label])
+        assert max(differences.values()) < 1e-4, (label, differences)
+    return out
+
+
+@pytest.fixture(scope="session")
 def event_loop_qt(qapp):
     """The one qasync loop for the whole test session, running inside Qt's own event loop."""
     import asyncio
@@ -98,8 +126,8 @@ def window(qtbot, event_loop_qt, small_files, tmp_path, monkeypatch):
     qtbot.addWidget(win)
     win.resize(1400, 900)
     win.show()
-    asyncio.ensure_future(win.open_files(ck, data))
-    qtbot.waitUntil(lambda: win.session.result is not None and not win.runner.busy, timeout=60000)
+    opening = asyncio.ensure_future(win.open_files(ck, data))
+    qtbot.waitUntil(lambda: opening.done() and win.session.result is not None and not win.runner.busy, timeout=60000)
     yield win
     win.close()
 
@@ -162,7 +190,7 @@ def show_sample():
     """``show_sample(window, qtbot, sample)``: select ``sample`` as a user would and wait for its solve."""
 
     def show(win, qtbot, sample: int):
-        win.open_sample_with(sample, "")
+        win.open_sample_with(sample)
         qtbot.waitUntil(lambda: win.session.result.request.sample == sample and not win.runner.busy, timeout=30000)
         return win.session.result
 

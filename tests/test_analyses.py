@@ -3,7 +3,7 @@
 Pure helpers (spearman, area_under_curve, held_curve, the result writers) are checked on hand-built
 arrays. The analyses themselves run on the bundled default model restricted to a few test samples
 (extra splits, chosen by what the model does with them, see ``uci``), and every number they report is
-recomputed here with ``Evaluator.run`` (or ``solve`` on ``fixed_point_problem``) on the same samples and
+recomputed here with ``Evaluator.run`` (or ``solve`` on ``Evaluator.fixed_point_problem``) on the same samples and
 corruptions.
 """
 
@@ -29,19 +29,15 @@ from deqstudio.diagnostics.convergence import (
     held_curve,
     solver_race,
 )
-from deqstudio.diagnostics.evaluation import (
-    BatchOutcome,
-    Cancelled,
-    Corruption,
-    Evaluator,
-    fixed_point_problem,
-    spearman,
-)
+from deqstudio.core.corruptions import Corruption
+from deqstudio.core.adapter import ModelRun
+from deqstudio.diagnostics.evaluation import BatchOutcome, Evaluator
+from deqstudio.diagnostics.stats import area_under_curve, spearman
+from deqstudio.errors import Cancelled
 from deqstudio.diagnostics.results import read_hdf5, write_csv, write_hdf5
 from deqstudio.diagnostics.robustness import (
     LEVELS,
     RobustnessSweep,
-    area_under_curve,
     robustness_sweep,
     sweep_plan,
     tipping_points,
@@ -49,7 +45,7 @@ from deqstudio.diagnostics.robustness import (
 from deqstudio.io.checkpoint import load_checkpoint
 from deqstudio.io.dataset import read_dataset
 from deqstudio.io.synthetic import make_synthetic
-from deqstudio.io.training_run import TrainRequest, build_config
+from deqstudio.workflows.training import TrainRequest, build_config
 from deqstudio.paths import default_checkpoint, default_dataset, models_dir
 
 NAN = float("nan")
@@ -291,8 +287,9 @@ def test_write_and_read_hdf5(tmp_path):
 def test_batch_outcome_accuracy():
     def outcome(labels, preds):
         n = len(labels)
-        return BatchOutcome(np.arange(n), np.array(labels), np.array(preds), np.zeros((n, 3)), np.zeros(n, int),
-                            np.ones(n, bool), np.full(n, NAN), None, None)
+        probabilities = np.eye(3)[np.array(preds, dtype=int)]  # one-hot: the prediction is each row's argmax
+        return BatchOutcome(np.arange(n), np.array(labels), ModelRun(probabilities, np.log(probabilities + 1e-9)),
+                            has_solver=False)
 
     o = outcome([0, 1, 2, 2], [0, 2, 2, 1])
     assert o.correct.tolist() == [True, False, True, False] and o.accuracy == 0.5
@@ -407,7 +404,7 @@ def test_hand_sweep_hdf5_round_trip(tmp_path, with_baseline):
     if with_baseline:
         assert_same(arrays["baseline_accuracy"], s.baseline_accuracy)
     assert attrs == {"model": "m.pt", "split": "test", "samples": 20, "complete": True,
-                     "baseline": "base.pt" if with_baseline else "", "seconds": 1.25}
+                     "baseline": "base.pt" if with_baseline else "", "seconds": 1.25, "metric": "accuracy"}
 
 
 def test_hand_sweep_json():
@@ -598,7 +595,8 @@ def test_sweep_of_an_untrained_model_without_solver_or_udml(untrained):
     s = robustness_sweep(untrained, levels=(0.0, 2.5, 5.0), split="test")
     assert s.complete and s.modality.tolist() == ["strong", "weak", "picture"]
     assert s.accuracy.shape == (3, 3) and np.isfinite(s.accuracy).all()
-    assert (s.mean_steps == 0).all() and (s.converged_fraction == 1).all()  # no solver
+    assert np.isnan(s.mean_steps).all() and np.isnan(s.converged_fraction).all()  # no solver: not applicable
+    assert s.to_json()["weak"]["mean_steps"] == [None] * 3 and s.to_json()["weak"]["converged_fraction"] == [None] * 3
     assert np.isnan(s.noise_estimate).all() and np.isnan(s.pe_estimate).all()  # no UDML
     assert np.isnan(s.noise_spearman).all() and np.isnan(s.pe_spearman).all()
     assert s.to_json()["weak"]["noise_estimate"] == [None, None, None]
@@ -607,7 +605,7 @@ def test_sweep_of_an_untrained_model_without_solver_or_udml(untrained):
     with pytest.raises(ValueError, match="no solver"):
         convergence_stats(untrained)
     with pytest.raises(ValueError, match="no fixed point"):
-        fixed_point_problem(untrained, ids[:2])
+        untrained.fixed_point_problem(ids[:2])
     with pytest.raises(ValueError, match="no fixed point"):
         solver_race(untrained, ids[:2])
 
@@ -672,10 +670,11 @@ def test_cancelled_tipping_points(uci, tip_by_hand):
 
 def test_fixed_point_problem_reproduces_the_models_solve(uci):
     _, ds, ev = uci
-    model, config = ev.model, ev.config
+    model, config = ev.adapter.model, ev.adapter.config
     ids = ds.split("few")
     for corruptions in (None, {"fou": Corruption("gaussian", 3.0, 0)}):
-        f, z0 = fixed_point_problem(ev, ids, corruptions)
+        problem = ev.fixed_point_problem(ids, corruptions)
+        f, z0 = problem.f, problem.z0
         assert z0.shape == (8, (len(ev.names) + 1) * config.hidden) and not z0.any()
         z, trace = solve(f, z0, solver=config.solver, max_iter=config.max_iter, tol=config.tol,
                          stop_mode=config.stop_mode)
@@ -708,7 +707,7 @@ def test_convergence_stats(uci, conv):
     _, ds, ev = uci
     cs, progress = conv
     ids = ds.split("few")
-    tol = ev.config.tol
+    tol = ev.adapter.config.tol
     assert cs.complete and cs.tol == tol and cs.max_iter == MAX_ITER and cs.split == "few"
     assert cs.solvers.tolist() == list(SOLVERS) and progress == pytest.approx([1 / 3, 2 / 3, 1.0])
     assert_same(cs.sample_ids, ids)
@@ -771,22 +770,24 @@ def test_cancelled_convergence_stats_keeps_finished_solvers(uci, conv):
 
 def test_solver_race(uci, tmp_path):
     _, ds, ev = uci
-    config = ev.config
+    config = ev.adapter.config
     ids = ds.split("few")[:5]
     race = solver_race(ev, ids, max_iter=MAX_ITER)
     assert race.solvers.tolist() == [*SOLVERS, "unrolled"]
     assert_same(race.sample_ids, ids)
     assert race.rel_per_step.shape == (4, MAX_ITER) and np.isfinite(race.rel_per_step).all()
     np.testing.assert_allclose(race.rel_per_step[:, 0], 1.0, atol=1e-6)  # f(0) from z0 = 0 for everyone
-    assert (race.evaluations[:3] <= MAX_ITER).all() and race.evaluations[3] == config.unrolled_steps
+    # K unrolled applications from zero: the trace records the K + 1 iterates z_0 .. z_K and keeps z_K = f^K(0)
+    assert (race.evaluations[:3] <= MAX_ITER).all() and race.evaluations[3] == config.unrolled_steps + 1
     assert_same(race.converged_fraction[:3], [1.0, 1.0, 1.0])
     assert race.wall_ms.shape == (4,) and (race.wall_ms > 0).all()
     # by hand: the same solves on the same problem; disagreement relative to the first solver's z*
-    f, z0 = fixed_point_problem(ev, ids)
+    problem = ev.fixed_point_problem(ids)
+    f, z0 = problem.f, problem.z0
     zs, evals, curves = [], [], []
-    runs = [(s, MAX_ITER, config.tol) for s in SOLVERS] + [("fixed_point", config.unrolled_steps, 1e-30)]
-    for solver, limit, tol in runs:
-        z, trace = solve(f, z0, solver=solver, max_iter=limit, tol=tol, divergence_factor=None)
+    runs = [(s, MAX_ITER, config.tol, False) for s in SOLVERS] + [("fixed_point", config.unrolled_steps + 1, 1e-30, True)]
+    for solver, limit, tol, last in runs:
+        z, trace = solve(f, z0, solver=solver, max_iter=limit, tol=tol, divergence_factor=None, return_final=last)
         zs.append(z.double())
         evals.append(trace.nstep.mean())
         curves.append(held_curve(trace.rel, trace.nstep, MAX_ITER).mean(axis=0))

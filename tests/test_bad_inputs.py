@@ -2,7 +2,8 @@
 
 For each file: ``deqstudio inspect`` exits non-zero with one ``error: ...`` line naming the problem and
 no traceback, and its loader raises its own error class; hostile pickles never run; checkpoint and
-dataset files that are each valid but do not fit together are a LoadError naming what differs.
+dataset files that are each valid but do not fit together are a LoadError naming what differs; text
+from a file never reaches the terminal raw; FIFOs (made here: they cannot live in git) never block.
 """
 
 import json
@@ -32,7 +33,9 @@ VALID_ALONE = sorted(name for name, entry in FILES.items() if entry.get("valid_a
 PAYLOADS = sorted(name for name, entry in FILES.items() if entry.get("payload"))
 MARKER_ENV = MANIFEST["payload_marker"]["env"]
 DEFAULT_MARKER = Path(tempfile.gettempdir()) / "deqstudio_payload_ran"
-LOADERS = {"checkpoint": (load_checkpoint, CheckpointError), "dataset": (read_dataset, DatasetError)}
+HOSTILE_TEXT = sorted(name for name, entry in FILES.items() if entry.get("hostile_text"))
+LOADERS = {"checkpoint": (load_checkpoint, CheckpointError), "dataset": (read_dataset, DatasetError),
+           "session": (lambda path: Session().load(path), LoadError)}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -86,7 +89,8 @@ def test_inspect_prints_one_error_line_naming_the_problem(name, capsys):
         lines = err.splitlines()
         assert len(lines) == 1, err
         assert lines[0].startswith(f"error: {name}: ")
-        assert entry["keyword"] in lines[0]
+        assert lines[0].isprintable(), lines[0]  # no escape sequence or control character from the file
+        assert entry.get("inspect_keyword", entry["keyword"]) in lines[0]
         assert not [str(w.message) for w in caught]
 
 
@@ -106,12 +110,18 @@ def test_the_loader_raises_its_own_error_naming_the_problem(name):
 @pytest.mark.parametrize("name", BROKEN)
 def test_the_session_refuses_the_file_and_keeps_what_was_open(name, default_session):
     session = default_session
-    before = (session.checkpoint, session.dataset, session.engine)
-    kwargs = {"checkpoint_path": BAD / name} if FILES[name]["target"] == "checkpoint" else {"dataset_path": BAD / name}
+    before = (session.checkpoint, session.dataset, session.engine, session.solver, session.sample,
+              dict(session.corruptions))
+    target = FILES[name]["target"]
     with pytest.raises(LoadError) as info:
-        session.open(**kwargs)
-    assert name in str(info.value)
-    assert all(now is then for now, then in zip((session.checkpoint, session.dataset, session.engine), before))
+        if target == "session":
+            session.load(BAD / name)
+        else:
+            session.open(**{f"{target}_path": BAD / name})
+    assert name in str(info.value) and str(info.value).isprintable()
+    after = (session.checkpoint, session.dataset, session.engine, session.solver, session.sample,
+             dict(session.corruptions))
+    assert all(now is then for now, then in zip(after[:3], before[:3])) and after[3:] == before[3:]
 
 
 @pytest.fixture(scope="module")
@@ -169,3 +179,79 @@ def test_a_mismatched_dataset_leaves_the_open_pair_in_place(default_session):
     with pytest.raises(LoadError, match="modality 'zer' is missing"):
         session.open(dataset_path=BAD / "uci_renamed_modalities.h5")
     assert all(now is then for now, then in zip((session.checkpoint, session.dataset, session.engine), before))
+
+
+@pytest.mark.parametrize("name", HOSTILE_TEXT)
+def test_text_from_a_file_is_printed_escaped(name, capsys):
+    """Escape sequences and newlines in names and metadata: inspect's text and JSON show them escaped."""
+    for extra in ([], ["--json"]):
+        assert main(["inspect", str(BAD / name), *extra]) == 0
+        out, err = capsys.readouterr()
+        assert err == ""
+        assert all(line.isprintable() for line in out.splitlines()), out
+        assert not [line for line in out.splitlines() if line.lstrip().startswith("error")]
+        assert "\\x1b" in out  # shown, as an escape
+        if extra:
+            json.loads(out)
+
+
+FIFO_SCRIPT = r"""
+import json, os, subprocess, sys, time
+from pathlib import Path
+from deqstudio.io.checkpoint import CheckpointError, load_checkpoint
+from deqstudio.io.dataset import DatasetError, read_dataset
+from deqstudio.io.inspect import InspectError, describe
+from deqstudio.session.state import LoadError, Session
+
+work, bad = Path(sys.argv[1]), Path(sys.argv[2])
+fifo = work / "pipe"
+os.mkfifo(fifo)
+(work / "link.pt").symlink_to(fifo)
+(work / "bad-corpus-fifo").symlink_to(fifo)  # the target ds_external_link.h5 names
+(work / "ds_external_link.h5").write_bytes((bad / "ds_external_link.h5").read_bytes())
+(work / "names_fifo.json").write_text(json.dumps({"format": "deqstudio-session", "version": 1,
+                                                  "checkpoint": str(fifo)}))
+cases = [
+    ("load_checkpoint fifo", lambda: load_checkpoint(fifo), CheckpointError),
+    ("load_checkpoint link", lambda: load_checkpoint(work / "link.pt"), CheckpointError),
+    ("read_dataset fifo", lambda: read_dataset(fifo), DatasetError),
+    ("read_dataset link", lambda: read_dataset(work / "link.pt"), DatasetError),
+    ("describe fifo", lambda: describe(fifo), InspectError),
+    ("session fifo", lambda: Session().load(fifo), LoadError),
+    ("session naming a fifo", lambda: Session().load(work / "names_fifo.json"), LoadError),
+    ("open fifo", lambda: Session().open(fifo, None), LoadError),
+    ("external link to a fifo", lambda: read_dataset(work / "ds_external_link.h5"), DatasetError),
+]
+for label, call, error in cases:
+    t0 = time.monotonic()
+    try:
+        call()
+        print(label, "|", "LOADED")
+    except error as exc:
+        print(label, "|", f"{time.monotonic() - t0:.1f}s", "|", exc)
+for argv in (["inspect", str(fifo)], ["solve", "--checkpoint", str(work / "link.pt")],
+             ["solve", "--dataset", str(fifo)], ["gui", "--session", str(fifo)],
+             ["gui", "--session", str(work / "names_fifo.json")], ["gui", "--checkpoint", str(fifo)]):
+    run = subprocess.run([sys.executable, "-m", "deqstudio", *argv], capture_output=True, text=True, timeout=60)
+    print("cli " + argv[0] + " " + argv[1], "|", run.returncode, "|", run.stderr.strip().replace(chr(10), "//"))
+"""
+
+
+def test_a_fifo_never_blocks_a_loader_or_a_command(tmp_path):
+    """A FIFO (or a link to one) as checkpoint, dataset, session or external target answers at once."""
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs on this system")
+    run = subprocess.run([sys.executable, "-c", FIFO_SCRIPT, str(tmp_path), str(BAD)], capture_output=True,
+                         text=True, timeout=240, cwd=ROOT, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert len(lines) == 15, run.stdout
+    for line in lines:
+        label, *rest = line.split(" | ")
+        if label.startswith("cli "):
+            code, err = rest
+            assert code == "2" and err.startswith("error: ") and "//" not in err, line
+            assert "named pipe" in err, line
+        else:
+            assert rest[0] != "LOADED", line
+            assert ("external link" if "external" in label else "named pipe") in rest[-1], line

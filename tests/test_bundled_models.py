@@ -10,7 +10,7 @@ from deqstudio.cli import main
 from deqstudio.core.logistic import logistic_regression_accuracy
 from deqstudio.io.checkpoint import load_checkpoint
 from deqstudio.io.dataset import read_dataset
-from deqstudio.io.training_run import evaluate, split_tensors
+from deqstudio.workflows.training import evaluate, split_tensors
 from deqstudio.paths import default_checkpoint, default_dataset, models_dir
 
 BUNDLED = ("uci_deq_udml", "uci_deq", "uci_weighted_sum", "uci_concat", "uci_sum", "uci_late", "breast_cancer_deq_udml",
@@ -39,7 +39,9 @@ def test_default_beats_logistic_regression_on_the_concatenated_views(default):
     with torch.no_grad():
         best_two = ck.model(x).logits.topk(2, dim=1).values
     near_ties = int(((best_two[:, 0] - best_two[:, 1]) < 0.05).sum())
-    assert abs(metrics["test_accuracy"] - ck.metrics["test_accuracy"]) <= near_ties / len(y) + 1e-9
+    # (+ float32's rounding of a fraction near 1: checkpoints trained before the one evaluation path stored a
+    # float32 mean, 0.9850000143 for 394/400)
+    assert abs(metrics["test_accuracy"] - ck.metrics["test_accuracy"]) <= near_ties / len(y) + 6e-8
     assert metrics["test_converged_fraction"] >= 0.99
 
     def part(split):

@@ -1,7 +1,5 @@
 """Checkpoints: round trip, and refusal of every broken or hostile file without running anything."""
 
-import io
-import zipfile
 
 import pytest
 import torch

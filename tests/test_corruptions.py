@@ -1,10 +1,12 @@
 """Corruptions: pure, seeded, monotone in severity, one parameter table."""
 
+import itertools
+
 import numpy as np
 import pytest
 
 from deqstudio.core.corruptions import (
-    CORRUPTIONS, IMAGE_KINDS, VECTOR_KINDS, CorruptionSpec, corrupt, describe_table, modality_key, parameter_for,
+    CORRUPTIONS, IMAGE_KINDS, VECTOR_KINDS, Corruption, corrupt, describe_table, modality_key, parameter_for,
 )
 
 RNG = np.random.default_rng(0)
@@ -42,7 +44,7 @@ def test_deterministic_for_a_seed(kind):
 def test_monotone_in_severity(kind):
     severities = np.linspace(0, 5, 21)
     distances = [np.linalg.norm(_run(kind, s, seed=3) - _clean(kind)) for s in severities]
-    assert all(b >= a - 1e-4 for a, b in zip(distances, distances[1:])), distances
+    assert all(b >= a - 1e-4 for a, b in itertools.pairwise(distances)), distances
     assert distances[-1] > 0
 
 
@@ -109,7 +111,7 @@ def test_a_higher_severity_never_undoes_a_lower_one_in_any_modality(kind, modali
     x, extra = (IMAGES, {"image_shape": SHAPE}) if kind == "impulse" else (VECTORS, {})
     mk = "image" if extra else "vector"
     runs = [corrupt(x, mk, kind, s, 2, modality=modality, **extra) for s in (1, 2.5, 4, 5)]
-    for low, high in zip(runs, runs[1:]):
+    for low, high in itertools.pairwise(runs):
         hit = low != x
         assert np.all(high[hit] == low[hit])
 
@@ -165,11 +167,14 @@ def test_bad_arguments_are_clear_value_errors(call, message):
 
 
 def test_spec_parses_and_prints():
-    spec = CorruptionSpec.parse("pix=gaussian:3@7")
-    assert (spec.modality, spec.kind, spec.severity, spec.seed) == ("pix", "gaussian", 3.0, 7)
-    assert str(spec) == "pix=gaussian:3@7"
-    assert CorruptionSpec.parse(" fou = mask : 2.5 ").severity == 2.5
+    modality, spec = Corruption.parse("pix=gaussian:3@7")
+    assert (modality, spec.kind, spec.severity, spec.seed) == ("pix", "gaussian", 3.0, 7)
+    assert spec.text(modality) == "pix=gaussian:3@7"
+    assert Corruption.parse(" fou = mask : 2.5 ")[1].severity == 2.5
     assert spec.to_dict()["parameter"] == 1.0
-    for bad in ("pix", "pix=gaussian", "pix=gaussian:x", "pix=fog:2", "pix=gaussian:9"):
+    assert spec.active and not Corruption("mask").active
+    assert spec.label() == "gaussian 3 (noise std 1)"
+    assert Corruption.from_dict(spec.to_dict()) == spec
+    for bad in ("pix", "pix=gaussian", "pix=gaussian:x", "pix=fog:2", "pix=gaussian:9", "pix=gaussian:2@-1"):
         with pytest.raises(ValueError):
-            CorruptionSpec.parse(bad)
+            Corruption.parse(bad)

@@ -32,14 +32,11 @@ def diverging_checkpoint(small_files, tmp_path_factory):
     makes the map nearly scale-invariant), so each factor is tried on every test sample, solved alone
     with the studio's default solver settings, and the first under which none converges is kept.
     """
-    from deqstudio.core.fusion.deq_fusion import SolverSettings
-    from deqstudio.session.engine import SolverChoice
+    from deqstudio.core.solvers import SolverSettings
 
     ds = read_dataset(small_files[1])
     names = load_checkpoint(small_files[0]).config.modality_names
-    choice = SolverChoice()
-    settings = SolverSettings(solver=choice.solver, max_iter=choice.max_iter, tol=choice.tol,
-                              stop_mode=choice.stop_mode, options=choice.options())
+    settings = SolverSettings()  # the studio's default solver settings
     samples = [[torch.from_numpy(ds.modalities[n].data[i : i + 1]) for n in names] for i in ds.split("test")]
     for factor in (12.0, -12.0, 50.0, -50.0):
         ck = load_checkpoint(small_files[0])
@@ -99,9 +96,10 @@ def test_nan_in_the_middle_of_a_solve_is_a_reason_not_a_crash(window, qtbot, ove
 
 def test_a_singular_anderson_system_still_solves(window, qtbot):
     panel = window.solver_panel
-    panel.lam.setCurrentText("0")
-    panel.m.setValue(10)
-    qtbot.waitUntil(lambda: window.session.result.request.solver.lam == 0.0, timeout=30000)
+    panel.options["lam"].setText("0")
+    panel.options["lam"].editingFinished.emit()  # as leaving the field or pressing Enter does
+    panel.options["m"].setValue(10)
+    qtbot.waitUntil(lambda: window.session.result.request.solver.option_dict["lam"] == 0.0, timeout=30000)
     _idle(qtbot, window)
     run = window.session.result.corrupted
     assert run.nstep > 0 and np.isfinite(run.rel).all()
@@ -110,7 +108,7 @@ def test_a_singular_anderson_system_still_solves(window, qtbot):
 
 
 def test_gpu_out_of_memory_falls_back_to_the_cpu_with_a_notice(window, qtbot, monkeypatch):
-    model = window.session.engine.model
+    model = window.session.engine.adapter.model
     real_forward = model.forward
     calls = {"n": 0}
 
@@ -140,7 +138,7 @@ def test_slider_changes_leave_no_backlog_and_no_growing_memory(window, qtbot, co
     slider = window.corruption.controls["weak"].slider  # a light modality: quick solves keep the test short
     solves = count_solves(window)
     delivered = []
-    window.result_listeners.append(delivered.append)
+    window.session.result_changed.connect(delivered.append)
 
     def burst(offset) -> int:
         before, shown = solves.started, len(delivered)
@@ -158,7 +156,8 @@ def test_slider_changes_leave_no_backlog_and_no_growing_memory(window, qtbot, co
         for i in range(n):
             value = 11 + i % 80  # severities 0.11 … 0.90, never the same twice in a row, never snapped
             slider.setValue(value)
-            qtbot.waitUntil(lambda: delivered[-1].severities["weak"] == value / SLIDER_SCALE, timeout=30000)
+            qtbot.waitUntil(lambda value=value: delivered[-1].severities["weak"] == value / SLIDER_SCALE,
+                            timeout=30000)
         _idle(qtbot, window)
         assert solves.started - before == n  # every change was solved and drawn
         return n

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from deqstudio.core.fusion.deq_block import DEQFusionBlock
-from deqstudio.core.fusion.deq_fusion import DEQFusion, SolverSettings
+from deqstudio.core.fusion.deq_fusion import BackwardSettings, DEQFusion
+from deqstudio.core.solvers import SolverSettings
 from deqstudio.core.jacobian import jacobian_frobenius_estimate, jacobian_regulariser
 
 
@@ -98,8 +99,10 @@ def test_ablations_change_the_equations_as_documented():
 
 def _small_deq(backward="implicit", ablation="full"):
     torch.manual_seed(5)
-    settings = SolverSettings(tol=1e-12, max_iter=400, backward=backward, backward_tol=1e-12, backward_max_iter=400)
-    return DEQFusion(("a", "b"), 16, settings=settings, ablation=ablation, unrolled_steps=300).double()
+    settings = SolverSettings(tol=1e-12, max_iter=400)
+    backward = BackwardSettings(mode=backward, tol=1e-12, max_iter=400)
+    return DEQFusion(("a", "b"), 16, settings=settings, backward=backward, ablation=ablation,
+                     unrolled_steps=300).double()
 
 
 def _features(seed=4):
@@ -149,7 +152,7 @@ def test_implicit_gradient_matches_backprop_through_a_converged_unrolled_solve()
 def test_phantom_gradient_points_the_same_way_as_the_implicit_one():
     implicit = _small_deq().train()
     phantom = _small_deq(backward="phantom").train()
-    phantom.settings = phantom.settings.with_(phantom_steps=5, phantom_tau=0.8)
+    phantom.backward = BackwardSettings(mode="phantom", phantom_steps=5, phantom_tau=0.8)
     phantom.load_state_dict(implicit.state_dict())
     feats = _features()
     implicit(feats).z_fuse.square().sum().backward()

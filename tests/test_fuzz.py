@@ -5,8 +5,11 @@
   survive a write/read round trip.
 - ``load_checkpoint`` on random bytes, damaged checkpoints and random ``torch.save``d structures:
   a working checkpoint or ``CheckpointError``.
-- ``corrupt``, ``parameter_for``, ``CorruptionSpec.parse``: a finite array of the input's shape (from
+- ``corrupt``, ``parameter_for``, ``Corruption.parse``: a finite array of the input's shape (from
   finite input), or ``ValueError``.
+- ``ModelConfig`` with random field values: every field within its documented range, or ``ValueError``
+  naming the field; ``Session.load`` on random JSON and bytes: ``LoadError`` or settings in range;
+  metadata with shared and nested containers: checked in time linear in what was unpickled.
 """
 
 import io
@@ -24,7 +27,7 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
 from deqstudio.core.corruptions import (
-    CORRUPTIONS, MAX_SEVERITY, CorruptionSpec, corrupt, kinds_for, parameter_for,
+    CORRUPTIONS, MAX_SEVERITY, Corruption, corrupt, kinds_for, parameter_for,
 )
 from deqstudio.io.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from deqstudio.io.dataset import SPLITS, Dataset, DatasetError, Modality, read_dataset, validate, write_dataset
@@ -123,7 +126,7 @@ def dataset_layouts(draw):
         "version": draw(st.sampled_from([2, "1", -1, None, 1.5, [1, 2], 2**62])) if "version" in defects else 1,
         "modalities": None if "no_modalities" in defects and draw(st.booleans()) else {
             m: draw(modality_layouts(n, defects & {"rows", "kind", "dtype", "ndim", "features", "image_shape", "poison"}))
-            for m in names if not ("no_modalities" in defects)},
+            for m in names if "no_modalities" not in defects},
         "labels": None if "labels_missing" in defects else {
             "values": labels,
             "dtype": draw(st.sampled_from(["f8", "S2", "?"]) | st.just("i4")) if "labels_dtype" in defects else
@@ -170,7 +173,7 @@ def _assert_valid(ds: Dataset) -> None:
     validate(ds)
     n = len(ds)
     assert n > 0 and ds.labels.dtype == np.int64 and ds.labels.ndim == 1
-    assert 0 <= ds.labels.min() and ds.labels.max() < ds.num_classes
+    assert ds.labels.min() >= 0 and ds.labels.max() < ds.num_classes
     for m in ds.modalities.values():
         assert m.data.dtype == np.float32 and m.data.shape == (n, m.dim) and m.dim > 0
         assert np.isfinite(m.data).all()
@@ -178,7 +181,7 @@ def _assert_valid(ds: Dataset) -> None:
             assert m.image_shape[0] * m.image_shape[1] == m.dim
     assert set(SPLITS) <= set(ds.splits)
     for idx in ds.splits.values():
-        assert idx.dtype == np.int64 and idx.size and 0 <= idx.min() and idx.max() < n
+        assert idx.dtype == np.int64 and idx.size and idx.min() >= 0 and idx.max() < n
 
 
 @FUZZ
@@ -367,7 +370,7 @@ SIZES = st.one_of(st.integers(-2, 12), st.sampled_from([2**12, 2**20, 2**31, 2**
     weights=st.lists(st.tuples(st.integers(0, 200), st.one_of(TENSORS, st.just("<drop>"), SCALARS)), max_size=3),
 )
 def test_damaged_payloads_load_or_raise_checkpoint_error(workdir, valid_checkpoint, top, config, modality, weights):
-    payload = {k: v for k, v in valid_checkpoint[1].items()}
+    payload = dict(valid_checkpoint[1])
     cfg = dict(payload["config"])
     mods = [dict(m) for m in cfg["modalities"]]
     mods[0].update(modality)
@@ -488,13 +491,13 @@ def test_parameter_for_is_finite_and_between_the_table_values_or_raises(kind, se
 ))
 def test_corruption_spec_parse_round_trips_or_raises_value_error(text):
     try:
-        spec = CorruptionSpec.parse(text)
+        modality, spec = Corruption.parse(text)
     except ValueError as exc:
         assert str(exc)
         return
     assert spec.kind in CORRUPTIONS and 0 <= spec.severity <= MAX_SEVERITY
-    again = CorruptionSpec.parse(str(spec))  # str() shows the severity with 6 significant digits
-    assert (again.modality, again.kind, again.seed) == (spec.modality, spec.kind, spec.seed)
+    again_modality, again = Corruption.parse(spec.text(modality))  # text() shows 6 significant digits
+    assert (again_modality, again.kind, again.seed) == (modality, spec.kind, spec.seed)
     assert again.severity == pytest.approx(spec.severity, rel=1e-5, abs=1e-12)
     assert math.isfinite(spec.to_dict()["parameter"])
 
@@ -517,3 +520,109 @@ def test_a_higher_severity_never_undoes_a_lower_one_for_masking_kinds(kind, seed
     a = corrupt(x, "image", kind, low, seed, modality="m", image_shape=(4, 4), value_range=(-1.0, 5.0))
     b = corrupt(x, "image", kind, high, seed, modality="m", image_shape=(4, 4), value_range=(-1.0, 5.0))
     assert np.all((a == x) | (b != x))  # every element changed at the lower severity is changed at the higher
+
+
+
+# -- issue 12: config bounds, session files, shared metadata ----------------------------------------------
+NUMBERS = st.one_of(st.integers(-2, 20), st.integers(-(2**70), 2**70), st.sampled_from([10**9, 10**400, 2**63]),
+                    st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([1e-300, 1e300, 0.5, 1.0]),
+                    st.booleans(), st.text(max_size=3), st.none())
+
+
+@FUZZ
+@given(values=st.dictionaries(st.sampled_from(sorted(["num_classes", "hidden", "encoder_hidden", "unrolled_steps",
+                                                      "max_iter", "backward_max_iter", "phantom_steps", "jac_vectors",
+                                                      "dropout", "tol", "backward_tol", "phantom_tau",
+                                                      "jac_weight"])), NUMBERS, min_size=1, max_size=4),
+       m=st.one_of(st.just(None), NUMBERS))
+def test_config_fields_are_within_their_ranges_or_a_value_error_naming_them(values, m):
+    from deqstudio.core.config import INT_FIELDS, REAL_FIELDS, ModelConfig
+
+    data = {"modalities": [{"name": "a", "input_dim": 3}], "num_classes": 3, **values}
+    if m is not None:
+        data["solver_options"] = {"m": m}
+    try:
+        config = ModelConfig.from_dict(data)
+    except ValueError as exc:
+        event("refused")
+        assert any(name in str(exc) for name in [*values, "solver_options", "hidden"]), str(exc)
+        return
+    event("accepted")
+    for name, (low, high) in INT_FIELDS.items():
+        value = getattr(config, name)
+        assert type(value) is int and low <= value <= high, name
+    for name, (low, high) in REAL_FIELDS.items():
+        value = getattr(config, name)
+        assert type(value) is float and math.isfinite(value) and low <= value <= high, name
+    if m is not None:
+        assert 1 <= config.solver_options["m"] <= 256
+
+
+JSON_VALUES = st.recursive(
+    NUMBERS.filter(lambda v: not isinstance(v, float) or math.isfinite(v)),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=8,
+)
+
+
+@FUZZ
+@given(fields=st.dictionaries(st.sampled_from(["format", "version", "solver", "corruptions", "sample", "step",
+                                               "checkpoint", "dataset", "split"]), JSON_VALUES, max_size=4),
+       solver=st.dictionaries(st.sampled_from(["solver", "max_iter", "tol", "stop_mode", "m", "lam", "tau", "device",
+                                               "other"]), JSON_VALUES, max_size=3),
+       corruption=st.dictionaries(st.sampled_from(["kind", "severity", "seed", "other"]), JSON_VALUES, max_size=3))
+def test_random_session_files_are_a_load_error_or_settings_in_range(workdir, fields, solver, corruption):
+    import json
+
+    from deqstudio.errors import LoadError
+    from deqstudio.io.session_file import read_session
+
+    data = {"format": "deqstudio-session", "version": 1, "solver": solver, "corruptions": {"m": corruption},
+            **fields}
+    path = workdir / "session.json"
+    path.write_text(json.dumps(data))
+    try:
+        saved = read_session(path)
+    except LoadError as exc:
+        event("refused")
+        assert str(exc).startswith("session.json: ") and str(exc).isprintable()
+        return
+    event("accepted")
+    assert 1 <= saved.solver.max_iter <= 10_000 and 1e-12 <= saved.solver.tol <= 1e3
+    options = saved.solver.option_dict  # the chosen solver's options, each within its range
+    assert 1 <= options.get("m", 1) <= 256 and 1e-3 <= options.get("tau", 1.0) <= 1 and 0 <= options.get("lam", 0) <= 1e6
+    assert all(0 <= c.severity <= 5 and 0 <= c.seed < 2**32 for c in saved.corruptions.values())
+
+
+@FUZZ
+@given(raw=st.binary(max_size=200))
+def test_random_bytes_are_not_a_session(workdir, raw):
+    from deqstudio.session.state import LoadError, Session
+
+    path = workdir / "bytes.json"
+    path.write_bytes(raw)
+    with pytest.raises(LoadError):
+        Session().load(path)
+
+
+@FUZZ
+@given(levels=st.integers(1, 40), fan=st.integers(1, 6), leaf=SCALARS)
+def test_shared_containers_are_checked_without_walking_every_path(workdir, levels, fan, leaf):
+    """A list holding one list ``fan`` times, ``levels`` deep: fan**levels paths, checked in linear time."""
+    import time
+
+    from deqstudio.io.checkpoint import _MAX_DEPTH, _MAX_ENTRIES, _plain_problem
+
+    value = [leaf]
+    for _ in range(levels):
+        value = [value] * fan
+    t0 = time.perf_counter()
+    problem = _plain_problem({"history": value}, "metrics")
+    assert time.perf_counter() - t0 < 1.0
+    size = 2  # [leaf]: the list and its value, as written out
+    for _ in range(levels):
+        size = 1 + fan * size
+    nested, written = levels + 2, 1 + size  # the leaf's depth below the metadata dict; entries written out
+    assert bool(problem) == (nested > _MAX_DEPTH or written > _MAX_ENTRIES), (levels, fan, problem)
+    if problem and nested <= _MAX_DEPTH:
+        assert "shared many times over" in problem

@@ -132,7 +132,7 @@ def test_switching_solver_resolves_with_it(window, qtbot):
     window.solver_panel.solver.setCurrentText("fixed_point")
     qtbot.waitUntil(lambda: window.session.result.request.solver.solver == "fixed_point", timeout=30000)
     _wait_idle(qtbot, window)
-    assert not window.solver_panel.lam.isEnabled() and window.solver_panel.tau.isEnabled()
+    assert not window.solver_panel.options["lam"].isEnabled() and window.solver_panel.options["tau"].isEnabled()
     window.solver_panel.max_iter.setValue(3)
     qtbot.waitUntil(lambda: window.session.result.request.solver.max_iter == 3, timeout=30000)
     r = window.session.result
@@ -228,7 +228,8 @@ def test_plots_fit_every_curve_and_back_to_clean_redraws_the_corrupted_run(windo
     slider = window.corruption.controls["strong"].slider
     for value in (5 * SLIDER_SCALE, 0):
         slider.setValue(value)
-        qtbot.waitUntil(lambda: window.session.result.severities["strong"] == value / SLIDER_SCALE, timeout=30000)
+        qtbot.waitUntil(lambda value=value: window.session.result.severities["strong"] == value / SLIDER_SCALE,
+                        timeout=30000)
         _wait_idle(qtbot, window)
         _assert_every_curve_in_view(window.residual, log_y=True)
         _assert_every_curve_in_view(window.gates)
@@ -258,7 +259,7 @@ def test_a_model_without_solver_says_so_in_each_plot(window, qtbot, small_files,
     from deqstudio.core.model import FusionModel
     from deqstudio.io.checkpoint import save_checkpoint
     from deqstudio.io.dataset import read_dataset
-    from deqstudio.io.training_run import TrainRequest, build_config
+    from deqstudio.workflows.training import TrainRequest, build_config
 
     ck, data = small_files
     ds = read_dataset(data)

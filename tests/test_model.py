@@ -124,7 +124,7 @@ def test_normalisation_is_applied():
     model.set_normalisation([t.mean(0) for t in x], [t.std(0) for t in x])
     shifted = [t * 1.0 for t in x]
     assert not torch.allclose(model(shifted).logits, before)
-    means, stds = model.normalisation()
+    means, _ = model.normalisation()
     torch.testing.assert_close(means[1], x[1].mean(0))
 
 

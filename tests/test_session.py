@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from deqstudio.session.engine import CorruptionChoice, SolverChoice
+from deqstudio.core.corruptions import Corruption
+from deqstudio.core.solvers import SolverSettings
 from deqstudio.session.runner import Runner
 from deqstudio.session.state import LoadError, Session
 
@@ -21,7 +22,7 @@ def session(small_files):
 
 
 def test_engine_solves_clean_and_corrupted(session):
-    session.set_corruption("strong", CorruptionChoice("gaussian", 5.0, seed=1))
+    session.set_corruption("strong", Corruption("gaussian", 5.0, seed=1))
     result = session.engine.solve(session.request())
     info = session.info
     assert info.block_names == ("strong", "weak", "picture", "fused")
@@ -40,12 +41,12 @@ def test_engine_solves_clean_and_corrupted(session):
 
 
 def test_corrupting_the_image_changes_the_after_picture(session):
-    session.set_corruption("picture", CorruptionChoice("impulse", 5.0))
+    session.set_corruption("picture", Corruption("impulse", 5.0))
     result = session.engine.solve(session.request())
     before, after = result.images["picture"]
     assert not np.array_equal(before, after)
     with pytest.raises(ValueError, match="does not apply"):
-        session.set_corruption("weak", CorruptionChoice("blur", 1.0))
+        session.set_corruption("weak", Corruption("blur", 1.0))
 
 
 def test_browse_table_covers_the_split(session):
@@ -114,13 +115,13 @@ def test_runner_newest_wins_and_drops_stale():
 
 
 def test_session_file_round_trip(session, tmp_path):
-    session.set_corruption("weak", CorruptionChoice("mask", 2.5, seed=3))
-    session.set_solver(SolverChoice(solver="broyden", max_iter=30))
+    session.set_corruption("weak", Corruption("mask", 2.5, seed=3))
+    session.set_solver(SolverSettings(solver="broyden", max_iter=30))
     session.set_sample(int(session.dataset.split("test")[3]))
     path = session.save(tmp_path / "s.json")
     other = Session()
     other.load(path)
-    assert other.corruptions["weak"] == CorruptionChoice("mask", 2.5, seed=3)
+    assert other.corruptions["weak"] == Corruption("mask", 2.5, seed=3)
     assert other.solver.solver == "broyden" and other.sample == session.sample
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(LoadError, match="not a readable session file"):
@@ -137,7 +138,7 @@ def test_an_analysis_runs_on_its_own_copy_of_the_model(session):
     assert undisturbed.wait(120) and not undisturbed.error
     job = convergence_job(session.engine, "test", solvers=("anderson",), max_iter=30)
     with torch.no_grad():  # what a device move or another checkpoint would do to the studio's model
-        for p in session.engine.model.parameters():
+        for p in session.engine.adapter.model.parameters():
             p.mul_(-3.0)
     job.start()
     assert job.wait(120) and not job.error
@@ -147,18 +148,17 @@ def test_an_analysis_runs_on_its_own_copy_of_the_model(session):
 
 def test_a_gpu_notice_lasts_only_while_the_gpu_is_asked_for_and_solves_restore_the_thread_count(session):
     import torch
-    from dataclasses import replace
 
     if torch.cuda.is_available():
         pytest.skip("this checks the fallback of a machine without CUDA")
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        session.set_solver(replace(session.solver, device="cuda"))
+        session.set_device("cuda")
         result = session.engine.solve(session.request())
         assert result.device == "cpu" and "CUDA is not available" in result.notice
         assert torch.get_num_threads() == 2  # a solve uses one thread but must not leave the process on one
-        session.set_solver(replace(session.solver, device="cpu"))
+        session.set_device("cpu")
         assert session.engine.solve(session.request()).notice == ""
     finally:
         torch.set_num_threads(before)  # nor may this test: later tests run on the thread count they were given

@@ -171,7 +171,7 @@ def test_anderson_survives_a_singular_system():
 
 def test_extras_are_computed_per_step_from_recorded_states():
     A, b, _ = _contraction(n=4, batch=2)
-    z, trace = solve(
+    _, trace = solve(
         lambda z: z @ A.T + b,
         torch.zeros_like(b),
         tol=1e-8,

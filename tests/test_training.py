@@ -17,7 +17,7 @@ from deqstudio.core.logistic import logistic_regression_accuracy
 from deqstudio.io.checkpoint import load_checkpoint
 from deqstudio.io.dataset import write_dataset
 from deqstudio.io.synthetic import make_synthetic
-from deqstudio.io.training_run import TrainRequest, evaluate, train_model
+from deqstudio.workflows.training import TrainRequest, evaluate, train_model
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ def test_train_command_and_inspect(tmp_path, synthetic, capsys, one_thread):
 from deqstudio.core import udml  # noqa: E402
 from deqstudio.core.model import WEIGHTING_DEPENDENCY, WEIGHTING_UNCERTAINTY, WEIGHTING_UNIFORM, FusionModel  # noqa: E402
 from deqstudio.core.training import TrainOptions, fit, logit_magnitude  # noqa: E402
-from deqstudio.io.training_run import build_config, split_tensors  # noqa: E402
+from deqstudio.workflows.training import build_config, split_tensors  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +213,7 @@ def test_retraining_is_bit_identical_and_restores_the_global_torch_state(tiny):
     after = _global_torch_state()
     assert after[:5] == before[:5] and torch.equal(after[5], before[5])
     assert set(seen) == {(threads, True)}
-    (a, metrics_a, dep_a, info_a), (b, metrics_b, dep_b, info_b) = runs
+    (a, metrics_a, dep_a, info_a), (b, metrics_b, dep_b, _) = runs
     sa, sb = a.state_dict(), b.state_dict()
     assert sa.keys() == sb.keys()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -321,7 +321,7 @@ def test_without_the_noise_loss_the_noise_predictor_gets_no_training_signal(tiny
     opts = dict(epochs=4, batch_size=16, seed=1, patience=50)
     model = _model(tiny, "deq-udml")
     before = copy.deepcopy(model.state_dict())
-    run, seen, _ = _training_forwards(model, TrainOptions(**opts, noise_loss_weight=0.0), tiny)
+    run, _, _ = _training_forwards(model, TrainOptions(**opts, noise_loss_weight=0.0), tiny)
     after = model.state_dict()
     predictor = [k for k in after if k.startswith("noise_predictors.")]
     assert predictor and all(torch.equal(after[k], before[k]) for k in predictor)

@@ -13,6 +13,7 @@ element, compared against a growing threshold), so a higher severity never undoe
 from __future__ import annotations
 
 import math
+import numbers
 import re
 import zlib
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MAX_SEVERITY = 5.0
+MAX_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,8 @@ def _rngs(seed: int, sample_ids: np.ndarray, key: int) -> list[np.random.Generat
 def _gaussian_kernel(sigma: float) -> np.ndarray:
     radius = max(1, int(math.ceil(3 * sigma)))
     t = np.arange(-radius, radius + 1, dtype=np.float64)
-    k = np.exp(-0.5 * (t / sigma) ** 2)
+    with np.errstate(over="ignore"):  # a vanishing sigma: the off-centre weights are exactly 0
+        k = np.exp(-0.5 * (t / sigma) ** 2)
     return k / k.sum()
 
 
@@ -210,7 +213,7 @@ def corrupt(
             u = r.random()
             candidates = np.flatnonzero(src_ids != ids[b])
             if len(candidates) == 0:
-                raise ValueError("shuffle needs at least one other sample to swap in (pass a pool)")
+                raise ValueError("shuffle needs at least one other sample to swap in, and its pool holds none")
             partner = candidates[r.integers(len(candidates))]
             if u < p:
                 out[b] = src[partner]
@@ -243,34 +246,70 @@ _SPEC = re.compile(
 
 
 @dataclass(frozen=True)
-class CorruptionSpec:
-    """One modality's corruption, as written on the command line: ``MOD=KIND:SEVERITY[@SEED]``."""
+class Corruption:
+    """How one modality is corrupted: a kind of ``CORRUPTIONS``, a severity from 0 (clean) to 5, a seed.
 
-    modality: str
-    kind: str
-    severity: float
+    The same value serves the studio's sliders, sessions, the command line (written
+    ``MOD=KIND:SEVERITY[@SEED]``, see ``parse`` and ``text``) and the analyses. Raises ValueError on a kind,
+    severity or seed that cannot be used.
+
+    >>> Corruption.parse("pix=gaussian:3@7")
+    ('pix', Corruption(kind='gaussian', severity=3.0, seed=7))
+    >>> Corruption("mask", 2.5).text("fou")
+    'fou=mask:2.5'
+    """
+
+    kind: str = "gaussian"
+    severity: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.kind not in CORRUPTIONS:
+        if not isinstance(self.kind, str) or self.kind not in CORRUPTIONS:
             raise ValueError(f"unknown corruption kind {self.kind!r}; expected one of {', '.join(CORRUPTIONS)}")
         object.__setattr__(self, "severity", _check_severity(self.severity))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"corruption seed must be a whole number from 0 to {MAX_SEED}, got {self.seed!r}")
+        object.__setattr__(self, "seed", int(self.seed))
+
+    @property
+    def active(self) -> bool:
+        """Whether it changes anything (severity above 0)."""
+        return self.severity > 0
+
+    @property
+    def parameter(self) -> float:
+        return parameter_for(self.kind, self.severity)
+
+    def label(self) -> str:
+        """``gaussian 3 (noise std 1)``: the kind, the severity and what it means."""
+        spec = CORRUPTIONS[self.kind]
+        return f"{self.kind} {self.severity:g} ({spec.parameter} {self.parameter:.3g})"
+
+    def text(self, modality: str) -> str:
+        """The command-line form ``MOD=KIND:SEVERITY[@SEED]`` (the seed only when not 0)."""
+        return f"{modality}={self.kind}:{self.severity:g}" + (f"@{self.seed}" if self.seed else "")
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "severity": self.severity, "seed": self.seed,
+                "parameter": self.parameter, "parameter_name": CORRUPTIONS[self.kind].parameter}
 
     @classmethod
-    def parse(cls, text: str) -> "CorruptionSpec":
-        m = _SPEC.match(text or "")
+    def from_dict(cls, data) -> "Corruption":
+        if not isinstance(data, dict):
+            raise ValueError(f"a corruption must be an object with kind, severity and seed, got {data!r}")
+        unknown = sorted(set(data) - {"kind", "severity", "seed", "parameter", "parameter_name"})
+        if unknown:
+            raise ValueError(f"unknown corruption field(s): {', '.join(map(str, unknown))}")
+        return cls(data.get("kind", "gaussian"), data.get("severity", 0.0), data.get("seed", 0))
+
+    @classmethod
+    def parse(cls, text: str) -> tuple[str, "Corruption"]:
+        """``(modality, corruption)`` from ``MOD=KIND:SEVERITY[@SEED]``."""
+        m = _SPEC.match(text or "") if isinstance(text, str) else None
         if not m:
             raise ValueError(f"cannot read corruption {text!r}; expected MODALITY=KIND:SEVERITY[@SEED], e.g. pix=gaussian:3")
         try:
             severity = float(m["severity"])
         except ValueError:
             raise ValueError(f"cannot read the severity in {text!r}") from None
-        return cls(m["modality"], m["kind"], severity, int(m["seed"]) if m["seed"] else 0)
-
-    def __str__(self) -> str:
-        sev = f"{self.severity:g}"
-        return f"{self.modality}={self.kind}:{sev}" + (f"@{self.seed}" if self.seed else "")
-
-    def to_dict(self) -> dict:
-        return {"modality": self.modality, "kind": self.kind, "severity": self.severity, "seed": self.seed,
-                "parameter": parameter_for(self.kind, self.severity), "parameter_name": CORRUPTIONS[self.kind].parameter}
+        return m["modality"], cls(m["kind"], severity, int(m["seed"]) if m["seed"] else 0)

@@ -42,3 +42,16 @@ def build_trunk(spec: ModalitySpec, width: int, dropout: float) -> nn.Module:
     if spec.kind == "image":
         return CNNTrunk(spec.image_shape, width, dropout)
     return MLPTrunk(spec.input_dim, width, dropout)
+
+
+def build_encoder(spec: ModalitySpec, config) -> nn.Module:
+    """The encoder of an imported model (``config.encoder`` other than "native"): its output is the fusion's input."""
+    from .official_encoders import MaxOutEncoder, MMDynamicEncoder
+
+    if config.encoder == "identity":
+        return nn.Identity()
+    if config.encoder == "mmdynamic":
+        return MMDynamicEncoder(spec.input_dim, config.hidden, config.num_classes)
+    if config.encoder == "maxout":
+        return MaxOutEncoder(spec.input_dim, spec.encoder_hidden, config.hidden)
+    raise ValueError(f"unknown encoder {config.encoder!r}")

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 from .solvers import solve
-
-BACKWARD_MODES = ("implicit", "phantom")
+from .solvers.registry import DEFAULT_SOLVER
 
 
 def attach_implicit_backward(
     new_z: torch.Tensor,
     z_star: torch.Tensor,
     *,
-    solver: str = "anderson",
+    solver: str = DEFAULT_SOLVER,
     max_iter: int = 50,
     tol: float = 1e-6,
     stop_mode: str = "abs",

@@ -17,7 +17,7 @@ def jacobian_frobenius_estimate(
     if vectors < 1:
         raise ValueError(f"vectors must be >= 1, got {vectors}")
     total = fz.new_zeros(())
-    for i in range(vectors):
+    for _ in range(vectors):
         v = torch.randn(fz.shape, generator=generator, dtype=fz.dtype, device=fz.device)
         (vJ,) = torch.autograd.grad(fz, z, v, retain_graph=True, create_graph=create_graph)
         total = total + vJ.pow(2).sum()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -11,10 +11,10 @@ from torch import nn
 
 from . import udml
 from .config import ModelConfig
-from .encoders import build_trunk
+from .encoders import build_encoder, build_trunk
 from .fusion.baselines import ConcatFusion, SumFusion, WeightedSumFusion
-from .fusion.deq_fusion import DEQFusion, SolverSettings
-from .solvers import SolverTrace
+from .fusion.deq_fusion import DEQFusion
+from .solvers import SolverSettings, SolverTrace
 
 # How deq-udml weights its modalities: 1/α (clean and dependency phases) or 1/(s·α) (uncertainty phase).
 # WEIGHTING_UNIFORM (w = 1 for every modality): a model trained with fixed weights (the `--udml-weights
@@ -45,7 +45,9 @@ class FusionModel(nn.Module):
     """A multimodal classifier described fully by its ``ModelConfig``.
 
     Inputs are raw features, one (B, input_dim) tensor per modality in config order (images
-    flattened row-major); the model standardises them with its stored normalisation statistics.
+    flattened row-major); the model standardises them with its stored normalisation statistics (unless
+    ``config.normalise_inputs`` is False, as for imported models). An imported model's encoders
+    (``config.encoder``) feed the fusion directly; the BRCA experiment's also give unimodal logits.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -56,8 +58,14 @@ class FusionModel(nn.Module):
         for i, spec in enumerate(c.modalities):
             self.register_buffer(f"input_mean_{i}", torch.zeros(spec.input_dim))
             self.register_buffer(f"input_std_{i}", torch.ones(spec.input_dim))
-        self.trunks = nn.ModuleList(build_trunk(spec, c.encoder_hidden, c.dropout) for spec in c.modalities)
-        if c.is_udml:
+        imported = c.encoder != "native"
+        if imported:
+            self.trunks = nn.ModuleList(build_encoder(spec, c) for spec in c.modalities)
+        else:
+            self.trunks = nn.ModuleList(build_trunk(spec, c.encoder_hidden, c.dropout) for spec in c.modalities)
+        if imported:
+            self.projections = nn.ModuleList(nn.Identity() for _ in range(n))
+        elif c.is_udml:
             self.projections = nn.ModuleList(udml.ProbabilisticHead(c.encoder_hidden, c.hidden) for _ in range(n))
             self.noise_predictors = nn.ModuleList(udml.NoisePredictor(c.hidden) for _ in range(n))
             self.register_buffer("dependency", torch.ones(n))
@@ -65,14 +73,10 @@ class FusionModel(nn.Module):
         else:
             self.projections = nn.ModuleList(nn.Linear(c.encoder_hidden, c.hidden) for _ in range(n))
         if c.is_deq:
-            settings = SolverSettings(
-                solver=c.solver, max_iter=c.max_iter, tol=c.tol, stop_mode=c.stop_mode,
-                options=dict(c.solver_options), backward=c.backward, backward_max_iter=c.backward_max_iter,
-                backward_tol=c.backward_tol, phantom_steps=c.phantom_steps, phantom_tau=c.phantom_tau,
-            )
             self.fusion = DEQFusion(
-                c.modality_names, c.hidden, ablation=c.ablation, settings=settings,
-                unrolled_steps=c.unrolled_steps, jac_weight=c.jac_weight, jac_vectors=c.jac_vectors,
+                c.modality_names, c.hidden, ablation=c.ablation, settings=c.solver_settings,
+                backward=c.backward_settings, unrolled_steps=c.unrolled_steps, jac_weight=c.jac_weight, jac_vectors=c.jac_vectors,
+                relu_after_norm=c.relu_after_norm,
             )
         elif c.fusion == "concat":
             self.fusion = ConcatFusion(n, c.hidden)
@@ -92,6 +96,15 @@ class FusionModel(nn.Module):
     def modality_names(self) -> tuple[str, ...]:
         return self.config.modality_names
 
+    @property
+    def has_unimodal(self) -> bool:
+        """Whether the model gives per-modality logits (unimodal heads, or an imported encoder's classifier)."""
+        return self.unimodal_heads is not None or self.config.encoder == "mmdynamic"
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Softmax over classes, or a sigmoid per label for a multilabel model."""
+        return torch.sigmoid(logits) if self.config.task == "multilabel" else F.softmax(logits, dim=1)
+
     def set_normalisation(self, means: Sequence[torch.Tensor], stds: Sequence[torch.Tensor]) -> None:
         """Store per-feature standardisation statistics (stds below 1e-6 count as 1)."""
         for i, (mean, std) in enumerate(zip(means, stds)):
@@ -105,16 +118,27 @@ class FusionModel(nn.Module):
 
     def encode(self, inputs: Sequence[torch.Tensor], zero: Sequence[int] = ()):
         """Features (B, hidden) per modality, with (μ, log σ²) for deq-udml; ``zero`` zeroes features."""
+        features, mus, logvars, _ = self.encode_with_unimodal(inputs, zero)
+        return features, mus, logvars
+
+    def encode_with_unimodal(self, inputs: Sequence[torch.Tensor], zero: Sequence[int] = ()):
+        """``encode``'s values and the encoders' own unimodal logits (a list, or None when they give none)."""
         if len(inputs) != len(self.config.modalities):
             raise ValueError(f"expected {len(self.config.modalities)} modality inputs, got {len(inputs)}")
         means, stds = self.normalisation()
-        features, mus, logvars = [], [], []
+        features, mus, logvars, own_logits = [], [], [], []
         for i, x in enumerate(inputs):
             spec = self.config.modalities[i]
             x = x.reshape(x.shape[0], -1)
             if x.shape[1] != spec.input_dim:
                 raise ValueError(f"modality {spec.name!r}: expected {spec.input_dim} features, got {x.shape[1]}")
-            h = self.trunks[i]((x - means[i]) / stds[i])
+            if self.config.normalise_inputs:
+                x = (x - means[i]) / stds[i]
+            if self.config.encoder == "mmdynamic":
+                h, logits = self.trunks[i].with_logits(x)
+                own_logits.append(logits)
+            else:
+                h = self.trunks[i](x)
             if self.config.is_udml:
                 mu, logvar = self.projections[i](h)
                 feat = udml.reparameterize(mu, logvar, self.training)
@@ -123,15 +147,18 @@ class FusionModel(nn.Module):
             else:
                 feat = self.projections[i](h)
             features.append(torch.zeros_like(feat) if i in zero else feat)
-        return features, (mus or None), (logvars or None)
+        return features, (mus or None), (logvars or None), (own_logits or None)
 
-    def predict_noise(self, logvars: list[torch.Tensor]) -> torch.Tensor:
+    def predict_noise(self, logvars: list[torch.Tensor], detach: bool = True) -> torch.Tensor:
         """σ̂ (B, M): each modality's noise predictor on its representation's log σ²."""
-        return torch.stack([p(lv) for p, lv in zip(self.noise_predictors, logvars)], dim=1)
+        return torch.stack([p(lv, detach) for p, lv in zip(self.noise_predictors, logvars)], dim=1)
 
-    def udml_weights(self, logvars: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(σ̂ (B, M), w (B, M)) under the current weighting phase."""
-        sigma_hat = self.predict_noise(logvars)
+    def udml_weights(self, logvars: list[torch.Tensor], detach: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """(σ̂ (B, M), w (B, M)) under the current weighting phase.
+
+        Training stops gradients from w into σ̂ (``detach``); the equilibrium analyses differentiate the whole
+        prediction with respect to the input, through w too (``detach=False``: the same values)."""
+        sigma_hat = self.predict_noise(logvars, detach)
         batch, n = sigma_hat.shape
         mode = int(self.weighting)
         if mode == WEIGHTING_UNIFORM:
@@ -139,7 +166,8 @@ class FusionModel(nn.Module):
         elif mode == WEIGHTING_DEPENDENCY:
             weights = udml.udml_weights(self.dependency, None).expand(batch, n)
         else:
-            weights = udml.udml_weights(self.dependency.expand(batch, n), udml.uncertainty_score(sigma_hat.detach()))
+            score = udml.uncertainty_score(sigma_hat.detach() if detach else sigma_hat)
+            weights = udml.udml_weights(self.dependency.expand(batch, n), score)
         return sigma_hat, weights
 
     def forward(
@@ -157,7 +185,7 @@ class FusionModel(nn.Module):
         ``weighted=False`` switches the deq-udml residual weighting off: the features enter the fusion
         as encoded (σ̂ is still predicted; ``weights`` is None). The dependency α is computed this way.
         """
-        features, mus, logvars = self.encode(inputs, zero)
+        features, mus, logvars, own_logits = self.encode_with_unimodal(inputs, zero)
         sigma_hat = weights = None
         if self.config.is_udml:
             if weighted:
@@ -165,7 +193,7 @@ class FusionModel(nn.Module):
                 features = udml.apply_residual_weights(features, weights)
             else:
                 sigma_hat = self.predict_noise(logvars)
-        unimodal = [h(f) for h, f in zip(self.unimodal_heads, features)] if self.unimodal_heads is not None else None
+        unimodal = [h(f) for h, f in zip(self.unimodal_heads, features)] if self.unimodal_heads is not None else own_logits
         out = FusionOutput(
             logits=None, features=features, unimodal_logits=unimodal, mu=mus, logvar=logvars,
             sigma_hat=sigma_hat, weights=weights,
@@ -204,7 +232,7 @@ class FusionModel(nn.Module):
         nan = torch.tensor(float("nan"), dtype=states.dtype, device=states.device)
         # with z_fuse = 0 (the zero start) no gate admits anything: the share is undefined, not 0
         share = torch.where(total > 0, contribution / total.clamp_min(torch.finfo(states.dtype).tiny), nan)
-        probabilities = F.softmax(self.head(z_fuse), dim=1)
+        probabilities = self.probabilities(self.head(z_fuse))
         return {
             "probabilities": torch.where(finite[:, None], probabilities, nan),
             "gates": torch.where(finite[:, None], gates.mean(dim=2), nan),

@@ -6,7 +6,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -96,21 +96,19 @@ def _batches(n: int, batch_size: int, generator: torch.Generator | None):
         yield order[start : start + batch_size]
 
 
-@torch.no_grad()
-def predict(model: FusionModel, inputs: Tensors, batch_size: int = 256, **forward_kw) -> torch.Tensor:
-    """Logits for a whole split, in eval mode, batched."""
-    model.eval()
-    n = inputs[0].shape[0]
-    out = []
-    for idx in _batches(n, batch_size, None):
-        out.append(model([x[idx] for x in inputs], **forward_kw).logits)
-    return torch.cat(out) if out else torch.empty(0, model.config.num_classes)
+def predict(model: FusionModel, inputs: Tensors, batch_size: int = 256) -> torch.Tensor:
+    """Logits for a whole split, in eval mode, batched, through the one evaluation path (``core.evaluate``)."""
+    from .evaluate import evaluate
+    from .native import NativeAdapter
+
+    run = evaluate(NativeAdapter(model), inputs, batch_size=batch_size)
+    return torch.from_numpy(run.logits)
 
 
-def accuracy(model: FusionModel, inputs: Tensors, labels: torch.Tensor, **forward_kw) -> float:
+def accuracy(model: FusionModel, inputs: Tensors, labels: torch.Tensor) -> float:
     if labels.numel() == 0:
         return float("nan")
-    return float((predict(model, inputs, **forward_kw).argmax(dim=1) == labels).float().mean())
+    return float((predict(model, inputs).argmax(dim=1) == labels.cpu()).float().mean())
 
 
 @torch.no_grad()

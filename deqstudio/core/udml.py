@@ -9,7 +9,7 @@ last training batch.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -69,8 +69,9 @@ class NoisePredictor(nn.Module):
         half = max(hidden // 2, 1)
         self.net = nn.Sequential(nn.Linear(hidden, half), nn.Dropout(0.1), nn.Linear(half, 1))
 
-    def forward(self, logvar: torch.Tensor) -> torch.Tensor:
-        sigma = torch.exp(0.5 * logvar.detach())
+    def forward(self, logvar: torch.Tensor, detach: bool = True) -> torch.Tensor:
+        """σ̂; ``detach=False`` lets gradients reach the representation (the analyses' input derivatives)."""
+        sigma = torch.exp(0.5 * (logvar.detach() if detach else logvar))
         r = self.net(sigma).squeeze(-1)
         return torch.exp(0.5 * r.clamp(-20.0, 20.0))
 

@@ -10,12 +10,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.fusion.deq_fusion import SolverSettings
-from ..core.solvers import solve
-from .evaluation import CancelFn, Cancelled, Corruption, Evaluator, ProgressFn, fixed_point_problem
+from ..core.corruptions import Corruption
+from ..core.solvers import SolverSettings, solve
+from ..core.solvers.registry import PLAIN_ITERATION, SOLVER_NAMES
+from ..errors import Cancelled
+from .evaluation import CancelFn, Evaluator, ProgressFn
 from .results import write_csv, write_hdf5
 
-SOLVERS = ("anderson", "fixed_point", "broyden")
+SOLVERS = SOLVER_NAMES
+DEFAULT_UNROLLED_STEPS = 10
 TABLE_STEPS = (1, 10, 20, 40, 100)
 HORIZON_TOL = 1e-30  # below any reachable residual: every step of the horizon runs
 
@@ -90,10 +93,10 @@ def convergence_stats(
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> ConvergenceStats:
-    config = evaluator.config
-    if not config.is_deq:
-        raise ValueError(f"a {config.fusion} model has no solver to study")
-    tol = config.tol if tol is None else tol
+    adapter = evaluator.adapter
+    if not adapter.capabilities.solver:
+        raise ValueError(f"a {adapter.name} model has no solver to study")
+    tol = adapter.solver_defaults.tol if tol is None else tol
     ids = evaluator.dataset.split(split)
     n_s = len(solvers)
     steps, final, conv = np.zeros((n_s, len(ids)), int), np.full((n_s, len(ids)), np.nan), np.zeros((n_s, len(ids)), bool)
@@ -121,9 +124,9 @@ def _horizon_curves(evaluator, ids, corruptions, solver, horizon, cancel, batch=
     for start in range(0, len(ids), batch):
         if cancel is not None and cancel():
             raise Cancelled()
-        f, z0 = fixed_point_problem(evaluator, ids[start : start + batch], corruptions)
+        problem = evaluator.fixed_point_problem(ids[start : start + batch], corruptions)
         with torch.no_grad():
-            _, trace = solve(f, z0, solver=solver, max_iter=max_steps or horizon, tol=HORIZON_TOL,
+            _, trace = solve(problem.f, problem.z0, solver=solver, max_iter=max_steps or horizon, tol=HORIZON_TOL,
                              divergence_factor=None)
         whole.append(held_curve(trace.rel, trace.nstep, horizon))
         fused.append(held_curve(trace.block_rel[:, :, -1], trace.nstep, horizon))
@@ -134,7 +137,7 @@ def _horizon_curves(evaluator, ids, corruptions, solver, horizon, cancel, batch=
 class SolverRace:
     """The solvers on the same inputs: mean residual per step, evaluations, wall time, agreement of z*."""
 
-    solvers: np.ndarray  # (S,) str; "unrolled" is fixed-point iteration stopped at the model's unrolled_steps
+    solvers: np.ndarray  # (S,) str; "unrolled" is K plain iterations from zero (K: the model's unrolled steps)
     sample_ids: np.ndarray
     rel_per_step: np.ndarray  # (S, K) mean over the samples, last value held
     evaluations: np.ndarray  # (S,) mean per sample
@@ -155,20 +158,24 @@ class SolverRace:
 
 def solver_race(
     evaluator: Evaluator, ids, *, corruptions=None, solvers=SOLVERS, include_unrolled: bool = True,
-    max_iter: int = 100, tol: float | None = None,
+    max_iter: int = 100, tol: float | None = None, unrolled_steps: int | None = None,
 ) -> SolverRace:
-    config = evaluator.config
+    """The solvers on one batch. The "unrolled" row iterates K times from zero (K: ``unrolled_steps``, by default
+    the model's own, else 10) and keeps f^K(0): its trace records the K + 1 iterates z_0 .. z_K."""
+    adapter = evaluator.adapter
     ids = np.atleast_1d(np.asarray(ids, dtype=np.int64))
-    tol = config.tol if tol is None else tol
-    f, z0 = fixed_point_problem(evaluator, ids, corruptions)
-    runs = [(s, s, max_iter, tol) for s in solvers]
+    problem = evaluator.fixed_point_problem(ids, corruptions)
+    tol = adapter.solver_defaults.tol if tol is None else tol
+    f, z0 = problem.f, problem.z0
+    runs = [(s, s, max_iter, tol, False) for s in solvers]
     if include_unrolled:
-        runs.append(("unrolled", "fixed_point", int(config.unrolled_steps), HORIZON_TOL))
+        k = unrolled_steps or getattr(adapter, "unrolled_steps", None) or DEFAULT_UNROLLED_STEPS
+        runs.append(("unrolled", PLAIN_ITERATION, int(k) + 1, HORIZON_TOL, True))
     names, curves, evals, wall, conv, zs = [], [], [], [], [], []
-    for name, solver, limit, t in runs:
+    for name, solver, limit, t, last in runs:
         t0 = time.perf_counter()
         with torch.no_grad():
-            z, trace = solve(f, z0, solver=solver, max_iter=limit, tol=t, divergence_factor=None)
+            z, trace = solve(f, z0, solver=solver, max_iter=limit, tol=t, divergence_factor=None, return_final=last)
         wall.append((time.perf_counter() - t0) * 1e3)
         names.append(name)
         curves.append(held_curve(trace.rel, trace.nstep, max_iter).mean(axis=0))

@@ -1,82 +1,160 @@
-"""Batched evaluation of a checkpoint on a dataset split, with per-modality corruptions.
+"""A model evaluated on samples of a dataset, with per-modality corruptions: ``Evaluator``.
 
-The one place that turns (model, dataset, corruption settings) into predictions, solver statistics
-and UDML scores for many samples at once; the analyses, the headless commands and the studio's
-engine all go through it, so a number shown in the window and one in a sweep agree.
+It reads the samples' raw features, corrupts them as asked, and runs the model through the one evaluation
+path (``deqstudio.core.evaluate``). The studio's engine, its samples table, the analyses and the headless
+commands all go through it, so a number shown in the window and one in a sweep agree.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
-import torch
 
-from ..core import udml
-from ..core.corruptions import corrupt, kinds_for
-from ..core.fusion.deq_fusion import SolverSettings
+from ..core.adapter import FixedPointProblem, ModelAdapter, ModelRun
+from ..core.corruptions import Corruption, corrupt, kinds_for
+from ..core.evaluate import concat_runs, evaluate
+from ..errors import Cancelled
+from .stats import f1_scores, label_sets, sample_f1
 
 ProgressFn = Callable[[float], None]
 CancelFn = Callable[[], bool]
 
-
-class Cancelled(Exception):
-    """Raised inside an analysis when its ``cancel`` callback asked it to stop."""
+__all__ = ["BatchOutcome", "CancelFn", "Cancelled", "Corruption", "Evaluator", "ProgressFn", "as_adapter"]
 
 
-@dataclass(frozen=True)
-class Corruption:
-    kind: str
-    severity: float
-    seed: int = 0
+def as_adapter(model) -> ModelAdapter:
+    """An adapter for ``model``: itself when it already is one, a ``NativeAdapter`` for a ``FusionModel``."""
+    if isinstance(model, ModelAdapter):
+        return model
+    from ..core.native import NativeAdapter
+
+    return NativeAdapter(model)
 
 
 @dataclass
 class BatchOutcome:
-    """Per-sample results of one evaluation, (N,) or (N, M) numpy arrays."""
+    """Per-sample results of one evaluation: (N,) or (N, M) arrays, and the model's run behind them.
+
+    For a multilabel model ``labels`` and ``predictions`` are (N, C) label sets of 0/1 (a label is predicted
+    when its probability exceeds 0.5), ``correct`` is an exact match of the set, and the headline ``metric``
+    is the micro F1 instead of the accuracy.
+    """
 
     sample_ids: np.ndarray
     labels: np.ndarray
-    predictions: np.ndarray
-    probabilities: np.ndarray  # (N, C)
-    steps: np.ndarray  # solver evaluations; 0 for fusions without a solver
-    converged: np.ndarray
-    final_rel: np.ndarray  # NaN for fusions without a solver
-    sigma_hat: np.ndarray | None  # (N, M), deq-udml only
-    pe: np.ndarray | None  # (N, M) mean predicted variance, deq-udml only
+    run: ModelRun
+    has_solver: bool
+    task: str = "multiclass"
+
+    @property
+    def multilabel(self) -> bool:
+        return self.task == "multilabel"
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        return self.run.probabilities
+
+    @property
+    def predictions(self) -> np.ndarray:
+        p = self.run.probabilities
+        if self.multilabel:
+            return label_sets(p)
+        return p.argmax(axis=1) if len(p) else np.zeros(0, dtype=np.int64)
+
+    @property
+    def steps(self) -> np.ndarray:
+        """Solver evaluations per sample; 0 for a model without a solver."""
+        t = self.run.trace
+        return np.zeros(len(self.sample_ids), dtype=np.int64) if t is None else np.asarray(t.nstep)
+
+    @property
+    def converged(self) -> np.ndarray:
+        """Whether each sample's solve met the tolerance; True for a model without a solver (nothing to meet)."""
+        t = self.run.trace
+        return np.ones(len(self.sample_ids), dtype=bool) if t is None else np.asarray(t.converged, dtype=bool)
+
+    @property
+    def final_rel(self) -> np.ndarray:
+        """The relative residual of the returned state; NaN for a model without a solver."""
+        t = self.run.trace
+        return np.full(len(self.sample_ids), np.nan) if t is None else np.asarray(t.final_rel, dtype=np.float64)
+
+    @property
+    def sigma_hat(self) -> np.ndarray | None:
+        return None if self.run.sigma_hat is None else self.run.sigma_hat.astype(np.float64)
+
+    @property
+    def pe(self) -> np.ndarray | None:
+        return None if self.run.pe is None else self.run.pe.astype(np.float64)
 
     @property
     def correct(self) -> np.ndarray:
+        """Per sample: the prediction is the label (multilabel: the predicted set is the true set)."""
+        if self.multilabel:
+            return (self.predictions == self.labels).all(axis=1)
         return self.predictions == self.labels
 
     @property
     def accuracy(self) -> float:
+        """The fraction of samples predicted right (multilabel: exact-match ratio)."""
         return float(self.correct.mean()) if len(self.labels) else float("nan")
+
+    @property
+    def sample_f1(self) -> np.ndarray | None:
+        """Per sample, the F1 of the predicted label set (multilabel only; None otherwise)."""
+        return sample_f1(self.labels, self.predictions) if self.multilabel else None
+
+    @property
+    def metric_name(self) -> str:
+        """The headline score of the task: "accuracy", or "micro_f1" for multilabel models."""
+        return "micro_f1" if self.multilabel else "accuracy"
+
+    @property
+    def metric(self) -> float:
+        return self.metrics()[self.metric_name]
+
+    def metrics(self) -> dict[str, float]:
+        """accuracy (multiclass), or micro_f1, macro_f1 and exact_match (multilabel)."""
+        if not self.multilabel:
+            return {"accuracy": self.accuracy}
+        return {**f1_scores(self.labels, self.predictions), "exact_match": self.accuracy}
 
 
 class Evaluator:
-    """A model and a dataset, evaluated in batches under corruptions."""
+    """A model (any ``ModelAdapter``, or a ``FusionModel``) and a dataset, evaluated in batches under corruptions."""
 
-    def __init__(self, model, dataset, device: str = "cpu", batch_size: int = 400) -> None:
-        self.model = model.eval().to(device)
+    def __init__(self, model, dataset, device: str | None = None, batch_size: int = 400) -> None:
+        self.adapter = as_adapter(model)
+        if device is not None:
+            self.adapter.to(device)
         self.dataset = dataset
-        self.device = device
         self.batch_size = batch_size
-        self.config = model.config
-        self.names = self.config.modality_names
-        self.feature_std = [s.detach().cpu().numpy() for s in model.normalisation()[1]]
+        self.modalities = self.adapter.modalities
+        self.names = self.adapter.modality_names
         train = dataset.split("train")
         self.pool_ids = train
-        self.pool = {n: dataset.modalities[n].data[train] for n in self.names}
+        self.pool = {n: dataset.arrays([n], train)[0] for n in self.names}
+        self.feature_std = [s if s is not None else self._train_std(n)
+                            for s, n in zip(self.adapter.feature_scales, self.names)]
+
+    @property
+    def device(self) -> str:
+        return self.adapter.device
+
+    def _train_std(self, name: str) -> np.ndarray:
+        """A modality's per-feature std over the training split (the scale of its Gaussian corruption)."""
+        std = self.pool[name].astype(np.float64).std(axis=0)
+        return np.where(std > 1e-6, std, 1.0).astype(np.float32)
 
     def inputs(self, ids: np.ndarray, corruptions: Mapping[str, Corruption] | None = None) -> list[np.ndarray]:
         """Raw (corrupted) float32 inputs of the samples ``ids`` in model order."""
+        ids = np.asarray(ids, dtype=np.int64)
         out = []
-        for i, spec in enumerate(self.config.modalities):
-            x = self.dataset.modalities[spec.name].data[ids]
+        for i, (spec, x) in enumerate(zip(self.modalities, self.dataset.arrays(self.names, ids))):
             c = (corruptions or {}).get(spec.name)
-            if c is not None and c.severity > 0:
+            if c is not None and c.active:
                 if c.kind not in kinds_for(spec.kind):
                     raise ValueError(f"corruption {c.kind!r} does not apply to the {spec.kind} modality {spec.name!r}")
                 x = corrupt(x, spec.kind, c.kind, c.severity, c.seed, modality=spec.name,
@@ -85,87 +163,30 @@ class Evaluator:
             out.append(np.ascontiguousarray(x, dtype=np.float32))
         return out
 
-    @torch.no_grad()
     def run(
         self,
         ids: np.ndarray,
         corruptions: Mapping[str, Corruption] | None = None,
-        settings: SolverSettings | None = None,
+        settings=None,
         cancel: CancelFn | None = None,
+        playback: bool = False,
     ) -> BatchOutcome:
+        """The model on samples ``ids`` (under ``corruptions``, with solver ``settings``; None: the model's own)."""
         ids = np.asarray(ids, dtype=np.int64)
         parts = []
-        for start in range(0, len(ids), self.batch_size):
+        for start in range(0, len(ids), self.batch_size):  # corrupt batch by batch: bounded memory
             if cancel is not None and cancel():
                 raise Cancelled()
-            parts.append(self._run_batch(ids[start : start + self.batch_size], corruptions, settings))
-        return _concat(ids, self.dataset.labels[ids].astype(np.int64), parts, len(self.names))
+            chunk = ids[start : start + self.batch_size]
+            parts.append(evaluate(self.adapter, self.inputs(chunk, corruptions), settings=settings,
+                                  playback=playback, batch_size=self.batch_size))
+        if not parts:
+            parts.append(evaluate(self.adapter, [x[:0] for x in self.inputs(ids[:0])]))
+        return BatchOutcome(ids, self.dataset.labels[ids].astype(np.int64), concat_runs(parts),
+                            self.adapter.capabilities.solver, self.adapter.task)
 
-    def _run_batch(self, ids, corruptions, settings) -> dict:
-        x = [torch.from_numpy(a).to(self.device) for a in self.inputs(ids, corruptions)]
-        out = self.model(x, settings=settings if self.config.is_deq else None)
-        probs = torch.softmax(out.logits, dim=1).cpu().numpy()
-        n = len(ids)
-        part = {"probabilities": probs}
-        if out.trace is not None:
-            part["steps"] = np.asarray(out.trace.nstep)
-            part["converged"] = np.asarray(out.trace.converged, dtype=bool)
-            part["final_rel"] = np.asarray(out.trace.final_rel, dtype=np.float64)
-        else:
-            part["steps"], part["converged"], part["final_rel"] = np.zeros(n, int), np.ones(n, bool), np.full(n, np.nan)
-        if out.sigma_hat is not None:
-            part["sigma_hat"] = out.sigma_hat.cpu().numpy().astype(np.float64)
-            part["pe"] = torch.stack([udml.pe_score(lv) for lv in out.logvar], dim=1).cpu().numpy().astype(np.float64)
-        return part
-
-
-def _concat(ids, labels, parts, m) -> BatchOutcome:
-    def cat(key):
-        if not parts or key not in parts[0]:
-            return None
-        return np.concatenate([p[key] for p in parts])
-
-    probs = cat("probabilities") if parts else np.zeros((0, 0))
-    return BatchOutcome(
-        sample_ids=ids, labels=labels, predictions=probs.argmax(axis=1) if len(probs) else np.zeros(0, int),
-        probabilities=probs, steps=cat("steps") if parts else np.zeros(0, int),
-        converged=cat("converged") if parts else np.zeros(0, bool),
-        final_rel=cat("final_rel") if parts else np.zeros(0), sigma_hat=cat("sigma_hat"), pe=cat("pe"),
-    )
-
-
-def spearman(a, b) -> float:
-    """Spearman's rank correlation with average ranks for ties; NaN when either side is constant."""
-    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
-    if len(a) != len(b):
-        raise ValueError(f"spearman needs equal lengths, got {len(a)} and {len(b)}")
-    keep = np.isfinite(a) & np.isfinite(b)
-    ra, rb = _ranks(a[keep]), _ranks(b[keep])
-    if len(ra) < 2 or ra.std() == 0 or rb.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
-def _ranks(x: np.ndarray) -> np.ndarray:
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x))
-    ranks[order] = np.arange(1, len(x) + 1)
-    values, inverse = np.unique(x, return_inverse=True)
-    sums = np.bincount(inverse, weights=ranks)
-    counts = np.bincount(inverse)
-    return (sums / counts)[inverse]
-
-
-def fixed_point_problem(evaluator: Evaluator, ids: np.ndarray, corruptions: Mapping[str, Corruption] | None = None):
-    """(f, z0) of a DEQ model's fusion for these samples: the map the solvers race on."""
-    model = evaluator.model
-    if not model.config.is_deq:
-        raise ValueError(f"a {model.config.fusion} model has no fixed point to solve")
-    with torch.no_grad():
-        x = [torch.from_numpy(a).to(evaluator.device) for a in evaluator.inputs(np.asarray(ids), corruptions)]
-        features, _, logvars = model.encode(x)
-        if model.config.is_udml:
-            _, weights = model.udml_weights(logvars)
-            features = udml.apply_residual_weights(features, weights)
-        injection = model.fusion.block.inject(features)
-    return model.fusion.fixed_point_map(injection), torch.zeros_like(injection)
+    def fixed_point_problem(self, ids, corruptions: Mapping[str, Corruption] | None = None) -> FixedPointProblem:
+        """The model's fixed-point map for these samples (for solver races and equilibrium analyses)."""
+        if not self.adapter.capabilities.solver:
+            raise ValueError(f"a {self.adapter.name} model has no fixed point to solve")
+        return self.adapter.fixed_point_problem(self.inputs(np.asarray(ids), corruptions))

@@ -1,4 +1,9 @@
-"""Writing analysis results: CSV tables and HDF5 groups of named numpy arrays, atomically."""
+"""Writing analysis results: CSV tables and HDF5 groups of named numpy arrays, atomically.
+
+Files are built in memory and written in one atomic step (``io.hdf5``). A table given a ``sidecar``
+record is written together with ``<file>.provenance.json`` as one unit (``atomic.write_with_sidecar``):
+both or neither, never a table beside the provenance of another run.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,12 @@ import csv
 import io
 import os
 from pathlib import Path
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..io import atomic
+from ..io import hdf5
+from ..io.atomic import write_with_sidecar
 
 
 def _cell(value) -> str:
@@ -21,58 +27,39 @@ def _cell(value) -> str:
     return str(value)
 
 
-def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Sequence[Sequence]) -> Path:
-    """A CSV file; floats keep full precision (repr) so the numbers round-trip; NaN is an empty cell."""
+def csv_bytes(header: Sequence[str], rows: Sequence[Sequence]) -> bytes:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
     for row in rows:
         writer.writerow([_cell(v) for v in row])
-    return atomic.write_text(path, buf.getvalue())
+    return buf.getvalue().encode("utf-8")
 
 
-def write_hdf5(path: str | os.PathLike, group: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, object]) -> Path:
+def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Sequence[Sequence],
+              sidecar: Mapping | None = None) -> Path:
+    """A CSV file; floats keep full precision (repr) so the numbers round-trip; NaN is an empty cell."""
+    return write_with_sidecar(path, csv_bytes(header, rows), sidecar)
+
+
+def write_hdf5(path: str | os.PathLike, group: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, object],
+               sidecar: Mapping | None = None) -> Path:
     """One HDF5 file holding ``group`` with the arrays as datasets and ``attrs`` as its attributes."""
-    import h5py
 
-    with atomic.atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+    def build(h5) -> None:
         g = h5.create_group(group)
-        for key, value in attrs.items():
-            g.attrs[key] = _attr(value)
+        hdf5.set_attrs(g, attrs)
         for key, value in arrays.items():
             arr = np.asarray(value)
-            if arr.dtype.kind in "US":
-                g.create_dataset(key, data=arr.astype(h5py.string_dtype()))
-            else:
-                g.create_dataset(key, data=arr)
-    return Path(path)
+            g.create_dataset(key, data=hdf5.string_dataset(arr) if arr.dtype.kind in "US" else arr)
 
-
-def _attr(value):
-    if isinstance(value, (list, tuple)):
-        return np.asarray([str(v) for v in value], dtype=object).astype("S") if value else np.zeros(0, "S1")
-    if value is None:
-        return ""
-    return value
+    return hdf5.write(path, build, sidecar)
 
 
 def read_hdf5(path: str | os.PathLike, group: str) -> tuple[dict[str, np.ndarray], dict[str, object]]:
     """The arrays and attributes written by ``write_hdf5`` (strings decoded)."""
-    import h5py
-
-    with h5py.File(path, "r") as h5:
+    with hdf5.open_for_reading(path) as h5:
         g = h5[group]
-        arrays = {}
-        for key, dset in g.items():
-            arr = dset[()]
-            if arr.dtype.kind in "OS":
-                arr = np.asarray([v.decode() if isinstance(v, bytes) else v for v in arr.ravel()]).reshape(arr.shape)
-            arrays[key] = arr
-        attrs = {}
-        for key, value in g.attrs.items():
-            if isinstance(value, np.ndarray) and value.dtype.kind == "S":
-                value = [v.decode() for v in value]
-            elif isinstance(value, bytes):
-                value = value.decode()
-            attrs[key] = value
+        arrays = {key: hdf5.read_strings(d) if d.dtype.kind in "OS" else d[()] for key, d in g.items()}
+        attrs = hdf5.get_attrs(g)
     return arrays, attrs

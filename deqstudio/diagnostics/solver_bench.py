@@ -10,12 +10,13 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 from ..core.fusion.deq_fusion import DEQFusion
 from ..core.solvers import solve
+from ..core.solvers.registry import ANDERSON, SOLVER_NAMES
 
 MODALITIES = ("m1", "m2", "m3")
 FEATURE_SCALE = 3.0
@@ -43,7 +44,7 @@ class SolverBenchRow:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        if self.solver != "anderson":
+        if self.solver != ANDERSON:
             for key in ("torchdeq_ms_median", "torchdeq_evaluations", "torchdeq_rel_residual", "speedup_vs_torchdeq"):
                 d.pop(key)
         return d
@@ -66,7 +67,7 @@ def _load_torchdeq_anderson() -> Callable | None:
         from torchdeq.solver import get_solver
     except ImportError:
         return None
-    return get_solver("anderson")
+    return get_solver(ANDERSON)
 
 
 def _sync(device: str) -> None:
@@ -85,7 +86,7 @@ def _time(fn: Callable[[], object], device: str) -> float:
 def bench_solvers(
     dims: tuple[int, ...] = (128, 512),
     batches: tuple[int, ...] = (1, 64),
-    solvers: tuple[str, ...] = ("anderson", "fixed_point", "broyden"),
+    solvers: tuple[str, ...] = SOLVER_NAMES,
     *,
     repeats: int = 15,
     tol: float = 1e-4,
@@ -104,7 +105,7 @@ def bench_solvers(
                     if progress:
                         progress(f"{solver} d={d} batch={batch}")
                     rows.append(_bench_one(solver, f, z0, plain, d, batch, repeats, tol, max_iter, device,
-                                           torchdeq_anderson if solver == "anderson" else None))
+                                           torchdeq_anderson if solver == ANDERSON else None))
     return rows, torchdeq_anderson is not None
 
 

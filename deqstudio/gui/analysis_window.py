@@ -5,14 +5,16 @@ from __future__ import annotations
 import numpy as np
 from PySide6 import QtCore, QtWidgets
 
-from .analysis_plots import CalibrationPlot, RobustnessPlot, StepsHistogram
-from .export import ExportError, export_plot, write_json
+from .plots.analysis import CalibrationPlot, RobustnessPlot, StepsHistogram
+from ..core.corruptions import Corruption
+from .export import export_plot, write_json
 
 
 class AnalysisWindow(QtWidgets.QWidget):
-    """Runs an AnalysisJob; ``open_sample(index, corruption_text)`` asks the main view to show a sample."""
+    """Runs an AnalysisJob; ``open_sample(index, corruptions)`` asks the main view to show a sample under
+    ``corruptions`` (modality → Corruption; empty: clean)."""
 
-    open_sample = QtCore.Signal(int, str)
+    open_sample = QtCore.Signal(int, object)
     finished = QtCore.Signal(object)
 
     def __init__(self, job, kind: str, provenance: dict, parent=None, source=None) -> None:
@@ -103,18 +105,20 @@ class AnalysisWindow(QtWidgets.QWidget):
             j = int(np.argmin(np.abs(r.levels - x)))
             ids = r.misclassified(curve, j)
             level = float(r.levels[j])
-            corruption = f"{r.modality[curve]}={r.kind[curve]}:{level:g}" if level > 0 else ""
+            modality = str(r.modality[curve])
+            corruptions = {modality: Corruption(str(r.kind[curve]), level)} if level > 0 else {}
+            shown = corruptions[modality].text(modality) if corruptions else ""
             if len(ids):
-                self.open_sample.emit(int(ids[0]), corruption)
-                self.hint.setText(f"opened sample {int(ids[0])}: misclassified under {corruption or 'no corruption'} "
+                self.open_sample.emit(int(ids[0]), corruptions)
+                self.hint.setText(f"opened sample {int(ids[0])}: misclassified under {shown or 'no corruption'} "
                                   f"({len(ids)} such samples)")
             else:
-                self.hint.setText(f"no sample is misclassified at {corruption or 'severity 0'}")
+                self.hint.setText(f"no sample is misclassified at {shown or 'severity 0'}")
         else:
             s = next((i for i, n in enumerate(r.solvers) if series == str(n)), 0)
             steps = r.steps[s]
             i = int(np.argmin(np.abs(steps - x)))
-            self.open_sample.emit(int(r.sample_ids[i]), "")
+            self.open_sample.emit(int(r.sample_ids[i]), None)
             self.hint.setText(f"opened sample {int(r.sample_ids[i])} ({int(steps[i])} steps with {r.solvers[s]})")
 
     def export_to(self, stem: str) -> list:
@@ -138,7 +142,7 @@ class AnalysisWindow(QtWidgets.QWidget):
             return
         try:
             files = self.export_to(path.rsplit(".", 1)[0] if path.lower().endswith((".csv", ".h5")) else path)
-        except (ExportError, OSError) as exc:
+        except OSError as exc:  # an ExportError, or any other write fault: a message
             self.status.setText(f"export failed: {exc}")
             self.status.setStyleSheet("color: #a00")
             return

@@ -6,7 +6,6 @@ import asyncio
 import os
 import sys
 import time
-from pathlib import Path
 
 LAUNCHED_AT = time.perf_counter()
 
@@ -22,8 +21,7 @@ def _application():
 
 async def prepare_window(window, checkpoint, dataset, session_path=None, sample=None, corruptions=(), step=None):
     """Open files and apply settings, then wait for the first solve to finish."""
-    from ..core.corruptions import CorruptionSpec
-    from ..session.engine import CorruptionChoice
+    from ..core.corruptions import Corruption
 
     if session_path:
         window.load_session(session_path)
@@ -34,21 +32,40 @@ async def prepare_window(window, checkpoint, dataset, session_path=None, sample=
         return False
     if sample is not None:
         s.set_sample(sample)
-        window.browser.select_sample(sample)
     for text in corruptions:
-        spec = CorruptionSpec.parse(text)
-        choice = CorruptionChoice(spec.kind, spec.severity, spec.seed)
-        s.set_corruption(spec.modality, choice)
-        window.corruption.set_choice(spec.modality, choice)
-    window.request_solve()
+        modality, corruption = Corruption.parse(text)
+        s.set_corruption(modality, corruption)
     await window.runner.wait_idle(timeout=120)
+    if s.equilibrium_runner is not None:  # the Stability panel's analysis follows the solve
+        await s.equilibrium_runner.wait_idle(timeout=120)
     if step is not None and s.result is not None:
         window.scrubber.set_value(step - 1 if step > 0 else window.scrubber.steps - 1)
     return True
 
 
+def _save_screenshot(window, path) -> int:
+    """The window as a PNG, written atomically; a write fault is one error line and exit 2."""
+    from PySide6 import QtCore
+
+    from ..io import atomic
+    from ..io.guard import printable
+
+    buf = QtCore.QBuffer()
+    buf.open(QtCore.QIODevice.OpenModeFlag.WriteOnly)
+    if not window.grab().save(buf, "PNG"):
+        print(f"error: cannot write {printable(path)}: the PNG encoder failed", file=sys.stderr)
+        return 2
+    try:
+        atomic.write_bytes(path, bytes(buf.data()))
+    except atomic.WriteError as exc:
+        print(f"error: {printable(exc)}", file=sys.stderr)
+        return 2
+    print(f"saved {path}")
+    return 0
+
+
 def run_gui(checkpoint=None, dataset=None, session_path=None, screenshot=None, sample=None, corruptions=(),
-            step=None, width=1500, height=940) -> int:
+            step=None, width=1500, height=940, allow_plugins=()) -> int:
     import qasync
 
     from ..paths import default_checkpoint, default_dataset
@@ -70,6 +87,7 @@ def run_gui(checkpoint=None, dataset=None, session_path=None, screenshot=None, s
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     window = MainWindow(remember=not screenshot)
+    window.session.allowed_plugins = frozenset(allow_plugins)  # --allow-plugin: consent given on the command line
     window.resize(width, height)
     window.show()
     app.processEvents()
@@ -87,9 +105,14 @@ def run_gui(checkpoint=None, dataset=None, session_path=None, screenshot=None, s
             ok = False
         if screenshot:
             app.processEvents()
-            window.grab().save(str(screenshot))
-            print(f"saved {screenshot}" if ok else f"saved {screenshot} (with an error: {window.last_error})")
-            exit_code = 0 if ok else 1
+            if not ok:  # a bad argument or file: the error line and exit 2, like every command; no picture
+                from ..io.guard import printable
+
+                reason = window.last_error or "nothing could be opened"
+                print(f"error: {printable(reason)}", file=sys.stderr)
+                exit_code = 2
+            else:
+                exit_code = _save_screenshot(window, screenshot)
             window.close()
             app.quit()
 

@@ -166,7 +166,6 @@ def bench_gui(moves: int = 100, frames: int = 300, shown_repeats: int = 3) -> di
     async def run():
         try:
             await window.open_files(default_checkpoint(), default_dataset())
-            window.request_solve()
             if not window.session.ready:
                 raise RuntimeError(f"the default model did not open: {window.last_error}")
             result.update(await _measure(window, app, moves, frames))

@@ -1,44 +1,28 @@
 """Exporting what the studio draws: PNG, SVG, PDF and CSV per plot, a provenance sidecar beside each file.
 
-Every file is written atomically (a temporary file in the target folder, then one rename), so a failed
-export leaves any earlier file at the target intact.
+Every file is drawn in memory and written atomically (a temporary file in the target folder, then one
+rename), so a failed export leaves any earlier file at the target intact. A plot and its sidecar are
+written as one unit (``atomic.write_files``): both, or neither.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtSvg, QtWidgets
 
-from ..diagnostics.results import write_csv
+from ..diagnostics.results import csv_bytes
+from ..io.atomic import json_bytes, sidecar_path
+from ..errors import ExportError
 from ..io import atomic
 
-FORMATS = ("png", "svg", "pdf", "csv")
 SCREEN_DPI = 96  # PDF pages at screen resolution: at 300 dpi pyqtgraph's text and pens garble
 DEFAULT_PNG_WIDTH = 1600
 
 
-class ExportError(atomic.WriteError):
-    """An export could not be written; the message names the file and the reason."""
-
-
-def sidecar_path(path: str | os.PathLike) -> Path:
-    path = Path(path)
-    return path.with_name(path.name + ".provenance.json")
-
-
 def write_json(path: str | os.PathLike, data: dict) -> Path:
-    return atomic.write_text(path, json.dumps(data, indent=2, default=str) + "\n")
-
-
-def _fmt(path: Path) -> str:
-    fmt = path.suffix.lower().lstrip(".")
-    if fmt not in FORMATS:
-        raise ExportError(f"cannot export to {path.name}: unknown format {path.suffix or '(none)'!r}; "
-                          f"use one of {', '.join('.' + f for f in FORMATS)}")
-    return fmt
+    return atomic.write_bytes(path, json_bytes(data))
 
 
 def _size(widget: QtWidgets.QWidget) -> QtCore.QSize:
@@ -66,8 +50,14 @@ def _paint(widget: QtWidgets.QWidget, device: QtGui.QPaintDevice, size: QtCore.Q
         painter.end()
 
 
-def render_png(widget: QtWidgets.QWidget, path: str | os.PathLike, width: int | None = None) -> Path:
-    """The widget scaled to ``width`` pixels (its height in proportion), white background."""
+def _buffer() -> QtCore.QBuffer:
+    buf = QtCore.QBuffer()
+    buf.open(QtCore.QIODevice.OpenModeFlag.WriteOnly)
+    return buf
+
+
+def png_bytes(widget: QtWidgets.QWidget, width: int | None = None) -> bytes:
+    """The widget scaled to ``width`` pixels (its height in proportion), white background, as PNG."""
     size = _size(widget)
     width = int(width or DEFAULT_PNG_WIDTH)
     if not 16 <= width <= 20000:
@@ -77,65 +67,133 @@ def render_png(widget: QtWidgets.QWidget, path: str | os.PathLike, width: int | 
     image.setDevicePixelRatio(scale)  # drawn as on a high-density screen: text and pens stay in proportion
     image.fill(QtGui.QColor("white"))
     _paint(widget, image, size)
-    with atomic.atomic_path(path) as tmp:
-        if not image.save(str(tmp), "PNG"):
-            raise ExportError(f"cannot write {path}: the PNG encoder failed")
-    return Path(path)
+    buf = _buffer()
+    if not image.save(buf, "PNG"):
+        raise ExportError("the PNG encoder failed")
+    return bytes(buf.data())
+
+
+def svg_bytes(widget: QtWidgets.QWidget, title: str = "") -> bytes:
+    size = _size(widget)
+    buf = _buffer()
+    gen = QtSvg.QSvgGenerator()
+    gen.setOutputDevice(buf)
+    gen.setSize(size)
+    gen.setViewBox(QtCore.QRect(QtCore.QPoint(0, 0), size))
+    gen.setResolution(SCREEN_DPI)
+    gen.setTitle(title or widget.objectName())
+    gen.setDescription("exported by DEQ Studio")
+    _paint(widget, gen, size)
+    del gen
+    return bytes(buf.data())
+
+
+def pdf_bytes(widget: QtWidgets.QWidget, title: str = "") -> bytes:
+    """One page the size of the widget, at 96 dpi."""
+    size = _size(widget)
+    buf = _buffer()
+    writer = QtGui.QPdfWriter(buf)
+    writer.setResolution(SCREEN_DPI)
+    points = QtCore.QSizeF(size.width() * 72.0 / SCREEN_DPI, size.height() * 72.0 / SCREEN_DPI)
+    writer.setPageSize(QtGui.QPageSize(points, QtGui.QPageSize.Unit.Point, "plot"))
+    writer.setPageMargins(QtCore.QMarginsF(0, 0, 0, 0))
+    writer.setTitle(title or widget.objectName())
+    writer.setCreator("DEQ Studio")
+    _paint(widget, writer, size)
+    del writer  # the PDF is finished when the writer goes away
+    return bytes(buf.data())
+
+
+def plot_csv_bytes(widget) -> bytes:
+    header, rows = widget.data_table()
+    return csv_bytes(header, rows)
+
+
+class Exporter:
+    """One export format, in pyqtgraph's shape: a name, a file suffix, and the bytes of a widget."""
+
+    name = ""
+    suffix = ""
+
+    def to_bytes(self, widget, *, width: int | None = None, title: str = "") -> bytes:  # pragma: no cover
+        raise NotImplementedError
+
+
+class PNGExporter(Exporter):
+    name, suffix = "PNG image (width of your choice; text and lines scale together)", "png"
+
+    def to_bytes(self, widget, *, width=None, title=""):
+        return png_bytes(widget, width)
+
+
+class SVGExporter(Exporter):
+    name, suffix = "SVG vector image", "svg"
+
+    def to_bytes(self, widget, *, width=None, title=""):
+        return svg_bytes(widget, title)
+
+
+class PDFExporter(Exporter):
+    name, suffix = "PDF document (one page at 96 dpi)", "pdf"
+
+    def to_bytes(self, widget, *, width=None, title=""):
+        return pdf_bytes(widget, title)
+
+
+class CSVExporter(Exporter):
+    name, suffix = "CSV of the plotted numbers (full precision)", "csv"
+
+    def to_bytes(self, widget, *, width=None, title=""):
+        return plot_csv_bytes(widget)
+
+
+EXPORTERS: dict[str, Exporter] = {e.suffix: e for e in (PNGExporter(), SVGExporter(), PDFExporter(), CSVExporter())}
+FORMATS = tuple(EXPORTERS)
+
+
+def exporter_for(path: Path) -> Exporter:
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in EXPORTERS:
+        raise ExportError(f"cannot export to {path.name}: unknown format {path.suffix or '(none)'!r}; "
+                          f"use one of {', '.join('.' + f for f in FORMATS)}")
+    return EXPORTERS[fmt]
+
+
+def _write(path, data: bytes) -> Path:
+    try:
+        return atomic.write_bytes(path, data)
+    except atomic.WriteError as exc:
+        raise ExportError(str(exc)) from None
+
+
+def render_png(widget: QtWidgets.QWidget, path: str | os.PathLike, width: int | None = None) -> Path:
+    return _write(path, png_bytes(widget, width))
 
 
 def render_svg(widget: QtWidgets.QWidget, path: str | os.PathLike, title: str = "") -> Path:
-    size = _size(widget)
-    with atomic.atomic_path(path) as tmp:
-        gen = QtSvg.QSvgGenerator()
-        gen.setFileName(str(tmp))
-        gen.setSize(size)
-        gen.setViewBox(QtCore.QRect(QtCore.QPoint(0, 0), size))
-        gen.setResolution(SCREEN_DPI)
-        gen.setTitle(title or widget.objectName())
-        gen.setDescription("exported by DEQ Studio")
-        _paint(widget, gen, size)
-    return Path(path)
+    return _write(path, svg_bytes(widget, title))
 
 
 def render_pdf(widget: QtWidgets.QWidget, path: str | os.PathLike, title: str = "") -> Path:
-    """One page the size of the widget, at 96 dpi."""
-    size = _size(widget)
-    with atomic.atomic_path(path) as tmp:
-        writer = QtGui.QPdfWriter(str(tmp))
-        writer.setResolution(SCREEN_DPI)
-        points = QtCore.QSizeF(size.width() * 72.0 / SCREEN_DPI, size.height() * 72.0 / SCREEN_DPI)
-        writer.setPageSize(QtGui.QPageSize(points, QtGui.QPageSize.Unit.Point, "plot"))
-        writer.setPageMargins(QtCore.QMarginsF(0, 0, 0, 0))
-        writer.setTitle(title or widget.objectName())
-        writer.setCreator("DEQ Studio")
-        _paint(widget, writer, size)
-        del writer  # the PDF is finished when the writer goes away
-    return Path(path)
+    return _write(path, pdf_bytes(widget, title))
 
 
 def write_plot_csv(widget, path: str | os.PathLike) -> Path:
-    header, rows = widget.data_table()
-    return write_csv(path, header, rows)
+    return _write(path, plot_csv_bytes(widget))
 
 
 def export_plot(widget, path: str | os.PathLike, *, width: int | None = None, provenance: dict | None = None,
                 title: str = "") -> list[Path]:
     """Write the plot in the format its suffix names, plus the provenance sidecar; return the files."""
     path = Path(path)
-    fmt = _fmt(path)
+    exporter = exporter_for(path)
     try:
-        if fmt == "png":
-            written = render_png(widget, path, width)
-        elif fmt == "svg":
-            written = render_svg(widget, path, title)
-        elif fmt == "pdf":
-            written = render_pdf(widget, path, title)
-        else:
-            written = write_plot_csv(widget, path)
-        files = [written]
+        files = {path: exporter.to_bytes(widget, width=width, title=title)}
         if provenance is not None:
             record = dict(provenance, exported=path.name, plot=title or widget.objectName())
-            files.append(write_json(sidecar_path(path), record))
+            files[sidecar_path(path)] = json_bytes(record)
+        return atomic.write_files(files)  # the plot and its sidecar: both, or neither
+    except ExportError:
+        raise
     except atomic.WriteError as exc:
         raise ExportError(str(exc)) from None
-    return files

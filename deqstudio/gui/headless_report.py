@@ -16,30 +16,31 @@ def _application():
 
 
 def build_report(out, checkpoint=None, dataset=None, sample=None, corruptions=(), solver=None, device="cpu",
-                 sweep=False, progress=None) -> tuple[Path, dict]:
+                 sweep=False, progress=None, allow_plugins=()) -> tuple[Path, dict]:
     """Returns the folder and a short summary; raises HeadlessError or ExportError with the message."""
     from ..session import headless
     from ..session.provenance import provenance
-    from .analysis_plots import CalibrationPlot, RobustnessPlot
-    from .plots import GatePlot, ProbabilityPlot, ResidualPlot, ShiftPlot, UDMLPanel
-    from .report import solve_figures, sweep_figures, write_report
+    from .plots.analysis import CalibrationPlot, RobustnessPlot
+    from .plots.stability import StabilityPanel
+    from .report import solve_figures, stability_figures, sweep_figures, write_report
+    from .solve_view import SolveView
 
     app = _application()
-    from dataclasses import replace
-
-    loaded = headless.load(checkpoint, dataset, device=device)
-    if solver is not None:
-        solver = replace(solver, device=loaded.engine.device)
+    loaded = headless.load(checkpoint, dataset, device=device, allow_plugins=allow_plugins)
     result = headless.solve(loaded, sample, corruptions, solver)
-    widgets = {"residual": ResidualPlot(), "gates": GatePlot(), "probabilities": ProbabilityPlot(),
-               "udml": UDMLPanel(), "equilibrium_shift": ShiftPlot()}
-    last = max(result.corrupted.nstep, 1) - 1
+    equilibrium = headless.equilibrium(loaded, result)
+    view = SolveView(arranged=False)
+    widgets = view.widgets()
     for w in widgets.values():
         w.resize(*PANEL_SIZE)
-        w.show()  # offscreen: lays out the plot and applies auto-range, as in the window
-        w.show_result(result)
-        w.show_step(last)
-    figures = solve_figures(widgets)
+        w.show()  # offscreen: lays out each plot at the report's size, as in the window
+    view.show_result(result)  # the marker at the last step
+    stability = StabilityPanel()
+    stability.resize(*PANEL_SIZE)
+    stability.show()
+    stability.show_equilibrium(result, equilibrium)
+    widgets["stability"] = stability
+    figures = solve_figures(widgets) + stability_figures(stability)
     analyses = []
     swept = None
     if sweep:
@@ -56,10 +57,11 @@ def build_report(out, checkpoint=None, dataset=None, sample=None, corruptions=()
         app.processEvents()
     record = provenance(loaded.checkpoint, loaded.dataset, result, what="report",
                         analyses=[a for a, _ in analyses])
-    folder = write_report(out, figures, record, result=result, analyses=analyses,
+    folder = write_report(out, figures, record, result=result, analyses=analyses, equilibrium=equilibrium,
                           title=f"DEQ Studio report — sample {result.request.sample} of {loaded.dataset.name}")
     summary = {"folder": str(folder), "figures": [f.slug for f in figures],
                "sweep_seconds": swept.seconds if swept is not None else None, "notice": result.notice}
     for w in widgets.values():
         w.deleteLater()
+    view.deleteLater()
     return folder, summary

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import typing
+
 from PySide6 import QtCore, QtWidgets
 
 
 class Scrubber(QtWidgets.QWidget):
+    """Moves the session's step over the stored trace; playback never re-solves. Follows the session."""
+
     step_changed = QtCore.Signal(int)
 
-    SPEEDS = {"5 steps/s": 5, "10 steps/s": 10, "30 steps/s": 30, "60 steps/s": 60}
+    SPEEDS: typing.ClassVar[dict[str, int]] = {"5 steps/s": 5, "10 steps/s": 10, "30 steps/s": 30, "60 steps/s": 60}
 
-    def __init__(self, parent=None) -> None:
+    def __init__(self, parent=None, session=None) -> None:
         super().__init__(parent)
         self.setObjectName("Scrubber")
         row = QtWidgets.QHBoxLayout(self)
@@ -49,6 +53,13 @@ class Scrubber(QtWidgets.QWidget):
         self.speed.currentTextChanged.connect(self._set_interval)
         self._set_interval()
         self._toggle(False)
+        self.session = session
+        if session is not None:
+            self.step_changed.connect(session.set_step)
+            session.result_changed.connect(self._on_result_changed)
+
+    def _on_result_changed(self, result) -> None:
+        self.set_steps(max(result.corrupted.nstep, 1), self.session.step)
 
     @property
     def steps(self) -> int:

@@ -2,11 +2,16 @@
 
 Layout (``torch.save`` of a dict of plain data and tensors)::
 
-    {"format": "deqstudio-checkpoint", "version": 1,
+    {"format": "deqstudio-checkpoint", "version": 3,
      "config": ModelConfig.to_dict(), "state_dict": {...},
-     "normalisation": {"mean": {modality: tensor}, "std": {modality: tensor}},
      "dependency": {"logit_magnitude": {modality: float}, "loss_increase": {...}, "definitions": {...}},
-     "metrics": {...}, "dataset": {...}, "training": {...}}
+     "metrics": {...}, "dataset": {...}, "training": {...}, "imported": {...}}
+
+The input normalisation lives in the state dict (``input_mean_i``, ``input_std_i``). Version 1 files also
+carried an unread copy of it under "normalisation"; they still load. Version 3 added "imported": where an
+imported official model came from (source file, its sha256, detected prefix, variant, head; empty for
+models DEQ Studio trained) and the config fields task, encoder, normalise_inputs and relu_after_norm
+(absent from older files, which load with their defaults).
 
 Loading uses ``torch.load(..., weights_only=True)`` only: a pickle that asks for any object other
 than tensors and plain containers is refused before anything in it runs.
@@ -14,8 +19,7 @@ than tensors and plain containers is refused before anything in it runs.
 
 from __future__ import annotations
 
-import hashlib
-import math
+import io
 import os
 import pickle
 import re
@@ -27,29 +31,28 @@ from typing import Any
 import torch
 
 from ..core.config import ModelConfig
-from . import atomic
+from ..errors import CheckpointError
+from . import atomic, guard
+from .guard import file_sha256
 from ..core.model import FusionModel
 
 FORMAT = "deqstudio-checkpoint"
-VERSION = 1
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 _ZIP_MAGIC = b"PK\x03\x04"
 _MAX_BYTES = 2 * 1024**3
 _MAX_PARAMETERS = _MAX_BYTES // 4  # a config that needs more float32 values than the largest file could hold
 _MAX_DEPTH = 32  # nesting of the plain-data metadata
+_MAX_ENTRIES = 200_000  # values in the metadata counted as written out: a part shared N times counts N times
+_MAX_EXPANSION = 16  # an archive member may declare at most this many times the archive's size
 _GLOBAL = re.compile(r"GLOBAL\s+([\w.]+)")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_CONFIG_INTS = ("num_classes", "hidden", "encoder_hidden", "unrolled_steps", "max_iter", "backward_max_iter",
-                "phantom_steps", "jac_vectors")
-_CONFIG_REALS = ("dropout", "tol", "backward_tol", "phantom_tau", "jac_weight")
-_CONFIG_STRS = ("fusion", "ablation", "solver", "stop_mode", "backward")
-
-
-class CheckpointError(ValueError):
-    """A file that cannot be used as a checkpoint; the message names the file and the problem."""
 
 
 @dataclass
 class Checkpoint:
+    """A loaded checkpoint: the model and what the file records about it."""
+
     path: Path | None
     sha256: str | None
     config: ModelConfig
@@ -58,14 +61,39 @@ class Checkpoint:
     dataset: dict = field(default_factory=dict)
     dependency: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
+    imported: dict = field(default_factory=dict)
+    _adapter: object = field(default=None, repr=False, compare=False)
+
+    @property
+    def adapter(self):
+        """The model behind the ``ModelAdapter`` interface (one per checkpoint, sharing its model)."""
+        if self._adapter is None:
+            from ..core.adapter import ModelSource
+            from ..core.native import NativeAdapter
+
+            if self.imported:
+                source = imported_source(self)
+            else:
+                source = ModelSource("native", str(self.path or ""), self.sha256 or "",
+                                     f"{self.config.fusion} model (DEQ Studio checkpoint)")
+            self._adapter = NativeAdapter(self.model, dependency=self.dependency, source=source)
+            if self.imported:
+                self._adapter.name = str(self.imported.get("name") or "DEQFusion (imported)")
+        return self._adapter
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def imported_source(checkpoint: "Checkpoint"):
+    """The ``ModelSource`` of a checkpoint converted from an official model: "imported from <file>"."""
+    from ..core.adapter import FEATURE_INPUTS_NOTE, ModelSource
+
+    record = checkpoint.imported
+    source_file = str(record.get("source_file", "") or "")
+    details = {k: v for k, v in record.items() if isinstance(v, (str, int, float, bool, list))}
+    if record.get("inputs") == "features":
+        details["input_note"] = FEATURE_INPUTS_NOTE
+    name = Path(source_file).name if source_file else "an official checkpoint"
+    return ModelSource("imported", str(checkpoint.path or ""), checkpoint.sha256 or "", f"imported from {name}",
+                       details=details)
 
 
 def _plain(value: Any) -> Any:
@@ -94,29 +122,37 @@ def save_checkpoint(
     dataset: dict | None = None,
     dependency: dict | None = None,
     training: dict | None = None,
+    imported: dict | None = None,
 ) -> Path:
     """Write atomically: a temporary file in the same folder, then a rename."""
     path = Path(path)
-    means, stds = model.normalisation()
-    names = model.modality_names
     payload = {
         "format": FORMAT,
         "version": VERSION,
         "config": model.config.to_dict(),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        "normalisation": {
-            "mean": {n: m.detach().cpu().clone() for n, m in zip(names, means)},
-            "std": {n: s.detach().cpu().clone() for n, s in zip(names, stds)},
-        },
         "dependency": _plain(dependency or {}),
         "metrics": _plain(metrics or {}),
         "dataset": _plain(dataset or {}),
         "training": _plain(training or {}),
+        "imported": _plain(imported or {}),
     }
+    # serialised in memory first: torch.save failing mid-write (a full disk) raises RuntimeError and
+    # would leave a half-written archive; written from memory, any failure is one WriteError (an OSError)
+    buf = io.BytesIO()
+    torch.save(payload, buf)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic.atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-    return path
+    return atomic.write_bytes(path, buf.getvalue())
+
+
+def _brief(value: Any) -> str:
+    """A short description of a value from the file: never the repr of a structure (which can explode)."""
+    if isinstance(value, torch.Tensor):
+        return f"tensor of shape {tuple(value.shape)}"
+    if value is None or isinstance(value, (bool, float, str)) or (isinstance(value, int) and value.bit_length() < 64):
+        text = repr(value)
+        return text if len(text) <= 60 else text[:57] + "..."
+    return f"a {type(value).__name__}"
 
 
 def _fail(path: Path, problem: str) -> CheckpointError:
@@ -125,24 +161,44 @@ def _fail(path: Path, problem: str) -> CheckpointError:
     return CheckpointError(f"{path.name}: {problem if len(problem) <= 400 else problem[:397] + '...'}")
 
 
-def _read_payload(path: Path) -> dict:
-    if not path.exists():
-        raise _fail(path, "no such file")
-    if path.is_dir():
-        raise _fail(path, "is a folder, not a checkpoint file")
-    size = path.stat().st_size
-    if size == 0:
-        raise _fail(path, "the file is empty (0 bytes)")
-    if size > _MAX_BYTES:
-        raise _fail(path, f"the file is {size / 1024**3:.1f} GiB, larger than any checkpoint this app writes")
-    with open(path, "rb") as fh:
-        magic = fh.read(4)
-    if magic != _ZIP_MAGIC:
-        raise _fail(path, "not a DEQ Studio checkpoint (not a torch zip archive)")
-    if not zipfile.is_zipfile(path):
-        raise _fail(path, "the archive is truncated or corrupt")
+def _check_archive(path: Path, fh, size: int) -> None:
+    """The zip's members, before torch reads any: no member may declare far more bytes than the file."""
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with zipfile.ZipFile(fh) as z:
+            members = z.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError):
+        raise _fail(path, "the archive is truncated or corrupt") from None
+    declared = sum(m.file_size for m in members)
+    if declared > _MAX_EXPANSION * size + (1 << 20):
+        raise _fail(path, f"its archive members declare {declared:,} bytes in a file of {size:,} (a decompression "
+                          "bomb); refused before reading")
+
+
+def _read_payload(path: Path) -> dict:
+    try:
+        fh = guard.open_regular(path)
+    except ValueError as exc:
+        raise _fail(path, f"{'is a folder, not a checkpoint file' if 'folder' in str(exc) else exc}") from None
+    with fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            raise _fail(path, "the file is empty (0 bytes)")
+        if size > _MAX_BYTES:
+            raise _fail(path, f"the file is {size / 1024**3:.1f} GiB, larger than any checkpoint this app writes")
+        if fh.read(4) != _ZIP_MAGIC:
+            raise _fail(path, "not a DEQ Studio checkpoint (not a torch zip archive)")
+        fh.seek(0)
+        if not zipfile.is_zipfile(fh):
+            raise _fail(path, "the archive is truncated or corrupt")
+        fh.seek(0)
+        _check_archive(path, fh, size)
+        fh.seek(0)
+        return _unpickle(path, fh)
+
+
+def _unpickle(path: Path, fh) -> dict:
+    try:
+        payload = torch.load(fh, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = _ANSI.sub("", str(exc))
         found = _GLOBAL.search(text)
@@ -160,7 +216,8 @@ def _read_payload(path: Path) -> dict:
 
 
 def _check_state_dict(path: Path, model: FusionModel, state: Any) -> None:
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if (not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values())
+            or not all(isinstance(k, str) for k in state)):
         raise _fail(path, "'state_dict' must map names to tensors")
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -173,54 +230,87 @@ def _check_state_dict(path: Path, model: FusionModel, state: Any) -> None:
         got = state[name]
         if tuple(got.shape) != tuple(tensor.shape):
             raise _fail(path, f"tensor {name!r} has shape {tuple(got.shape)}, its config needs {tuple(tensor.shape)}")
-        if got.layout != torch.strided or got.is_quantized:
-            raise _fail(path, f"tensor {name!r} is not a plain dense tensor ({got.layout})")
+        if got.layout != torch.strided or got.is_quantized or got.device.type != "cpu":
+            raise _fail(path, f"tensor {name!r} is not a plain dense tensor ({got.layout}, {got.device.type})")
         stored = got.untyped_storage().nbytes() // max(1, got.element_size())
         if got.numel() > stored:  # a broadcast (stride-0) view: a tiny file declaring enormous weights
             raise _fail(path, f"tensor {name!r} of shape {tuple(got.shape)} has {got.numel()} values but stores "
                               f"only {stored} (a broadcast view, not real weights)")
-        if got.is_floating_point() and not bool(torch.isfinite(got).all()):
+        # by construction: the stored type must be the one the model holds (a complex or integer tensor
+        # where float32 belongs is refused, not converted, so no value escapes the finiteness check)
+        if got.dtype != tensor.dtype:
+            raise _fail(path, f"tensor {name!r} has dtype {str(got.dtype).replace('torch.', '')}, its config needs "
+                              f"{str(tensor.dtype).replace('torch.', '')}")
+        if not bool(torch.isfinite(got).all()):
             raise _fail(path, f"tensor {name!r} holds NaN or Inf values")
 
 
-def _check_config(config: ModelConfig) -> None:
-    """Field types ModelConfig leaves unchecked: numbers where numbers belong (inspect formats them)."""
-    for name in _CONFIG_INTS:
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{name} must be an integer, got {value!r}")
-    for name in _CONFIG_REALS:
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"{name} must be a finite number, got {value!r}")
-    for name in _CONFIG_STRS:
-        if not isinstance(getattr(config, name), str):
-            raise ValueError(f"{name} must be a string, got {getattr(config, name)!r}")
-    if not isinstance(config.solver_options, dict):
-        raise ValueError(f"solver_options must be a dict, got {type(config.solver_options).__name__}")
+class _NotPlain(Exception):
+    pass
 
 
-def _plain_problem(value: Any, where: str, depth: int = 0) -> str | None:
-    """Where metadata holds something other than plain data (numbers, strings, lists, dicts), or None."""
-    if depth > _MAX_DEPTH:
-        return f"{where} is nested more than {_MAX_DEPTH} levels deep"
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, (str, int, float, bool)) and key is not None:
-                return f"{where} has a {type(key).__name__} key"
-            problem = _plain_problem(item, f"{where}.{key}", depth + 1)
-            if problem:
-                return problem
-        return None
-    if isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            problem = _plain_problem(item, f"{where}[{i}]", depth + 1)
-            if problem:
-                return problem
-        return None
-    return f"{where} is a {type(value).__name__}"
+def _plain_problem(value: Any, where: str) -> str | None:
+    """Where metadata holds something other than plain data (numbers, strings, lists, dicts), or None.
+
+    Each container is walked once (a pickle can share one list many times over, nested: walked
+    naively that is exponential); its size as written out is counted, so a structure that would
+    explode when printed or saved as JSON is refused, as are containers that hold themselves,
+    nesting deeper than _MAX_DEPTH and integers too large for a float.
+    """
+    seen: dict[int, tuple[int, int]] = {}  # id -> (entries written out, nesting height)
+    active: set[int] = set()
+
+    def check_number(v, where):
+        if isinstance(v, int) and not isinstance(v, bool):
+            try:
+                float(v)
+            except OverflowError:
+                raise _NotPlain(f"{where} is an integer too large for a float ({v.bit_length()} bits)") from None
+
+    def walk(v, where: str, depth: int) -> tuple[int, int]:
+        if v is None or isinstance(v, (bool, float, str)):
+            return 1, 0
+        if isinstance(v, int):
+            check_number(v, where)
+            return 1, 0
+        if not isinstance(v, (dict, list, tuple)):
+            raise _NotPlain(f"{where} is a {type(v).__name__}")
+        key = id(v)
+        if key in active:
+            raise _NotPlain(f"{where} contains itself")
+        if key not in seen:
+            if depth > _MAX_DEPTH:
+                raise _NotPlain(f"{where} is nested more than {_MAX_DEPTH} levels deep")
+            active.add(key)
+            total, height = 1, 0
+            items = v.items() if isinstance(v, dict) else enumerate(v)
+            for k, item in items:
+                if isinstance(v, dict):
+                    if not isinstance(k, (str, int, float, bool)) and k is not None:
+                        raise _NotPlain(f"{where} has a {type(k).__name__} key")
+                    check_number(k, f"{where} key")
+                    label = f"{where}.{guard.printable(k)[:40]}"
+                else:
+                    label = f"{where}[{k}]"
+                size, h = walk(item, label, depth + 1)
+                total, height = total + size, max(height, h + 1)
+                if total > _MAX_ENTRIES:
+                    raise _NotPlain(f"{where} expands to more than {_MAX_ENTRIES:,} values when written out "
+                                    "(parts of it are shared many times over)")
+            active.discard(key)
+            seen[key] = (total, height)
+        total, height = seen[key]
+        if depth + height > _MAX_DEPTH:
+            raise _NotPlain(f"{where} is nested more than {_MAX_DEPTH} levels deep")
+        return total, height
+
+    try:
+        walk(value, where, 0)
+    except _NotPlain as exc:
+        return str(exc)
+    except RecursionError:
+        return f"{where} is nested too deeply"
+    return None
 
 
 def _check_metadata(path: Path, key: str, value: Any) -> None:
@@ -245,10 +335,11 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     payload = _read_payload(path)
     fmt = payload.get("format")
     if not isinstance(fmt, str) or fmt != FORMAT:  # isinstance first: a tensor here must not be compared
-        raise _fail(path, f"not a DEQ Studio checkpoint (format is {fmt!r}, expected {FORMAT!r})")
+        raise _fail(path, f"not a DEQ Studio checkpoint (format is {_brief(fmt)}, expected {FORMAT!r})")
     version = payload.get("version")
-    if type(version) is not int or version != VERSION:
-        raise _fail(path, f"checkpoint version {version!r} is not supported (this app reads version {VERSION})")
+    if type(version) is not int or version not in READABLE_VERSIONS:
+        raise _fail(path, f"checkpoint version {_brief(version)} is not supported (this app reads versions "
+                          f"{', '.join(map(str, READABLE_VERSIONS))})")
     for key in ("config", "state_dict"):
         if key not in payload:
             raise _fail(path, f"missing {key!r}")
@@ -256,8 +347,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     if problem:  # before ModelConfig sees it: a tensor field would make its checks raise RuntimeError
         raise _fail(path, f"invalid model config: it must hold plain data, but {problem}")
     try:
-        config = ModelConfig.from_dict(payload["config"])
-        _check_config(config)
+        config = ModelConfig.from_dict(payload["config"])  # checks every field's type and range
     except (ValueError, TypeError, OverflowError) as exc:
         raise _fail(path, f"invalid model config: {exc}") from None
     # The config's shapes come from a model on the meta device (nothing allocated), so a config
@@ -280,7 +370,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
                           f"{(str(exc).splitlines() or [''])[0][:160]})") from None
     model.eval()
     extra = {}
-    for key in ("metrics", "dataset", "dependency", "training"):
+    for key in ("metrics", "dataset", "dependency", "training", "imported"):
         value = payload.get(key, {})
         _check_metadata(path, key, value)
         extra[key] = value

@@ -4,34 +4,26 @@
 /                         attrs: format="deqstudio-dataset", version=1, name, description, source, license
 /modalities/<name>        float32 (N, ...)  attrs: kind = "vector" | "image", image_shape (H, W) for images
 /labels                   int64 (N,)        attrs: class_names
+                          or int64 (N, C) of 0/1, attrs: class_names, task="multilabel" (a label set per sample)
 /splits/<train|val|test>  int64 indices into 0..N-1
 ```
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from . import atomic
+from ..errors import DatasetError
+from . import atomic, hdf5
 
 FORMAT = "deqstudio-dataset"
 VERSION = 1
 SPLITS = ("train", "val", "test")
-MAX_ELEMENTS = 200_000_000  # refuse declared shapes above ~800 MB of float32 before reading them
-
-
-class DatasetError(ValueError):
-    """A dataset file that cannot be used; the message names the file and the problem."""
-
-    def __init__(self, message: str) -> None:
-        # one line, of a readable length, whatever values from the file the message quotes
-        message = " ".join(str(message).split())
-        super().__init__(message if len(message) <= 400 else message[:397] + "...")
+MULTILABEL = "multilabel"
 
 
 @dataclass
@@ -50,7 +42,7 @@ class Modality:
 class Dataset:
     name: str
     modalities: dict[str, Modality]
-    labels: np.ndarray  # int64 (N,)
+    labels: np.ndarray  # int64 (N,); or (N, C) of 0/1 for a multilabel dataset
     class_names: tuple[str, ...]
     splits: dict[str, np.ndarray]
     description: str = ""
@@ -74,6 +66,11 @@ class Dataset:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def task(self) -> str:
+        """"multilabel" when each sample has a label set ((N, C) labels), otherwise "multiclass"."""
+        return MULTILABEL if np.asarray(self.labels).ndim == 2 else "multiclass"
+
     def split(self, name: str) -> np.ndarray:
         if name not in self.splits:
             raise DatasetError(f"dataset {self.name!r} has no split {name!r}; it has {', '.join(self.splits)}")
@@ -95,8 +92,9 @@ class Dataset:
             "modalities": {n: {"kind": m.kind, "dim": m.dim, "image_shape": list(m.image_shape) if m.image_shape else None}
                            for n, m in self.modalities.items()},
             "num_samples": len(self),
-            "splits": {k: int(len(v)) for k, v in self.splits.items()},
+            "splits": {k: len(v) for k, v in self.splits.items()},
             "class_names": list(self.class_names),
+            "task": self.task,
         }
 
 
@@ -106,14 +104,21 @@ def validate(ds: Dataset) -> None:
     if not ds.modalities:
         raise DatasetError(f"{where}: no modalities")
     labels = np.asarray(ds.labels)
-    if labels.ndim != 1 or labels.dtype != np.int64:
-        raise DatasetError(f"{where}: /labels must be int64 of shape (N,), got {labels.dtype} {labels.shape}")
+    if labels.ndim not in (1, 2) or labels.dtype != np.int64:
+        raise DatasetError(f"{where}: /labels must be int64 of shape (N,) (or (N, C) of 0/1 for multilabel), "
+                           f"got {labels.dtype} {labels.shape}")
     n = labels.shape[0]
     if n == 0:
         raise DatasetError(f"{where}: no samples")
     if len(ds.class_names) < 2:
         raise DatasetError(f"{where}: /labels needs class_names with at least 2 classes, got {len(ds.class_names)}")
-    if labels.min() < 0 or labels.max() >= len(ds.class_names):
+    if labels.ndim == 2:
+        if labels.shape[1] != len(ds.class_names):
+            raise DatasetError(f"{where}: multilabel /labels has {labels.shape[1]} columns for "
+                               f"{len(ds.class_names)} class names")
+        if labels.size and (labels.min() < 0 or labels.max() > 1):
+            raise DatasetError(f"{where}: multilabel /labels must hold 0 or 1, found {labels.min()}..{labels.max()}")
+    elif labels.min() < 0 or labels.max() >= len(ds.class_names):
         raise DatasetError(f"{where}: labels must lie in 0..{len(ds.class_names) - 1} (one per class name), "
                            f"found {labels.min()}..{labels.max()}")
     for name, m in ds.modalities.items():
@@ -148,130 +153,6 @@ def validate(ds: Dataset) -> None:
             raise DatasetError(f"{where}: split {split!r} has indices outside 0..{n - 1}")
 
 
-def _attr_str(attrs, key: str, default: str = "") -> str:
-    value = attrs.get(key, default)
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    return str(value)
-
-
-def _read_int_array(h5, path: str, what: str, file: str) -> np.ndarray:
-    import h5py
-
-    obj = h5.get(path)
-    if obj is None:
-        raise DatasetError(f"{file}: missing {path}")
-    if not isinstance(obj, h5py.Dataset):
-        raise DatasetError(f"{file}: {path} must be an array, not a group")
-    if obj.dtype.kind not in "iu":
-        raise DatasetError(f"{file}: {path} must hold integer {what}, got dtype {obj.dtype}")
-    if obj.ndim != 1:
-        raise DatasetError(f"{file}: {path} must be one-dimensional, got shape {obj.shape}")
-    if obj.shape[0] > MAX_ELEMENTS:
-        raise DatasetError(f"{file}: {path} declares {obj.shape[0]} entries, too large to load")
-    return np.asarray(obj[()], dtype=np.int64)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def read_dataset(path: str | os.PathLike) -> Dataset:
-    """Open and validate a dataset file; any problem is a DatasetError naming it."""
-    import h5py
-
-    path = Path(path)
-    label = path.name
-    if not path.exists():
-        raise DatasetError(f"{label}: no such file")
-    if path.is_dir():
-        raise DatasetError(f"{label}: is a folder, not a dataset file")
-    if path.stat().st_size == 0:
-        raise DatasetError(f"{label}: the file is empty (0 bytes)")
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise DatasetError(f"{label}: not an HDF5 file or truncated ({exc.__class__.__name__})") from None
-    try:
-        with h5:
-            fmt = _attr_str(h5.attrs, "format")
-            if fmt != FORMAT:
-                raise DatasetError(f"{label}: not a DEQ Studio dataset (root attribute format={fmt or 'missing'!r}, "
-                                   f"expected {FORMAT!r})")
-            try:
-                version = int(h5.attrs.get("version", -1))
-            except (TypeError, ValueError):
-                version = -1
-            if version != VERSION:
-                shown = h5.attrs.get("version")
-                shown = shown.item() if isinstance(shown, np.generic) else shown  # 7, not np.int64(7)
-                raise DatasetError(f"{label}: dataset format version {shown!r} is not supported (expected {VERSION})")
-            group = h5.get("modalities")
-            if not isinstance(group, h5py.Group):
-                raise DatasetError(f"{label}: missing group /modalities")
-            if len(group) == 0:
-                raise DatasetError(f"{label}: /modalities is empty")
-            labels = _read_int_array(h5, "labels", "class labels", label)
-            n = labels.shape[0]
-            modalities = {}
-            for name in group:
-                obj = group[name]
-                if not isinstance(obj, h5py.Dataset):
-                    raise DatasetError(f"{label}: /modalities/{name} must be an array, not a group")
-                if obj.ndim < 2:
-                    raise DatasetError(f"{label}: /modalities/{name} must have shape (N, ...), got {obj.shape}")
-                if obj.dtype.kind != "f":
-                    raise DatasetError(f"{label}: /modalities/{name} must be floating point, got dtype {obj.dtype}")
-                if obj.shape[0] != n:
-                    raise DatasetError(f"{label}: /modalities/{name} has {obj.shape[0]} rows but /labels has {n}")
-                if int(np.prod(obj.shape, dtype=np.float64)) > MAX_ELEMENTS:
-                    raise DatasetError(f"{label}: /modalities/{name} declares shape {obj.shape}, too large to load")
-                kind = _attr_str(obj.attrs, "kind", "vector")
-                shape_attr = obj.attrs.get("image_shape")
-                image_shape = None
-                if shape_attr is not None:
-                    try:
-                        image_shape = tuple(int(v) for v in np.asarray(shape_attr).reshape(-1))
-                    except (TypeError, ValueError, OverflowError):
-                        raise DatasetError(f"{label}: /modalities/{name} has an unreadable image_shape") from None
-                elif kind == "image" and obj.ndim == 3:
-                    image_shape = (int(obj.shape[1]), int(obj.shape[2]))
-                raw = np.asarray(obj[()])
-                with np.errstate(over="ignore", invalid="ignore"):
-                    data = raw.astype(np.float32).reshape(n, int(np.prod(obj.shape[1:])))
-                if raw.dtype.itemsize > 4 and np.isfinite(raw).all() and not np.isfinite(data).all():
-                    raise DatasetError(f"{label}: /modalities/{name} has values beyond the float32 range (about 3.4e38)")
-                modalities[name] = Modality(name, kind, data, image_shape)
-            names_attr = h5["labels"].attrs.get("class_names")
-            if names_attr is None:
-                raise DatasetError(f"{label}: /labels has no class_names attribute")
-            class_names = tuple(v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(names_attr).reshape(-1))
-            splits_group = h5.get("splits")
-            if not isinstance(splits_group, h5py.Group):
-                raise DatasetError(f"{label}: missing group /splits")
-            splits = {s: _read_int_array(h5, f"splits/{s}", "sample indices", label) for s in splits_group}
-            attrs = {k: _attr_str(h5.attrs, k) for k in ("name", "description", "source", "license")}
-    except DatasetError:
-        raise
-    except MemoryError:
-        raise DatasetError(f"{label}: too large to load into memory") from None
-    except (OSError, KeyError, ValueError, TypeError, RuntimeError, OverflowError) as exc:
-        raise DatasetError(f"{label}: unreadable HDF5 content ({exc})") from None
-    try:
-        ds = Dataset(
-            name=attrs["name"] or path.stem, modalities=modalities, labels=labels, class_names=class_names,
-            splits=splits, description=attrs["description"], source=attrs["source"], license=attrs["license"],
-            path=path, sha256=file_sha256(path),
-        )
-    except DatasetError as exc:
-        raise DatasetError(f"{label}: {str(exc).split(': ', 1)[-1]}") from None
-    return ds
-
-
 def write_dataset(ds: Dataset, path: str | os.PathLike, compression: str | None = "gzip") -> Path:
     """Write atomically (temporary file in the same folder, then rename); returns the path."""
     import h5py
@@ -282,18 +163,17 @@ def write_dataset(ds: Dataset, path: str | os.PathLike, compression: str | None 
     if not folder.is_dir():
         raise DatasetError(f"{path}: folder {folder} does not exist")
     with atomic.atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
-        h5.attrs.update({"format": FORMAT, "version": VERSION, "name": ds.name, "description": ds.description,
-                         "source": ds.source, "license": ds.license})
+        hdf5.set_attrs(h5, {"format": FORMAT, "version": VERSION, "name": ds.name, "description": ds.description,
+                            "source": ds.source, "license": ds.license})
         group = h5.create_group("modalities", track_order=True)
         opts = {"compression": compression, "compression_opts": 9} if compression == "gzip" else {}
         for name, m in ds.modalities.items():
             arr = m.data.reshape(len(ds), *m.image_shape) if m.kind == "image" else m.data
             dset = group.create_dataset(name, data=arr.astype(np.float32), shuffle=bool(opts), track_times=False, **opts)
-            dset.attrs["kind"] = m.kind
-            if m.image_shape:
-                dset.attrs["image_shape"] = np.asarray(m.image_shape, dtype=np.int64)
+            hdf5.set_attrs(dset, {"kind": m.kind, **({"image_shape": list(m.image_shape)} if m.image_shape else {})})
         labels = h5.create_dataset("labels", data=ds.labels.astype(np.int64), track_times=False, **opts)
-        labels.attrs["class_names"] = np.asarray(ds.class_names, dtype=h5py.string_dtype())
+        hdf5.set_attrs(labels, {"class_names": list(ds.class_names),
+                                **({"task": MULTILABEL} if ds.task == MULTILABEL else {})})
         splits = h5.create_group("splits")
         for split, idx in ds.splits.items():
             splits.create_dataset(split, data=np.asarray(idx, dtype=np.int64), track_times=False)
@@ -312,3 +192,6 @@ def stratified_splits(labels: np.ndarray, fractions=(0.6, 0.2, 0.2), seed: int =
         parts["val"].append(idx[n_train : n_train + n_val])
         parts["test"].append(idx[n_train + n_val :])
     return {s: np.sort(np.concatenate(v)).astype(np.int64) for s, v in parts.items()}
+
+
+from .dataset_reader import read_dataset  # noqa: E402, F401 — reading lives in its own module; imported from here too

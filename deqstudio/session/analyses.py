@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
+from pathlib import Path
+
+from ..core.solvers.registry import SOLVER_NAMES
+from .threads import process_threads, use_threads
 
 
 class AnalysisJob:
@@ -24,6 +28,7 @@ class AnalysisJob:
         self.seconds = 0.0
         self._thread: threading.Thread | None = None
         self._done = threading.Event()
+        self.threads = process_threads()  # read now: what this thread count is, whatever another thread set
 
     def start(self) -> "AnalysisJob":
         self._thread = threading.Thread(target=self._run, name=f"deqstudio-{self.title}", daemon=True)
@@ -33,6 +38,7 @@ class AnalysisJob:
     def _run(self) -> None:
         t0 = time.perf_counter()
         try:
+            use_threads(self.threads)
             self.result = self._work(self._set_progress, self._cancel.is_set)
         except Exception as exc:  # noqa: BLE001 — shown to the user as a message
             self.error = f"{self.title} failed: {exc}"
@@ -61,16 +67,14 @@ class AnalysisJob:
 def _evaluator(engine):
     """An evaluator on a copy of the engine's model, taken now (on the UI thread): the studio may move its
     model to another device or load another one while the analysis runs on its own thread."""
-    import copy
-
     from ..diagnostics.evaluation import Evaluator
 
-    return Evaluator(copy.deepcopy(engine.model), engine.dataset, device=engine.device)
+    return Evaluator(engine.adapter.copy(), engine.dataset)
 
 
 def _model_name(engine) -> str:
-    path = engine.checkpoint.path
-    return path.name if path else engine.config.fusion
+    path = engine.adapter.source.path
+    return Path(path).name if path else engine.adapter.name
 
 
 def robustness_job(engine, split: str = "test", kinds=None, modalities=None) -> AnalysisJob:
@@ -91,7 +95,7 @@ def robustness_job(engine, split: str = "test", kinds=None, modalities=None) -> 
     return AnalysisJob("robustness sweep", work, settings)
 
 
-def convergence_job(engine, split: str = "test", solvers=("anderson", "fixed_point", "broyden"), max_iter: int = 100) -> AnalysisJob:
+def convergence_job(engine, split: str = "test", solvers=SOLVER_NAMES, max_iter: int = 100) -> AnalysisJob:
     """Steps to converge and final residuals per solver over a split."""
     from ..diagnostics.convergence import convergence_stats
 

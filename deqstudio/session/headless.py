@@ -1,17 +1,19 @@
-"""The headless commands' compute: the same Engine and analyses the studio uses, without a window."""
+"""The headless commands' compute: the same session, engine and analyses the studio uses, without a window.
+
+Every problem is a ``UsageError`` (or another ``DeqStudioError``) whose message is the one line a command prints.
+"""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from ..core.corruptions import CorruptionSpec
-from .engine import CorruptionChoice, SolveRequest, SolveResult, SolverChoice
-from .state import LoadError, Session
+from ..core.corruptions import Corruption
+from ..core.solvers.settings import SolverSettings
+from ..errors import DeqStudioError, LoadError, UsageError
+from .state import Session
+from .values import SolveResult
 
-
-class HeadlessError(ValueError):
-    """A bad argument or file; the message is the one line the command prints."""
+HeadlessError = UsageError  # the name the commands catch: a bad argument or file, said in one line
 
 
 @dataclass
@@ -30,76 +32,92 @@ class Loaded:
     def engine(self):
         return self.session.engine
 
+    @property
+    def adapter(self):
+        return self.session.engine.adapter
 
-def load(checkpoint=None, dataset=None, device: str = "cpu") -> Loaded:
-    """Open a checkpoint and a dataset (the bundled default for either one not given)."""
+
+def load(checkpoint=None, dataset=None, device: str = "cpu", allow_plugins=()) -> Loaded:
+    """Open a model (checkpoint, package, or a plugin named in ``allow_plugins``) and a dataset (the bundled
+    default for either one not given)."""
     from ..paths import default_checkpoint, default_dataset
 
     session = Session()
-    session.solver = SolverChoice(device=device)
+    session.allowed_plugins = frozenset(allow_plugins or ())
     try:
+        session.set_device(device)
         session.open(checkpoint or default_checkpoint(), dataset or default_dataset())
-    except LoadError as exc:
-        raise HeadlessError(str(exc)) from None
+    except (LoadError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
     return Loaded(session)
 
 
-def parse_corruptions(texts, loaded: Loaded) -> dict[str, CorruptionChoice]:
+def parse_corruptions(texts, loaded: Loaded) -> dict[str, Corruption]:
     """``MOD=KIND:SEVERITY[@SEED]`` strings, checked against the loaded model's modalities."""
     info = loaded.session.info
     out = {}
     for text in texts or ():
         try:
-            spec = CorruptionSpec.parse(text)
+            modality, corruption = Corruption.parse(text)
         except ValueError as exc:
-            raise HeadlessError(str(exc)) from None
-        choice = CorruptionChoice(spec.kind, spec.severity, spec.seed)
+            raise UsageError(str(exc)) from None
         try:
-            loaded.session.set_corruption(spec.modality, choice)
+            loaded.session.set_corruption(modality, corruption)
         except ValueError as exc:
-            raise HeadlessError(f"{text}: {exc}" + (f" (the model has {', '.join(info.modality_names)})"
-                                                   if spec.modality not in info.modality_names else "")) from None
-        out[spec.modality] = choice
+            raise UsageError(f"{text}: {exc}" + (f" (the model has {', '.join(info.modality_names)})"
+                                                 if modality not in info.modality_names else "")) from None
+        out[modality] = corruption
     return out
 
 
-def solver_choice(name: str | None, device: str = "cpu", max_iter: int | None = None, tol: float | None = None) -> SolverChoice:
-    from ..core.solvers import available_solvers
+def solver_settings(name: str | None, max_iter: int | None = None, tol: float | None = None,
+                    base: SolverSettings | None = None) -> SolverSettings:
+    """The solver settings a command line asks for, over ``base`` (the default settings when None)."""
+    import math
 
-    choice = SolverChoice(device=device)
-    if name is not None:
-        if name not in available_solvers():
-            raise HeadlessError(f"unknown solver {name!r}; expected one of {', '.join(available_solvers())}")
-        choice = SolverChoice(solver=name, device=device)
-    if max_iter is not None:
-        if max_iter < 1:
-            raise HeadlessError(f"--max-iter must be at least 1, got {max_iter}")
-        choice = replace(choice, max_iter=max_iter)
-    if tol is not None:
-        if not (math.isfinite(tol) and tol > 0):
-            raise HeadlessError(f"--tol must be a positive finite number, got {tol}")
-        choice = replace(choice, tol=tol)
-    return choice
+    from ..core.bounds import MAX_ITER, TOL
+
+    if max_iter is not None and not MAX_ITER[0] <= max_iter <= MAX_ITER[1]:
+        raise UsageError(f"--max-iter must be a whole number in {MAX_ITER[0]}..{MAX_ITER[1]:,}, got {max_iter}")
+    if tol is not None and not (math.isfinite(tol) and TOL[0] <= tol <= TOL[1]):
+        raise UsageError(f"--tol must be a positive finite number in [{TOL[0]:g}, {TOL[1]:g}], got {tol}")
+    settings = base or SolverSettings()
+    changes = {k: v for k, v in (("solver", name), ("max_iter", max_iter), ("tol", tol)) if v is not None}
+    try:
+        return settings.with_(**changes)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def default_sample(loaded: Loaded) -> int:
     return int(loaded.dataset.split("test")[0])
 
 
-def solve(loaded: Loaded, sample: int | None, corruptions=(), solver: SolverChoice | None = None) -> SolveResult:
+def solve(loaded: Loaded, sample: int | None, corruptions=(), solver: SolverSettings | None = None) -> SolveResult:
     """Solve one sample clean and corrupted, exactly as the studio does."""
     n = len(loaded.dataset)
     index = default_sample(loaded) if sample is None else int(sample)
     if not 0 <= index < n:
-        raise HeadlessError(f"sample {index} is outside 0..{n - 1} (dataset {loaded.dataset.name!r})")
+        raise UsageError(f"sample {index} is outside 0..{n - 1} (dataset {loaded.dataset.name!r})")
     session = loaded.session
     session.set_sample(index)
     parse_corruptions(corruptions, loaded)
     if solver is not None:
-        session.solver = solver
-    result = session.engine_solve(session.request())
+        session.set_solver(solver)
+    try:
+        result = session.engine_solve(session.request())
+    except (ValueError, DeqStudioError) as exc:  # e.g. a corruption that cannot apply to this sample: one line
+        raise UsageError(str(exc)) from None
     session.accept(result)
     return result
+
+
+def equilibrium(loaded: Loaded, result: SolveResult):
+    """The equilibrium analyses of a solved result (``Engine.equilibrium``), as the studio computes them."""
+    try:
+        return loaded.engine.equilibrium(result)
+    except (ValueError, DeqStudioError) as exc:
+        raise UsageError(f"the equilibrium analysis failed: {exc}") from None
 
 
 def sweep(loaded: Loaded, modality=None, kind=None, split: str = "test", levels=None, progress=None, cancel=None):
@@ -109,15 +127,16 @@ def sweep(loaded: Loaded, modality=None, kind=None, split: str = "test", levels=
 
     ds = loaded.dataset
     if split not in ds.splits:
-        raise HeadlessError(f"no split {split!r} in dataset {ds.name!r}; it has {', '.join(ds.splits)}")
+        raise UsageError(f"no split {split!r} in dataset {ds.name!r}; it has {', '.join(ds.splits)}")
     if len(ds.split(split)) == 0:
-        raise HeadlessError(f"split {split!r} of dataset {ds.name!r} is empty")
-    evaluator = Evaluator(loaded.checkpoint.model, ds, device=loaded.engine.device)
+        raise UsageError(f"split {split!r} of dataset {ds.name!r} is empty")
+    evaluator = Evaluator(loaded.adapter, ds)
+    path = loaded.checkpoint.path
     try:
         return robustness_sweep(
             evaluator, modalities=[modality] if modality else None, kinds=[kind] if kind else None,
             levels=LEVELS if levels is None else levels, split=split,
-            model_name=loaded.checkpoint.path.name if loaded.checkpoint.path else "", progress=progress, cancel=cancel,
+            model_name=path.name if path else loaded.adapter.name, progress=progress, cancel=cancel,
         )
     except ValueError as exc:
-        raise HeadlessError(str(exc)) from None
+        raise UsageError(str(exc)) from None

@@ -24,17 +24,32 @@ def package_versions() -> dict[str, str]:
 
 
 def checkpoint_record(checkpoint) -> dict:
+    """The open model file: where it is, its hash, what kind of model it holds, where it came from."""
     if checkpoint is None:
         return {}
-    c = checkpoint.config
-    return {
+    adapter = checkpoint.adapter
+    record = {
         "path": str(checkpoint.path) if checkpoint.path else "",
         "sha256": checkpoint.sha256 or "",
-        "fusion": c.fusion,
-        "modalities": list(c.modality_names),
-        "hidden": c.hidden,
-        "test_accuracy": (checkpoint.metrics or {}).get("test_accuracy"),
+        "fusion": adapter.name,
+        "modalities": list(adapter.modality_names),
+        "source": adapter.source.kind,
+        "test_accuracy": (getattr(checkpoint, "metrics", None) or {}).get("test_accuracy"),
     }
+    if adapter.source.details:  # e.g. a package's programs and how Jacobian-vector products are made
+        record["source_details"] = dict(adapter.source.details)
+    config = getattr(checkpoint, "config", None)
+    if config is not None:
+        record["hidden"] = config.hidden
+    imported = getattr(checkpoint, "imported", None)
+    if imported:  # where an imported model came from: the official file, its hash, what was detected in it
+        record["imported"] = {k: imported[k] for k in ("source_file", "source_sha256", "prefix", "variant", "head",
+                                                        "mixing", "modality_order", "inputs", "encoders", "task")
+                              if k in imported}
+    note = getattr(adapter, "input_note", "")
+    if note:
+        record["input_note"] = note
+    return record
 
 
 def dataset_record(dataset) -> dict:
@@ -61,12 +76,13 @@ def provenance(checkpoint=None, dataset=None, result=None, *, what: str = "", an
         req = result.request
         record.update({
             "sample": req.sample,
-            "label": result.class_names[result.label] if result.class_names else result.label,
+            "label": result.label_text() if result.class_names else result.label,
             "corruptions": req.corruption_specs(),
             "corruption_settings": {m: {"kind": c.kind, "severity": c.severity, "seed": c.seed}
                                     for m, c in req.corruptions if c.active},
             "solver": req.solver.to_dict(),
             "device": result.device,
+            "device_asked": req.device,
         })
     elif device:
         record["device"] = device

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from ..io import atomic
+from ..io.config import config_dir
 
-
-def config_dir() -> Path:
-    base = os.environ.get("DEQSTUDIO_CONFIG_DIR") or os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "deqstudio" if not os.environ.get("DEQSTUDIO_CONFIG_DIR") else Path(base)
+__all__ = ["RecentFiles", "config_dir"]
 
 
 class RecentFiles:

@@ -1,23 +1,30 @@
-"""The studio's application state, Qt-free, with change signals the widgets subscribe to."""
+"""The studio's application state, Qt-free: what is open, every setting, the current result.
+
+Views subscribe to its signals and change it only through its setters. With a runner attached
+(``start_solving``), every change that alters what is shown submits a solve; the runner hands the result back
+(``accept``) and ``result_changed`` tells every view. Nothing here imports Qt.
+"""
 
 from __future__ import annotations
 
-import json
-import math
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
-from ..core.corruptions import kinds_for
-from ..io import atomic
-from .engine import BrowseTable, CorruptionChoice, Engine, ModelInfo, SolveRequest, SolveResult, SolverChoice
+from ..core.corruptions import Corruption, kinds_for
+from ..core.device import NO_CUDA, check_device_name
+from ..core.solvers.settings import SolverSettings
+from ..errors import Cancelled, DeqStudioError, LoadError
+from ..io.session_file import SavedSession, read_session, write_session
+from .engine import Engine
+from .runner import Runner
 from .signals import Signal
+from .values import BrowseTable, EquilibriumRequest, EquilibriumResult, ModelInfo, SolveRequest, SolveResult
 
-SESSION_FORMAT = "deqstudio-session"
-SESSION_VERSION = 1
+__all__ = ["LoadError", "Session", "read_session"]
 
-
-class LoadError(ValueError):
-    """A file could not be opened; the message is for the user and names the problem."""
+# the equilibrium analysis starts this long after its solve was shown: while sliders move, solves follow each
+# other closely and each analysis would be stale before it began
+EQUILIBRIUM_DELAY_S = 0.2
 
 
 class Session:
@@ -25,47 +32,148 @@ class Session:
 
     def __init__(self) -> None:
         self.engine: Engine | None = None
-        self.checkpoint = None
+        self.checkpoint = None  # the open model (checkpoint, package or plugin's model: path, sha256, adapter)
+        self.allowed_plugins: frozenset[str] = frozenset()  # plugins this session may run (consented or --allow-plugin)
         self.dataset = None
         self.info: ModelInfo | None = None
         self.sample: int = 0
         self.split: str = "test"
-        self.corruptions: dict[str, CorruptionChoice] = {}
-        self.solver = SolverChoice()
+        self.corruptions: dict[str, Corruption] = {}
+        self.solver = SolverSettings()
+        self.device = "cpu"
         self.step: int = -1  # -1 = the last recorded step
         self.result: SolveResult | None = None
         self.table: BrowseTable | None = None
+        self.runner: Runner | None = None
+        self.equilibrium: EquilibriumResult | None = None  # of the shown result once computed (may lag behind)
+        self.equilibrium_runner: Runner | None = None
         self._generation = 0
         self.loaded = Signal()  # (info)
         self.sample_changed = Signal()  # (index)
-        self.corruption_changed = Signal()  # (modality, choice)
-        self.solver_changed = Signal()  # (choice)
+        self.corruption_changed = Signal()  # (modality, corruption)
+        self.solver_changed = Signal()  # (settings)
+        self.device_changed = Signal()  # (device)
+        self.solve_requested = Signal()  # (generation): a newer result is on its way
         self.result_changed = Signal()  # (result)
         self.step_changed = Signal()  # (step)
         self.table_changed = Signal()  # (table)
+        self.equilibrium_changed = Signal()  # (EquilibriumResult): the shown result's equilibria, computed after it
         self.message = Signal()  # (text, is_error)
+
+    # -- solving ----------------------------------------------------------------------------------
+    def start_solving(self, synchronous: bool = False) -> Runner:
+        """Attach the runner: from now on every change that alters the picture submits a solve."""
+        from .engine import worker_thread_setup
+        from .threads import process_threads
+
+        process_threads()  # read on this (the main) thread, before the worker sets its own
+        if self.runner is None:
+            self.runner = Runner(self.engine_solve, self.accept, self._solve_failed,
+                                 thread_setup=worker_thread_setup, synchronous=synchronous)
+            # the equilibrium analyses run on the same worker, after the solve, as requests of their own
+            self.equilibrium_runner = Runner(self.engine_equilibrium, self.accept_equilibrium,
+                                             self._equilibrium_failed, synchronous=synchronous, share=self.runner)
+        return self.runner
+
+    def stop_solving(self) -> None:
+        """Let a solve in flight finish (its result is dropped) and detach the runner."""
+        if self.equilibrium_runner is not None:
+            self._generation += 1  # an analysis in flight stops at its next step
+            self.equilibrium_runner.shutdown()
+            self.equilibrium_runner = None
+        if self.runner is not None:
+            self.runner.shutdown()
+            self.runner = None
+
+    @property
+    def pending(self) -> bool:
+        """A solve is running or waiting: what is shown is older than the settings."""
+        return self.runner is not None and self.runner.busy
+
+    def solve(self) -> None:
+        """Submit a solve of the current settings (newest wins)."""
+        if self.runner is None or not self.ready:
+            return
+        request = self.request()
+        if self.equilibrium_runner is not None:
+            self.equilibrium_runner.drop()  # the picture is changing: an analysis of the old one is stale
+        self.solve_requested.emit(request.generation)
+        self.runner.submit(request)
+
+    def engine_solve(self, request: SolveRequest) -> SolveResult:
+        """Run on the worker thread: solve with whichever engine is current."""
+        engine = self.engine
+        if engine is None:
+            raise LoadError("nothing is loaded")
+        return engine.solve(request)
+
+    def request(self) -> SolveRequest:
+        self._generation += 1
+        return SolveRequest(generation=self._generation, sample=self.sample,
+                            corruptions=tuple(sorted(self.corruptions.items())), solver=self.solver,
+                            device=self.device)
+
+    def accept(self, result: SolveResult) -> None:
+        self.result = result
+        if result.notice:
+            self.message.emit(result.notice, False)
+        if self.step >= max(result.corrupted.nstep, result.clean.nstep):
+            self.step = -1
+        self.result_changed.emit(result)
+        self._analyse_equilibrium(result)
+
+    # -- equilibrium analyses (after each solve, never before the plots) ----------------------------
+    def _analyse_equilibrium(self, result: SolveResult) -> None:
+        eq = self.equilibrium_runner
+        if eq is None or not result.capabilities.solver or (self.runner is not None and self.runner.queued):
+            return  # no analyses here, no fixed point, or a newer solve waits: its own analysis follows it
+        eq.submit(EquilibriumRequest(result.request.generation, result), delay=EQUILIBRIUM_DELAY_S)
+
+    def engine_equilibrium(self, request: EquilibriumRequest) -> EquilibriumResult:
+        """Run on the worker thread; stops between stages once a newer solve was asked for."""
+        engine = self.engine
+        if engine is None:
+            raise LoadError("nothing is loaded")
+        return engine.equilibrium(request.result, cancel=lambda: self._generation != request.generation)
+
+    def accept_equilibrium(self, equilibrium: EquilibriumResult) -> None:
+        if self.result is None or equilibrium.generation != self.result.request.generation:
+            return  # of a result no longer shown
+        self.equilibrium = equilibrium
+        self.equilibrium_changed.emit(equilibrium)
+
+    def _equilibrium_failed(self, request, exc: BaseException) -> None:
+        if not isinstance(exc, Cancelled):
+            self.message.emit(f"the equilibrium analysis failed: {exc}", True)
+
+    def _solve_failed(self, request, exc: BaseException) -> None:
+        self.message.emit(f"the solve failed: {exc}", True)
+
+    def accept_table(self, table: BrowseTable) -> None:
+        self.table = table
+        self.table_changed.emit(table)
 
     # -- loading ----------------------------------------------------------------------------------
     def prepare(self, checkpoint_path=None, dataset_path=None):
         """Read and check files without touching the session (safe on a worker thread).
 
-        Returns ``(checkpoint, dataset, engine)``; engine is None until both are known. Any problem is
-        a LoadError naming it.
+        Returns ``(checkpoint, dataset, engine)``; engine is None until both are known. The model may be a
+        checkpoint, a DEQ package or ``plugin:NAME[:PATH]`` (``io.models.open_model``). Any problem is a
+        LoadError naming it.
         """
-        from ..io.checkpoint import CheckpointError, load_checkpoint
-        from ..io.dataset import DatasetError, read_dataset
-        from .engine import MismatchError
+        from ..io.dataset import read_dataset
+        from ..io.models import open_model
 
         checkpoint, dataset = self.checkpoint, self.dataset
         try:
             if checkpoint_path is not None:
-                checkpoint = load_checkpoint(checkpoint_path)
+                checkpoint = open_model(checkpoint_path, allowed_plugins=self.allowed_plugins)
             if dataset_path is not None:
                 dataset = read_dataset(dataset_path)
             engine = None
             if checkpoint is not None and dataset is not None:
-                engine = Engine(checkpoint, dataset, device=self.solver.device)
-        except (CheckpointError, DatasetError, MismatchError) as exc:
+                engine = Engine(checkpoint.adapter, dataset, device=self.device)
+        except DeqStudioError as exc:
             raise LoadError(str(exc)) from None
         except OSError as exc:
             raise LoadError(f"cannot read the file: {exc.strerror or exc}") from None
@@ -81,17 +189,19 @@ class Session:
         kept = {}
         for name, kind in zip(self.info.modality_names, self.info.modality_kinds):
             old = self.corruptions.get(name)
-            kept[name] = old if old is not None and old.kind in kinds_for(kind) else CorruptionChoice()
+            kept[name] = old if old is not None and old.kind in kinds_for(kind) else Corruption()
         self.corruptions = kept
         if self.split not in dataset.splits:
             self.split = "test"
         split = dataset.split(self.split)
-        if self.sample not in set(int(i) for i in split):
+        if self.sample not in {int(i) for i in split}:
             self.sample = int(split[0])
         self.result = None
+        self.equilibrium = None
         self.table = None
         self.step = -1
         self.loaded.emit(self.info)
+        self.solve()
 
     def open(self, checkpoint_path=None, dataset_path=None) -> None:
         """Open a checkpoint and/or a dataset; on any problem raise LoadError and keep what was open."""
@@ -100,6 +210,14 @@ class Session:
     @property
     def ready(self) -> bool:
         return self.engine is not None
+
+    def available_devices(self) -> tuple[str, ...]:
+        """The CPU, and CUDA when a GPU is present (asked once)."""
+        if not hasattr(self, "_devices"):
+            from ..core.device import available_devices
+
+            self._devices = available_devices()
+        return self._devices
 
     # -- settings ---------------------------------------------------------------------------------
     def set_sample(self, index: int) -> None:
@@ -111,139 +229,96 @@ class Session:
             self.sample = int(index)
             self.step = -1
             self.sample_changed.emit(self.sample)
+            self.solve()
 
-    def set_corruption(self, modality: str, choice: CorruptionChoice) -> None:
+    def set_corruption(self, modality: str, corruption: Corruption) -> None:
         if self.info is None or modality not in self.info.modality_names:
             raise ValueError(f"no modality {modality!r} in the loaded model")
         kind = self.info.modality_kinds[self.info.modality_names.index(modality)]
-        if choice.kind not in kinds_for(kind):
-            raise ValueError(f"corruption {choice.kind!r} does not apply to the {kind} modality {modality!r}")
-        if self.corruptions.get(modality) != choice:
-            self.corruptions[modality] = choice
-            self.corruption_changed.emit(modality, choice)
+        if corruption.kind not in kinds_for(kind):
+            raise ValueError(f"corruption {corruption.kind!r} does not apply to the {kind} modality {modality!r}")
+        if self.corruptions.get(modality) != corruption:
+            self.corruptions[modality] = corruption
+            self.corruption_changed.emit(modality, corruption)
+            self.solve()
+
+    def set_corruptions(self, corruptions: dict[str, Corruption]) -> None:
+        """Several modalities' corruptions at once, checked first, announced one by one, solved once."""
+        runner, self.runner = self.runner, None  # one solve for the whole change, not one per modality
+        try:
+            for modality, corruption in corruptions.items():
+                self.set_corruption(modality, corruption)
+        finally:
+            self.runner = runner
+        self.solve()
 
     def reset_corruptions(self) -> None:
-        for name in list(self.corruptions):
-            self.set_corruption(name, replace(self.corruptions[name], severity=0.0))
+        self.set_corruptions({name: replace(c, severity=0.0) for name, c in self.corruptions.items()})
 
-    @staticmethod
-    def _check_solver(choice: SolverChoice) -> None:
-        from ..core.solvers import available_solvers
+    def set_solver(self, settings: SolverSettings) -> None:
+        if not isinstance(settings, SolverSettings):
+            raise ValueError(f"solver settings must be SolverSettings, got {type(settings).__name__}")
+        if settings != self.solver:
+            self.solver = settings
+            self.solver_changed.emit(settings)
+            self.solve()
 
-        if choice.solver not in available_solvers():
-            raise ValueError(f"unknown solver {choice.solver!r}")
-        if (isinstance(choice.max_iter, bool) or not isinstance(choice.max_iter, int) or choice.max_iter < 1
-                or isinstance(choice.tol, bool) or not isinstance(choice.tol, (int, float))
-                or not (math.isfinite(choice.tol) and choice.tol > 0)):
-            raise ValueError(f"max_iter must be a whole number of at least 1 and tol a positive finite number "
-                             f"(got max_iter={choice.max_iter!r}, tol={choice.tol!r})")
-        if choice.stop_mode not in ("rel", "abs"):
-            raise ValueError(f"unknown stop mode {choice.stop_mode!r}")
-
-    def set_solver(self, choice: SolverChoice) -> None:
-        self._check_solver(choice)
-        if choice != self.solver:
-            self.solver = choice
-            self.solver_changed.emit(choice)
+    def set_device(self, device: str) -> None:
+        check_device_name(device)
+        if device != self.device:
+            self.device = device
+            self.device_changed.emit(device)
+            self.solve()
 
     def set_step(self, step: int) -> None:
         if step != self.step:
             self.step = step
             self.step_changed.emit(step)
 
-    # -- solving ----------------------------------------------------------------------------------
-    def engine_solve(self, request: SolveRequest) -> SolveResult:
-        """Run on the worker thread: solve with whichever engine is current."""
-        engine = self.engine
-        if engine is None:
-            raise LoadError("nothing is loaded")
-        return engine.solve(request)
-
-    def request(self) -> SolveRequest:
-        self._generation += 1
-        return SolveRequest(
-            generation=self._generation, sample=self.sample,
-            corruptions=tuple(sorted(self.corruptions.items())), solver=self.solver,
-        )
-
-    def accept(self, result: SolveResult) -> None:
-        self.result = result
-        if result.notice:
-            self.message.emit(result.notice, False)
-        steps = max(result.corrupted.nstep, result.clean.nstep)
-        if self.step >= steps:
-            self.step = -1
-        self.result_changed.emit(result)
-
-    def accept_table(self, table: BrowseTable) -> None:
-        self.table = table
-        self.table_changed.emit(table)
-
     # -- session files ----------------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        return {
-            "format": SESSION_FORMAT,
-            "version": SESSION_VERSION,
-            "checkpoint": str(Path(self.checkpoint.path).resolve()) if self.checkpoint is not None and self.checkpoint.path else None,
-            "dataset": str(Path(self.dataset.path).resolve()) if self.dataset is not None and self.dataset.path else None,
-            "sample": self.sample,
-            "split": self.split,
-            "corruptions": {m: asdict(c) for m, c in self.corruptions.items()},
-            "solver": asdict(self.solver),
-            "step": self.step,
-        }
+    def saved(self) -> SavedSession:
+        # a plugin's model is not a file to reopen: its session keeps no model path (the plugin asks again)
+        path = lambda f: Path(f.path).resolve() if f is not None and f.path and not hasattr(f, "plugin") else None  # noqa: E731
+        return SavedSession(path(self.checkpoint), path(self.dataset), self.solver, self.device,
+                            dict(self.corruptions), self.sample, self.split, self.step)
 
     def save(self, path) -> Path:
-        path = Path(path)
-        return atomic.write_text(path, json.dumps(self.to_dict(), indent=2))
+        return write_session(path, self.saved())
 
     def load(self, path) -> None:
-        """Restore a saved session; a bad file is a LoadError and changes nothing."""
-        path = Path(path)
+        """Restore a saved session; a bad file is a LoadError and changes nothing (``read_session``)."""
+        saved = read_session(path)
+        device, notice = saved.device, ""
+        if device.startswith("cuda"):
+            from ..core.device import cuda_available
+
+            if not cuda_available():
+                device, notice = "cpu", f"{saved.label}: this session ran on {saved.device}, but {NO_CUDA}"
+        runner, self.runner = self.runner, None  # the whole session is one change: one solve at the end
+        before = self.device
         try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise LoadError(f"{path.name}: not a readable session file ({exc.__class__.__name__})") from None
-        if not isinstance(data, dict) or data.get("format") != SESSION_FORMAT:
-            raise LoadError(f"{path.name}: not a DEQ Studio session file")
-        if data.get("version") != SESSION_VERSION:
-            raise LoadError(f"{path.name}: session version {data.get('version')!r} is not supported")
-        try:
-            solver = SolverChoice(**data.get("solver", {}))
-            self._check_solver(solver)
-            corruptions = {str(m): CorruptionChoice(**c) for m, c in dict(data.get("corruptions", {})).items()}
-            for c in corruptions.values():
-                if not 0 <= float(c.severity) <= 5:
-                    raise ValueError(f"severity {c.severity!r} is outside 0..5")
-            sample = int(data.get("sample", 0))
-            step = int(data.get("step", -1))
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise LoadError(f"{path.name}: invalid settings ({exc})") from None
-        def resolve(value):
-            if not value:
-                return None
-            if not isinstance(value, str):
-                raise LoadError(f"{path.name}: file paths must be strings, got {value!r}")
-            p = Path(value).expanduser()
-            return p if p.is_absolute() else (path.parent / p).resolve()  # relative to the session file
-
-        self.open(resolve(data.get("checkpoint")), resolve(data.get("dataset")))
-        self.set_solver(solver)
-        for m, c in corruptions.items():
-            if m in self.corruptions:
-                try:
-                    self.set_corruption(m, c)
-                except ValueError as exc:
-                    self.message.emit(f"{path.name}: {exc}; left clean", True)
-        if self.dataset is not None and 0 <= sample < len(self.dataset):
-            self.set_sample(sample)
-        else:
-            self.message.emit(f"{path.name}: sample {sample} is not in the dataset; showing sample {self.sample}", True)
-        self.set_step(step)
-
-
-def available_devices() -> tuple[str, ...]:
-    """CPU, plus CUDA when a GPU is present (imports torch)."""
-    import torch
-
-    return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
+            self.device = device
+            try:
+                self.open(saved.checkpoint, saved.dataset)
+            except LoadError:
+                self.device = before
+                raise
+            self.set_solver(saved.solver)
+            for m, c in saved.corruptions.items():
+                if m in self.corruptions:
+                    try:
+                        self.set_corruption(m, c)
+                    except ValueError as exc:
+                        self.message.emit(f"{saved.label}: {exc}; left clean", True)
+            if self.dataset is not None and 0 <= saved.sample < len(self.dataset):
+                self.set_sample(saved.sample)
+            else:
+                self.message.emit(f"{saved.label}: sample {saved.sample} is not in the dataset; showing sample "
+                                  f"{self.sample}", True)
+            self.set_step(saved.step)
+        finally:
+            self.runner = runner
+        self.device_changed.emit(self.device)
+        if notice:
+            self.message.emit(notice, False)
+        self.solve()

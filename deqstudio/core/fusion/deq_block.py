@@ -7,7 +7,8 @@ For N modalities with injected features x_i and states z_i, z_fuse (all of width
     z_fuse'       = GN(ReLU(W_f · Σ_i (a_i ⊙ z_fuse) + b_f + x_fuse))
     x_fuse        = Σ_i w_i x_i + c
 
-The paper's Eq. 8 omits the ``+ z_i`` residual; the code has it, and so do we. The N modality
+The paper's Eq. 8 omits the ``+ z_i`` residual; the code has it, and so do we. The MM-IMDB experiment's
+code computes the fused branch as ``ReLU(GN(·))`` instead of ``GN(ReLU(·))`` (``relu_after_norm``). The N modality
 branches run as one batched matrix product, and their GroupNorms (4 groups each) as one GroupNorm
 with 4N groups over the stacked features, which is the same computation.
 """
@@ -20,10 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..kinds import ABLATIONS, GROUPS
 from ..solvers.batch_map import BlockLayout
-
-GROUPS = 4
-ABLATIONS = ("full", "no-ftheta", "no-ffuse", "no-gate", "no-deq", "unrolled")
 
 
 class DEQFusionBlock(nn.Module):
@@ -35,9 +34,11 @@ class DEQFusionBlock(nn.Module):
         ablation: ``"full"`` or one of the paper's ablation rows: ``"no-ftheta"`` (z_i* = x_i),
             ``"no-ffuse"`` (z_fuse* = Σ z_i*), ``"no-gate"`` (Σ f_i replaces Σ a_i ⊙ z_fuse). The
             solve-level switches ``"no-deq"`` and ``"unrolled"`` use the full block.
+        relu_after_norm: the fused branch's ReLU after its GroupNorm (the MM-IMDB experiment's variant).
     """
 
-    def __init__(self, names: tuple[str, ...] | list[str], dim: int, ablation: str = "full") -> None:
+    def __init__(self, names: tuple[str, ...] | list[str], dim: int, ablation: str = "full",
+                 relu_after_norm: bool = False) -> None:
         super().__init__()
         names = tuple(names)
         if not names:
@@ -49,6 +50,7 @@ class DEQFusionBlock(nn.Module):
         self.names = names
         self.dim = dim
         self.ablation = ablation
+        self.relu_after_norm = bool(relu_after_norm)
         n = len(names)
         self.layout = BlockLayout.uniform(names + ("fused",), dim)
 
@@ -90,7 +92,7 @@ class DEQFusionBlock(nn.Module):
         if self.ablation == "no-ftheta":
             return xm
         b, n, d = zm.shape
-        groups = GROUPS * n
+        groups = GROUPS * self.num_modalities  # a Python int: ONNX export needs a constant
         h = torch.einsum("bnd,ned->bne", zm, self.w1) + self.b1
         h = F.relu(F.group_norm(h.reshape(b, n * d), groups, self.gn1_weight, self.gn1_bias))
         h = torch.einsum("bnd,ned->bne", h.view(b, n, d), self.w2) + self.b2 + xm
@@ -115,7 +117,8 @@ class DEQFusionBlock(nn.Module):
             zf_new = fm.sum(dim=1)
         else:
             mixed = fm.sum(dim=1) if self.ablation == "no-gate" else zf * self.gate_sum(fm, zf)
-            zf_new = self.fuse_norm(F.relu(self.fuse(mixed) + xf))
+            pre = self.fuse(mixed) + xf
+            zf_new = F.relu(self.fuse_norm(pre)) if self.relu_after_norm else self.fuse_norm(F.relu(pre))
         return torch.cat([fm.flatten(1), zf_new], dim=1)
 
     def _unpack(self, z: torch.Tensor, x: torch.Tensor):

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Callable
+from dataclasses import dataclass
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from ..implicit import BACKWARD_MODES, attach_implicit_backward, phantom_gradient
+from ..implicit import attach_implicit_backward, phantom_gradient
+from ..kinds import BACKWARD_MODES
 from ..jacobian import jacobian_regulariser
-from ..solvers import PerSampleMap, SolverTrace, available_solvers, solve
+from ..solvers import PerSampleMap, SolverSettings, SolverTrace, solve
+from ..solvers.registry import PLAIN_ITERATION
 from .deq_block import DEQFusionBlock
 
 
@@ -19,28 +21,19 @@ _SMALLEST_TOL = 1e-300
 
 
 @dataclass(frozen=True)
-class SolverSettings:
-    """How the forward fixed point is found (and the backward one, with ``backward_*``)."""
+class BackwardSettings:
+    """How training differentiates through the fixed point: the implicit adjoint solve (its own step
+    limit and tolerance, with the forward solver) or the phantom gradient (damped steps from z*)."""
 
-    solver: str = "anderson"
+    mode: str = "implicit"
     max_iter: int = 50
-    tol: float = 1e-4
-    stop_mode: str = "rel"
-    options: dict = field(default_factory=dict)
-    backward: str = "implicit"
-    backward_max_iter: int = 50
-    backward_tol: float = 1e-6
+    tol: float = 1e-6
     phantom_steps: int = 1
     phantom_tau: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.solver not in available_solvers():
-            raise ValueError(f"unknown solver {self.solver!r}; choose one of {', '.join(available_solvers())}")
-        if self.backward not in BACKWARD_MODES:
-            raise ValueError(f"unknown backward mode {self.backward!r}; choose one of {', '.join(BACKWARD_MODES)}")
-
-    def with_(self, **changes) -> "SolverSettings":
-        return replace(self, **changes)
+        if self.mode not in BACKWARD_MODES:
+            raise ValueError(f"unknown backward mode {self.mode!r}; choose one of {', '.join(BACKWARD_MODES)}")
 
 
 @dataclass
@@ -73,13 +66,16 @@ class DEQFusion(nn.Module):
         *,
         ablation: str = "full",
         settings: SolverSettings | None = None,
+        backward: BackwardSettings | None = None,
         unrolled_steps: int = 10,
         jac_weight: float = 0.0,
         jac_vectors: int = 1,
+        relu_after_norm: bool = False,
     ) -> None:
         super().__init__()
-        self.block = DEQFusionBlock(names, dim, ablation)
+        self.block = DEQFusionBlock(names, dim, ablation, relu_after_norm=relu_after_norm)
         self.settings = settings or SolverSettings()
+        self.backward = backward or BackwardSettings()
         self.unrolled_steps = unrolled_steps
         self.jac_weight = jac_weight
         self.jac_vectors = jac_vectors
@@ -123,8 +119,9 @@ class DEQFusion(nn.Module):
         if not wants_grad:
             return FusionResult(self.block.fused(z_star), z_star, x, trace, jac_loss)
 
-        if s.backward == "phantom":
-            z = phantom_gradient(lambda z: self.block(z, x), z_star, steps=s.phantom_steps, tau=s.phantom_tau)
+        b = self.backward
+        if b.mode == "phantom":
+            z = phantom_gradient(lambda z: self.block(z, x), z_star, steps=b.phantom_steps, tau=b.phantom_tau)
             if self.jac_weight > 0:
                 jac_loss = self._jacobian_loss(z_star, x)
             return FusionResult(self.block.fused(z), z, x, trace, jac_loss)
@@ -134,7 +131,7 @@ class DEQFusion(nn.Module):
         if self.jac_weight > 0:
             jac_loss = jacobian_regulariser(new_z, z_leaf, vectors=self.jac_vectors)
         new_z = attach_implicit_backward(
-            new_z, z_leaf, solver=s.solver, max_iter=s.backward_max_iter, tol=s.backward_tol, **s.options
+            new_z, z_leaf, solver=s.solver, max_iter=b.max_iter, tol=b.tol, **s.option_dict
         )
         return FusionResult(self.block.fused(new_z), new_z, x, trace, jac_loss)
 
@@ -154,7 +151,7 @@ class DEQFusion(nn.Module):
             record_states=record_states or bound is not None,
             extras=bound,
             **kw,
-            **s.options,
+            **s.option_dict,
         )
 
     def _unrolled(self, f, z0, steps: int, s: SolverSettings, record_states, extras, x):
@@ -164,9 +161,11 @@ class DEQFusion(nn.Module):
         exact fixed point (whose further iterates are itself) or a non-finite norm; a row stopped by
         the latter gets its true ``f^steps(z0)``, computed again, instead of its last finite iterate.
         """
-        z, trace = self._solve(
-            f, z0, s.with_(solver="fixed_point", options={}, max_iter=steps + 1, tol=_SMALLEST_TOL),
-            record_states, extras, x, return_final=True, divergence_factor=None,
+        bound = self._bind_extras(extras, x) if extras is not None else None
+        z, trace = solve(
+            f, z0, solver=PLAIN_ITERATION, max_iter=steps + 1, tol=_SMALLEST_TOL, stop_mode=s.stop_mode,
+            record_states=record_states or bound is not None, extras=bound, return_final=True,
+            divergence_factor=None,
         )
         short = torch.from_numpy((trace.nstep < steps + 1) & ~trace.converged).to(z.device)
         if bool(short.any()):

@@ -11,159 +11,50 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import Callable
-
-import torch
-
-from . import anderson as _anderson
-from . import broyden as _broyden
-from . import fixed_point as _fixed_point
-from .batch_map import BatchMap, BlockLayout, PerSampleMap
-from .recorder import Recorder
-from .trace import REASONS, SolverTrace
+from .registry import (
+    DEFAULT_SOLVER,
+    SOLVER_NAMES,
+    STOP_MODES,
+    SolverSpec,
+    available_solvers,
+    check_options,
+    get_spec,
+    option_defaults,
+    register_solver,
+)
+from .settings import SolverSettings
 
 __all__ = [
+    "DEFAULT_SOLVER",
+    "REASONS",
+    "SOLVER_NAMES",
+    "STOP_MODES",
     "BatchMap",
     "BlockLayout",
     "PerSampleMap",
-    "REASONS",
+    "SolverSettings",
+    "SolverSpec",
     "SolverTrace",
     "available_solvers",
-    "get_solver",
+    "check_options",
+    "concat_traces",
+    "get_spec",
+    "option_defaults",
     "register_solver",
     "solve",
 ]
 
-STOP_MODES = ("rel", "abs")
+# The names below need torch: they are imported on first use, so that the registry and the settings
+# (solver names for the command line's choices, the studio's settings) load without it.
+_LAZY = {
+    "solve": "solving", "BatchMap": "batch_map", "BlockLayout": "batch_map", "PerSampleMap": "batch_map",
+    "SolverTrace": "trace", "REASONS": "trace", "concat_traces": "trace",
+}
 
 
-@dataclass(frozen=True)
-class SolverEntry:
-    name: str
-    run: Callable[..., None]
-    defaults: dict
-    validate: Callable[[dict], None]
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
 
-
-_REGISTRY: dict[str, SolverEntry] = {}
-
-
-def register_solver(name: str, run: Callable[..., None], defaults: dict, validate: Callable[[dict], None]) -> None:
-    """Add a solver: ``run(recorder, z0, **opts)`` iterates until ``recorder.done``."""
-    _REGISTRY[name] = SolverEntry(name, run, dict(defaults), validate)
-
-
-def get_solver(name: str) -> SolverEntry:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown solver {name!r}; choose one of {', '.join(sorted(_REGISTRY))}") from None
-
-
-def available_solvers() -> tuple[str, ...]:
-    return tuple(_REGISTRY)
-
-
-register_solver("fixed_point", _fixed_point.fixed_point, _fixed_point.OPTIONS, _fixed_point.validate)
-register_solver("anderson", _anderson.anderson, _anderson.OPTIONS, _anderson.validate)
-register_solver("broyden", _broyden.broyden, _broyden.OPTIONS, _broyden.validate)
-
-
-def solve(
-    f: Callable[[torch.Tensor], torch.Tensor],
-    z0: torch.Tensor,
-    *,
-    solver: str = "anderson",
-    max_iter: int = 50,
-    tol: float = 1e-4,
-    stop_mode: str = "rel",
-    callback: Callable[..., None] | None = None,
-    layout: BlockLayout | None = None,
-    record_states: bool = False,
-    extras: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None,
-    divergence_factor: float | None = 1e4,
-    return_final: bool = False,
-    **opts,
-) -> tuple[torch.Tensor, SolverTrace]:
-    """Find ``z* = f(z*)`` for a batch of states, recording every step.
-
-    Step k is the k-th iterate ``z_k`` the solver evaluated (``z_0`` is ``z0``): the trace's residuals
-    at step k are ``f(z_k) − z_k``, the recorded state is ``z_k`` and the extras are computed from
-    ``z_k``. The solve returns, per sample, the iterate with the lowest residual, so
-    ``trace.final_rel`` is the residual of the returned state itself.
-
-    Each sample stops on its own when its residual (``stop_mode``) reaches ``tol``, turns non-finite
-    (any norm, of ``f(z)``, of the residual or of a block, overflows or is NaN: never convergence),
-    grows ``divergence_factor`` times past its smallest value, or after ``max_iter`` evaluations of
-    ``f``. When ``f`` is a ``BatchMap`` (has ``select``), stopped samples leave the active batch.
-    Divergence and non-finite values are results (``converged=False`` with a reason), never
-    exceptions. The solve runs under ``torch.no_grad()``.
-
-    Args:
-        f: the map, (b, D) → (b, D).
-        z0: initial states, (B, D), floating point.
-        solver: ``"anderson"``, ``"fixed_point"`` or ``"broyden"``.
-        max_iter: the most evaluations of ``f`` per sample.
-        tol: stop when the residual is at most this.
-        stop_mode: ``"rel"`` (‖f(z) − z‖ / ‖f(z)‖) or ``"abs"`` (‖f(z) − z‖).
-        callback: called after each evaluation as ``callback(k, z, fz, residual, active_rows)``.
-        layout: the blocks of the state, for per-block residuals; defaults to ``f.layout``.
-        record_states: keep the iterate ``z_k`` of every step in ``trace.states``.
-        extras: computes per-step quantities from recorded states, ``(n, D) → {name: (n, ...)}``.
-        divergence_factor: a residual this many times its minimum is divergence; None never.
-        return_final: return each sample's last iterate instead of its best one (``best_step`` is
-            then the last step).
-        **opts: the solver's own options (anderson: ``m``, ``lam``, ``tau``; fixed_point: ``tau``;
-            broyden: ``m``).
-
-    Returns:
-        ``(z_star, trace)``: for each sample the iterate ``z_k`` at its best step (lowest residual;
-        steps with a non-finite norm never count as best), and the trace.
-    """
-    entry = get_solver(solver)
-    unknown = sorted(set(opts) - set(entry.defaults))
-    if unknown:
-        allowed = ", ".join(sorted(entry.defaults)) or "none"
-        raise ValueError(f"unknown option(s) {', '.join(map(repr, unknown))} for solver {solver!r}; it takes: {allowed}")
-    options = {**entry.defaults, **opts}
-    entry.validate(options)
-    _validate_common(z0, max_iter, tol, stop_mode, divergence_factor, extras, record_states)
-    if layout is None:
-        layout = getattr(f, "layout", None)
-    if layout is not None and layout.dim != z0.shape[1]:
-        raise ValueError(f"block layout covers {layout.dim} features but the state has {z0.shape[1]}")
-
-    z0 = z0.detach()
-    with torch.no_grad():
-        rec = Recorder(
-            f,
-            z0,
-            solver=solver,
-            max_iter=int(max_iter),
-            tol=float(tol),
-            stop_mode=stop_mode,
-            layout=layout,
-            record_states=record_states,
-            divergence_factor=divergence_factor,
-            callback=callback,
-            return_final=return_final,
-        )
-        entry.run(rec, z0, **options)
-        return rec.finish(extras)
-
-
-def _validate_common(z0, max_iter, tol, stop_mode, divergence_factor, extras, record_states) -> None:
-    if not isinstance(z0, torch.Tensor) or z0.dim() != 2 or not z0.is_floating_point():
-        raise ValueError("z0 must be a floating-point tensor of shape (batch, features)")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
-    if not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol <= 0:
-        raise ValueError(f"tol must be a positive finite number, got {tol!r}")
-    if stop_mode not in STOP_MODES:
-        raise ValueError(f"stop_mode must be one of {STOP_MODES}, got {stop_mode!r}")
-    if divergence_factor is not None and not (divergence_factor > 1):
-        raise ValueError(f"divergence_factor must be > 1 or None, got {divergence_factor!r}")
-    if extras is not None and not record_states:
-        raise ValueError("extras are computed from the recorded states: pass record_states=True")
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,22 +9,12 @@ with an absolute 1e-4).
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
 from .recorder import Recorder
-
-OPTIONS = {"m": 6, "lam": 1e-4, "tau": 1.0}
-
-
-def validate(opts: dict) -> None:
-    m, lam, tau = opts["m"], opts["lam"], opts["tau"]
-    if isinstance(m, bool) or not isinstance(m, int) or m < 1:
-        raise ValueError(f"anderson: history size m must be a positive integer, got {m!r}")
-    if not (float(lam) >= 0.0):
-        raise ValueError(f"anderson: regulariser lam must be >= 0, got {lam!r}")
-    if not (0.0 < float(tau) <= 1.0):
-        raise ValueError(f"anderson: mixing tau must be in (0, 1], got {tau!r}")
 
 
 def mixing_weights(G: torch.Tensor, lam: float, newest: int) -> torch.Tensor:
@@ -58,10 +48,8 @@ def _weights_numpy(A: np.ndarray, lam: float, newest: int) -> np.ndarray:
         except np.linalg.LinAlgError:
             w = np.full((A.shape[0], n), np.nan)
             for b in range(A.shape[0]):
-                try:
+                with contextlib.suppress(np.linalg.LinAlgError):  # a singular row keeps NaN: the newest is used
                     w[b] = np.linalg.solve(A[b], ones[b])[:, 0]
-                except np.linalg.LinAlgError:
-                    pass
         alpha = w / w.sum(axis=1, keepdims=True)
     bad = ~np.isfinite(alpha).all(axis=1)
     if bad.any():

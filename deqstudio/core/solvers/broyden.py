@@ -14,14 +14,6 @@ import torch
 
 from .recorder import Recorder
 
-OPTIONS = {"m": 30}
-
-
-def validate(opts: dict) -> None:
-    m = opts["m"]
-    if isinstance(m, bool) or not isinstance(m, int) or m < 1:
-        raise ValueError(f"broyden: memory m must be a positive integer, got {m!r}")
-
 
 def _matvec(U: torch.Tensor, Vt: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """(−I + U Vᵀ) x for batched U (B, D, n), Vᵀ (B, n, D), x (B, D)."""

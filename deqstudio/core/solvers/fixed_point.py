@@ -6,14 +6,6 @@ import torch
 
 from .recorder import Recorder
 
-OPTIONS = {"tau": 1.0}
-
-
-def validate(opts: dict) -> None:
-    tau = opts["tau"]
-    if not (0.0 < float(tau) <= 1.0):
-        raise ValueError(f"fixed_point: damping tau must be in (0, 1], got {tau!r}")
-
 
 def fixed_point(rec: Recorder, z0: torch.Tensor, *, tau: float) -> None:
     z = z0

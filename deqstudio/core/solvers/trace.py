@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 REASONS = ("converged", "max_iter", "diverged", "non-finite")
 
@@ -54,7 +58,7 @@ class SolverTrace:
     evaluations: int
     block_rel: np.ndarray | None = None
     block_names: tuple[str, ...] = ()
-    states: torch.Tensor | None = None
+    states: "torch.Tensor | None" = None
     extras: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
@@ -100,3 +104,48 @@ class SolverTrace:
             states=None if self.states is None else self.states[b : b + 1, :k],
             extras={name: v[b : b + 1, :k] for name, v in self.extras.items()},
         )
+
+    def rows(self, index: np.ndarray) -> "SolverTrace":
+        """The trace of some samples (an index array), every step kept."""
+        index = np.asarray(index, dtype=np.int64)
+        def pick(a):
+            return None if a is None else a[index]
+
+        return replace(
+            self, abs=self.abs[index], rel=self.rel[index], nstep=self.nstep[index],
+            converged=self.converged[index], best_step=self.best_step[index],
+            reason=[self.reason[i] for i in index], block_rel=pick(self.block_rel), states=pick(self.states),
+            extras={name: v[index] for name, v in self.extras.items()},
+        )
+
+
+def _pad_steps(values: np.ndarray, steps: int) -> np.ndarray:
+    """(B, K, ...) padded with NaN to (B, steps, ...)."""
+    if values.shape[1] == steps:
+        return values
+    pad = np.full((values.shape[0], steps - values.shape[1], *values.shape[2:]), np.nan)
+    return np.concatenate([values.astype(np.float64, copy=False), pad], axis=1)
+
+
+def concat_traces(traces: Sequence[SolverTrace]) -> SolverTrace:
+    """One trace from the traces of consecutive batches, as if they had been solved together: steps a
+    sample did not take are NaN, ``evaluations`` is the slowest sample's, wall times add up. Recorded
+    states are not kept."""
+    if not traces:
+        raise ValueError("concat_traces needs at least one trace")
+    first = traces[0]
+    steps = max(t.abs.shape[1] for t in traces)
+
+    def cat(name):
+        values = [getattr(t, name) for t in traces]
+        return None if any(v is None for v in values) else np.concatenate([_pad_steps(v, steps) for v in values])
+
+    extras = {name: np.concatenate([_pad_steps(t.extras[name], steps) for t in traces])
+              for name in first.extras if all(name in t.extras for t in traces)}
+    return SolverTrace(
+        solver=first.solver, stop_mode=first.stop_mode, tol=first.tol, abs=cat("abs"), rel=cat("rel"),
+        nstep=np.concatenate([t.nstep for t in traces]), converged=np.concatenate([t.converged for t in traces]),
+        best_step=np.concatenate([t.best_step for t in traces]), reason=[r for t in traces for r in t.reason],
+        wall_time_s=float(sum(t.wall_time_s for t in traces)), evaluations=max(t.evaluations for t in traces),
+        block_rel=cat("block_rel"), block_names=first.block_names, extras=extras,
+    )

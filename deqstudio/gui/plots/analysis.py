@@ -6,7 +6,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore
 
-from .plots import colour
+from .base import colour
 
 SYMBOLS = ("o", "s", "t", "d", "+", "x")
 
@@ -104,13 +104,16 @@ class RobustnessPlot(AnalysisPlot):
         note = f"{sweep.model} · {sweep.split} split, {sweep.samples} samples"
         if not sweep.complete:
             note += " · cancelled: partial"
-        self.getPlotItem().setTitle(f"{self.title}<br><span style='font-size:8pt;color:#444'>{note}</span>", size="10pt")
+        multilabel = sweep.metric == "micro_f1"  # a multilabel model's curves are micro F1, not accuracy
+        self.getPlotItem().setLabel("left", "micro F1 (label sets of the split)" if multilabel else self.y_label)
+        title = "Micro F1 under corruption" if multilabel else self.title
+        self.getPlotItem().setTitle(f"{title}<br><span style='font-size:8pt;color:#444'>{note}</span>", size="10pt")
 
     def data_table(self):
         s = self.analysis
         if s is None:
             return ["modality", "kind", "severity", "accuracy"], []
-        return list(s.COLUMNS), s.rows()
+        return list(s.columns), s.rows()
 
 
 class CalibrationPlot(AnalysisPlot):

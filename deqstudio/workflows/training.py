@@ -7,17 +7,19 @@ import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from ..core import device as core_device
 from ..core import udml
 from ..core.config import DEQ_FUSIONS, FUSIONS, ModalitySpec, ModelConfig
 from ..core.model import FusionModel
-from ..core.training import UDML_WEIGHTINGS, EpochRecord, TrainOptions, accuracy, dependency_scores, fit, predict
-from .checkpoint import save_checkpoint
-from .dataset import Dataset, DatasetError
+from ..core.training import UDML_WEIGHTINGS, EpochRecord, TrainOptions, dependency_scores, fit
+from ..errors import DatasetError
+from ..io.checkpoint import save_checkpoint
+from ..io.dataset import Dataset
 
 
 @dataclass
@@ -67,16 +69,19 @@ class TrainRequest:
 
 
 def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda was asked for but no CUDA GPU is available")
-    return device
+    """Where training runs: ``auto`` is CUDA when present; CUDA asked for and absent is an error."""
+    return core_device.resolve_device(device, strict=True).device
+
+
+def check_trainable(ds: Dataset) -> None:
+    """Refuse what DEQ Studio does not train: multilabel datasets."""
+    if ds.task == "multilabel":
+        raise DatasetError(f"dataset {ds.name!r} is multilabel; DEQ Studio trains multiclass models only (a "
+                           "multilabel model trained elsewhere opens through `deqstudio import deqfusion`)")
 
 
 def build_config(ds: Dataset, req: TrainRequest) -> ModelConfig:
+    check_trainable(ds)
     names = tuple(req.modalities) if req.modalities else ds.modality_names
     missing = [n for n in names if n not in ds.modalities]
     if missing:
@@ -98,32 +103,23 @@ def split_tensors(ds: Dataset, names, split: str):
     return [torch.from_numpy(a) for a in ds.arrays(names, idx)], torch.from_numpy(ds.labels[idx])
 
 
-@torch.no_grad()
 def evaluate(model: FusionModel, ds: Dataset, split: str = "test") -> dict:
-    """Accuracy, NLL, and for DEQ fusions the solver's steps and residuals over a split."""
-    names = model.modality_names
-    x, y = split_tensors(ds, names, split)
-    device = next(model.parameters()).device
-    x, y = [t.to(device) for t in x], y.to(device)
-    model.eval()
-    logits, steps, rel, conv = [], [], [], []
-    for start in range(0, len(y), 256):
-        out = model([t[start : start + 256] for t in x])
-        logits.append(out.logits)
-        if out.trace is not None:
-            steps.append(out.trace.nstep)
-            rel.append(out.trace.final_rel)
-            conv.append(out.trace.converged)
-    logits = torch.cat(logits)
+    """Accuracy, NLL, and for DEQ fusions the solver's steps and residuals over a split (the one evaluation path)."""
+    from ..core.native import NativeAdapter
+    from ..diagnostics.evaluation import Evaluator
+
+    out = Evaluator(NativeAdapter(model), ds).run(ds.split(split))
+    y = torch.from_numpy(out.labels)
+    logits = torch.from_numpy(out.run.logits).double()
     metrics = {
-        f"{split}_accuracy": float((logits.argmax(1) == y).float().mean()),
+        f"{split}_accuracy": out.accuracy,
         f"{split}_nll": float(torch.nn.functional.cross_entropy(logits, y)),
-        f"{split}_samples": int(len(y)),
+        f"{split}_samples": len(y),
     }
-    if steps:
-        metrics[f"{split}_mean_steps"] = float(np.concatenate(steps).mean())
-        metrics[f"{split}_median_rel_residual"] = float(np.median(np.concatenate(rel)))
-        metrics[f"{split}_converged_fraction"] = float(np.concatenate(conv).mean())
+    if out.run.trace is not None:
+        metrics[f"{split}_mean_steps"] = float(out.steps.mean())
+        metrics[f"{split}_median_rel_residual"] = float(np.median(out.final_rel))
+        metrics[f"{split}_converged_fraction"] = float(out.converged.mean())
     return metrics
 
 

@@ -1,0 +1,194 @@
+"""File › Open checkpoint / dataset / recent, drag and drop, Save / Load session, Reopen last session.
+
+Files are read off the UI thread (on the solve worker); a file that cannot be used is a message in the banner
+and whatever was open stays open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from PySide6 import QtGui, QtWidgets
+
+from ..errors import LoadError, printable
+from ..io.guard import open_regular
+from ..io.inspect import HDF5_MAGIC
+
+CHECKPOINT_FILTER = "DEQ Studio models (*.pt *.pth *.ckpt *.zip);;All files (*)"
+DATASET_FILTER = "DEQ Studio datasets (*.h5 *.hdf5);;All files (*)"
+SESSION_FILTER = "DEQ Studio sessions (*.json);;All files (*)"
+
+
+class FileActions:
+    """The window's file menu: opening, recent files, sessions. ``remember`` False leaves no trace (screenshots)."""
+
+    def __init__(self, window, session, recent, status, remember: bool = True) -> None:
+        self.window, self.session, self.recent, self.status = window, session, recent, status
+        self.remember = remember
+        self._tasks: set[asyncio.Task] = set()
+        self.import_dialog = None
+
+    def in_background(self, coroutine) -> asyncio.Task:
+        """Run ``coroutine`` on the event loop, keeping a reference until it is done (asyncio keeps weak ones)."""
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def add_to_menu(self, menu: QtWidgets.QMenu) -> None:
+        menu.addAction("Open &checkpoint…", QtGui.QKeySequence.StandardKey.Open, self.ask_checkpoint)
+        menu.addAction("Open DEQ &package folder…", self.ask_package_folder)
+        menu.addAction("Open &dataset…", self.ask_dataset)
+        menu.addAction("&Import official checkpoint…", self.ask_import)
+        self.recent_menu = menu.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        menu.addSeparator()
+        menu.addAction("&Save session…", QtGui.QKeySequence.StandardKey.Save, self.ask_save_session)
+        menu.addAction("&Load session…", self.ask_load_session)
+        menu.addAction("Reopen &last session", self.restore_last_session)
+
+    # -- opening ----------------------------------------------------------------------------------
+    async def open_files(self, checkpoint=None, dataset=None) -> bool:
+        """Load off the UI thread; on failure show the reason and keep what was open."""
+        bar = self.window.statusBar()
+        bar.showMessage("loading …")
+        runner = self.session.start_solving()
+        try:
+            prepared = await runner.run_exclusive(self.session.prepare, checkpoint, dataset)
+        except LoadError as exc:
+            kept = (" Nothing was changed: what was open stays open." if self.session.ready else
+                    " Open a DEQ Studio checkpoint (.pt) and dataset (.h5) to begin.")
+            self.status.show_message(f"Could not open it. {str(exc).rstrip('.')}.{kept}", True)
+            bar.clearMessage()
+            return False
+        except Exception as exc:  # noqa: BLE001 — an unexpected failure is still a message
+            self.status.show_message(f"could not open: {exc}", True)
+            bar.clearMessage()
+            return False
+        self.session.install(*prepared)
+        for p in (checkpoint, dataset):
+            if p is not None:
+                self.remember_file(p)
+        bar.clearMessage()
+        if self.session.ready:
+            self.status.hide_message()
+            await self.refresh_table()
+        return True
+
+    async def refresh_table(self) -> None:
+        s = self.session
+        if not s.ready:
+            return
+        engine, split, settings = s.engine, s.split, s.solver
+        try:
+            table = await s.start_solving().run_exclusive(engine.browse, split, settings)
+        except Exception as exc:  # noqa: BLE001 — a table that cannot be made is a message
+            self.status.show_message(f"could not tabulate the {split} split: {exc}", True)
+            return
+        if engine is s.engine:
+            s.accept_table(table)
+
+    def open_in_background(self, checkpoint=None, dataset=None) -> None:
+        self.in_background(self.open_files(checkpoint, dataset))
+
+    def remember_file(self, path) -> None:
+        if self.remember:
+            self.recent.add(str(Path(path).resolve()))
+
+    def ask_checkpoint(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self.window, "Open checkpoint", "", CHECKPOINT_FILTER)
+        if path:
+            self.open_in_background(checkpoint=path)
+
+    def ask_package_folder(self) -> None:
+        path = QtWidgets.QFileDialog.getExistingDirectory(self.window, "Open DEQ package folder")
+        if path:
+            self.open_in_background(checkpoint=path)
+
+    def ask_dataset(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self.window, "Open dataset", "", DATASET_FILTER)
+        if path:
+            self.open_in_background(dataset=path)
+
+    def ask_import(self):
+        """File › Import official checkpoint…: the import dialog (modeless; it opens what it writes)."""
+        from .import_dialog import show_import_dialog
+
+        self.import_dialog = show_import_dialog(self, self.window, self.import_dialog)
+        return self.import_dialog
+
+    def open_path(self, path: str) -> None:
+        """Open a file of either kind, by its content (drag-and-drop, Open recent); a folder is a DEQ package."""
+        if Path(path).is_dir():
+            self.open_in_background(checkpoint=path)
+            return
+        try:
+            with open_regular(path) as fh:  # a FIFO or a device is refused at once, never read
+                head = fh.read(8)
+        except ValueError as exc:
+            self.status.show_message(f"{Path(path).name}: {exc}", True)
+            return
+        except OSError as exc:
+            self.status.show_message(f"{Path(path).name}: cannot be read ({exc.strerror or exc})", True)
+            return
+        if head.startswith(HDF5_MAGIC):
+            self.open_in_background(dataset=path)
+        elif path.endswith(".json"):
+            self.load_session(path)
+        else:
+            self.open_in_background(checkpoint=path)
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        paths = self.recent.paths()
+        if not paths:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+        for p in paths:
+            self.recent_menu.addAction(printable(p), lambda p=p: self.open_path(p))
+
+    # -- sessions ---------------------------------------------------------------------------------
+    def ask_save_session(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self.window, "Save session", "session.json", SESSION_FILTER)
+        if path:
+            try:
+                self.session.save(path)
+                self.recent.add(path)
+                self.window.statusBar().showMessage(f"saved {path}", 4000)
+            except OSError as exc:
+                self.status.show_message(f"could not save the session to {path}: {exc.strerror or exc}", True)
+
+    def ask_load_session(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self.window, "Load session", "", SESSION_FILTER)
+        if path:
+            self.load_session(path)
+
+    def load_session(self, path: str) -> None:
+        self.session.start_solving()
+        try:
+            self.session.load(path)
+        except LoadError as exc:
+            self.status.show_message(str(exc), True)
+            return
+        self.in_background(self.refresh_table())
+
+    @property
+    def last_session_path(self) -> Path:
+        return self.recent.path.parent / "last-session.json"
+
+    def restore_last_session(self) -> bool:
+        """Load the session saved when the studio was last closed (File › Reopen last session)."""
+        if not self.last_session_path.exists():
+            self.status.show_message("No last session is remembered yet: one is saved each time the studio closes.",
+                                     True)
+            return False
+        self.load_session(str(self.last_session_path))
+        return self.session.ready
+
+    def save_last_session(self) -> None:
+        if self.session.ready and self.remember:
+            try:
+                self.last_session_path.parent.mkdir(parents=True, exist_ok=True)
+                self.session.save(self.last_session_path)
+            except OSError:
+                pass  # remembering the session is a convenience; closing must not fail over it

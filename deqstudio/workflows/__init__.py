@@ -1,0 +1,1 @@
+"""Work that spans files and models: training runs (and, later, importing models trained elsewhere)."""
