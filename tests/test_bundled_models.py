@@ -13,7 +13,8 @@ from deqstudio.io.dataset import read_dataset
 from deqstudio.workflows.training import evaluate, split_tensors
 from deqstudio.paths import default_checkpoint, default_dataset, models_dir
 
-BUNDLED = ("uci_deq_udml", "uci_deq", "uci_weighted_sum", "uci_concat", "uci_sum", "uci_late", "breast_cancer_deq_udml")
+BUNDLED = ("uci_deq_udml", "uci_deq", "uci_weighted_sum", "uci_concat", "uci_sum", "uci_late", "breast_cancer_deq_udml",
+           "uci_fzm_deq_udml", "uci_fzm_deq")
 
 
 @pytest.fixture(scope="module")
@@ -63,11 +64,34 @@ def test_every_bundled_model_loads_and_has_a_card(name):
     models = models_dir()
     ck = load_checkpoint(models / f"{name}.pt")
     card = (models / f"{name}.md").read_text()
-    assert f"{ck.metrics['test_accuracy']:.4f}" in card and "± " in card and "deqstudio train" in card
-    assert (models / f"{name}.pt").stat().st_size < 2_000_000
+    assert f"{ck.metrics['test_accuracy']:.4f}" in card and "± " in card
+    # the card's command is the one the checkpoint recorded, writing to the bundled file, with its thread count
+    command = next(line for line in card.splitlines() if line.startswith("deqstudio train "))
+    recorded = ck.training["command"].split()
+    out = recorded.index("--out")
+    assert command.split() == recorded[: out + 1] + [f"models/{name}.pt"] + recorded[out + 2:]
+    assert f"--threads {ck.training['threads']}" in command
+    assert (models / f"{name}.pt").stat().st_size < 1_000_000
 
 
 def test_models_readme_has_the_three_paper_checks():
     text = (models_dir() / "README.md").read_text()
     for heading in ("ablation", "Convergence", "calibration", "Robustness"):
         assert heading in text
+
+
+def test_models_readme_separates_udmls_effects_on_both_benchmarks():
+    text = (models_dir() / "README.md").read_text()
+    sections = text.split("\n## ")
+    for views in ("pix + fou + zer", "fou + zer + mor"):
+        section = next(s for s in sections if f", {views} (" in s.split("\n")[0])
+        for row in ("deq + UDML's noise injection", "weighted sum + UDML's noise injection", "deq-udml with w ≡ 1",
+                    "deq-udml without the noise loss", "ρ σ̂", "ρ PE", "AUC"):
+            assert row in section, (views, row)
+
+
+def test_the_fusion_headroom_models_are_deq_fusions_on_three_uci_views():
+    for name, fusion in (("uci_fzm_deq_udml", "deq-udml"), ("uci_fzm_deq", "deq")):
+        ck = load_checkpoint(models_dir() / f"{name}.pt")
+        assert ck.config.fusion == fusion and ck.config.modality_names == ("fou", "zer", "mor")
+        assert ck.training["threads"] >= 1 and "--threads" in ck.training["command"]
