@@ -60,7 +60,9 @@ class FileActions:
         bar.showMessage("loading …")
         runner = self.session.start_solving()
         try:
-            prepared = await runner.run_exclusive(self.session.prepare, checkpoint, dataset)
+            early = self.session.take_early(checkpoint, dataset)
+            prepared = await (asyncio.wrap_future(early) if early is not None else
+                              runner.run_exclusive(self.session.prepare, checkpoint, dataset))
         except LoadError as exc:
             kept = (" Nothing was changed: what was open stays open." if self.session.ready else
                     " Open a DEQ Studio checkpoint (.pt) and dataset (.h5) to begin.")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6 import QtGui, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..session.recent import RecentFiles
 from ..session.state import Session
@@ -27,12 +27,21 @@ _GUI_THREAD_GC = None
 def collect_garbage_on_the_gui_thread() -> None:
     """Python's cycle collector runs in whichever thread happens to allocate: on the solve worker it could
     destroy Qt objects (closed windows, removed plot items) off the GUI thread, which pyqtgraph warns can
-    crash Qt. Automatic collection is turned off and done on a GUI-thread timer instead."""
+    crash Qt. Automatic collection is turned off and done on a GUI-thread timer instead, which starts with the
+    first model (``freeze_long_lived_objects``), or after a few seconds without one: until then each pass would
+    walk everything the worker is importing (torch), and steal its time."""
     global _GUI_THREAD_GC
     if _GUI_THREAD_GC is None:
         from pyqtgraph.util.garbage_collector import GarbageCollector
 
         _GUI_THREAD_GC = GarbageCollector(interval=0.5)
+        _GUI_THREAD_GC.timer.stop()
+        QtCore.QTimer.singleShot(10_000, _start_collecting)
+
+
+def _start_collecting() -> None:
+    if _GUI_THREAD_GC is not None and not _GUI_THREAD_GC.timer.isActive():
+        _GUI_THREAD_GC.timer.start()
 
 
 def freeze_long_lived_objects() -> None:
@@ -44,6 +53,7 @@ def freeze_long_lived_objects() -> None:
     if not getattr(freeze_long_lived_objects, "done", False):
         freeze_long_lived_objects.done = True
         gc.freeze()
+    _start_collecting()
 
 
 class MainWindow(QtWidgets.QMainWindow):

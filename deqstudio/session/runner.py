@@ -116,6 +116,18 @@ class Runner:
             if self._idle is not None and not self._idle.done():
                 self._idle.set_result(None)
 
+    def start_exclusive(self, fn, *args) -> concurrent.futures.Future:
+        """Start ``fn`` on the solve worker now, without an event loop (e.g. reading files while the window is
+        still being built); await it later with ``asyncio.wrap_future``."""
+        if self.synchronous:
+            future: concurrent.futures.Future = concurrent.futures.Future()
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # noqa: BLE001 — delivered to whoever awaits it
+                future.set_exception(exc)
+            return future
+        return self._executor.submit(fn, *args)
+
     async def run_exclusive(self, fn, *args):
         """Run ``fn`` on the solve worker (after whatever it is doing), e.g. loading or tabulating."""
         if self.synchronous:

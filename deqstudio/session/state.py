@@ -51,6 +51,7 @@ class Session:
         self.runner: Runner | None = None
         self.equilibrium: EquilibriumResult | None = None  # of the shown result once computed (may lag behind)
         self.equilibrium_runner: Runner | None = None
+        self._early = None  # (paths, future) of prepare_early
         self._generation = 0
         self.requested_at = 0.0  # time.monotonic() of the newest solve request
         self.loaded = Signal()  # (info)
@@ -214,6 +215,20 @@ class Session:
         except OSError as exc:
             raise LoadError(f"cannot read the file: {exc.strerror or exc}") from None
         return checkpoint, dataset, engine
+
+    def prepare_early(self, checkpoint_path=None, dataset_path=None) -> None:
+        """Start reading these files on the solve worker at once, before any window exists: torch's import and the
+        reads overlap with building the window. ``take_early`` hands the outcome to whoever opens the same files."""
+        runner = self.start_solving()
+        self._early = ((checkpoint_path, dataset_path), runner.start_exclusive(self.prepare, checkpoint_path,
+                                                                                dataset_path))
+
+    def take_early(self, checkpoint_path=None, dataset_path=None):
+        """The future of ``prepare_early`` for exactly these files (once), else None."""
+        early, self._early = self._early, None
+        if early is not None and early[0] == (checkpoint_path, dataset_path):
+            return early[1]
+        return None
 
     def install(self, checkpoint, dataset, engine) -> None:
         """Make prepared files current (UI thread) and announce them."""
