@@ -27,7 +27,7 @@ def test_prepare_early_reads_on_the_worker_and_is_taken_once_for_the_same_files(
     assert session.take_early(ck, None) is None  # other files: not this reading (and it is given up)
     session.prepare_early(ck, data)
     future = session.take_early(ck, data)
-    checkpoint, dataset, engine = future.result(timeout=60)
+    _checkpoint, dataset, engine = future.result(timeout=60)
     assert engine is not None and dataset.name == "synthetic-0"
     assert session.take_early(ck, data) is None  # once
     assert all(name.startswith("deqstudio-solve") for name in seen)
