@@ -122,6 +122,19 @@ class BatchOutcome:
         return {**f1_scores(self.labels, self.predictions), "exact_match": self.accuracy}
 
 
+class SplitRows:
+    """The rows of a split of one modality, read when asked for (``rows(positions)``): a shuffle's pool."""
+
+    def __init__(self, dataset, name: str, ids: np.ndarray) -> None:
+        self.dataset, self.name, self.ids = dataset, name, ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def rows(self, positions) -> np.ndarray:
+        return self.dataset.arrays([self.name], self.ids[np.asarray(positions, dtype=np.int64)])[0]
+
+
 class Evaluator:
     """A model (any ``ModelAdapter``, or a ``FusionModel``) and a dataset, evaluated in batches under corruptions."""
 
@@ -135,17 +148,27 @@ class Evaluator:
         self.names = self.adapter.modality_names
         train = dataset.split("train")
         self.pool_ids = train
-        self.pool = {n: dataset.arrays([n], train)[0] for n in self.names}
-        self.feature_std = [s if s is not None else self._train_std(n)
-                            for s, n in zip(self.adapter.feature_scales, self.names)]
+        self.pool = {n: SplitRows(dataset, n, train) for n in self.names}  # read only when a shuffle draws a row
+        self._feature_std: list[np.ndarray] | None = None
 
     @property
     def device(self) -> str:
         return self.adapter.device
 
+    @property
+    def feature_std(self) -> list[np.ndarray]:
+        """Per modality, the scale of its Gaussian corruption: the model's own, else the training split's per-feature
+        std (``Dataset.train_std``: cached statistics for a big file), asked for on the first Gaussian corruption."""
+        if self._feature_std is None:
+            self._feature_std = [s if s is not None else self._train_std(n)
+                                 for s, n in zip(self.adapter.feature_scales, self.names)]
+        return self._feature_std
+
     def _train_std(self, name: str) -> np.ndarray:
         """A modality's per-feature std over the training split (the scale of its Gaussian corruption)."""
-        std = self.pool[name].astype(np.float64).std(axis=0)
+        if hasattr(self.dataset, "train_std"):
+            return self.dataset.train_std(name)
+        std = self.pool[name].rows(np.arange(len(self.pool_ids))).astype(np.float64).std(axis=0)
         return np.where(std > 1e-6, std, 1.0).astype(np.float32)
 
     def inputs(self, ids: np.ndarray, corruptions: Mapping[str, Corruption] | None = None) -> list[np.ndarray]:
@@ -158,7 +181,7 @@ class Evaluator:
                 if c.kind not in kinds_for(spec.kind):
                     raise ValueError(f"corruption {c.kind!r} does not apply to the {spec.kind} modality {spec.name!r}")
                 x = corrupt(x, spec.kind, c.kind, c.severity, c.seed, modality=spec.name,
-                            feature_std=self.feature_std[i], image_shape=spec.image_shape, sample_ids=ids,
+                            feature_std=self.feature_std[i] if c.kind == "gaussian" else None, image_shape=spec.image_shape, sample_ids=ids,
                             pool=self.pool[spec.name], pool_ids=self.pool_ids)
             out.append(np.ascontiguousarray(x, dtype=np.float32))
         return out
