@@ -23,6 +23,16 @@ from .threads import threads_for_batches
 from .values import BrowseTable, EquilibriumResult, ModelInfo, RunView, SolveRequest, SolveResult
 
 CLEAN_CACHE_SIZE = 256
+# The samples table's batches hold at most this many bytes of input rows: a model's activations grow with its
+# inputs (the scale dataset's 64×64 image through a CNN takes ~1 MB per sample), and the window's memory must stay
+# bounded whatever the dataset. 2 MiB: the bundled UCI views keep batches of 400, a 4,446-feature sample 117.
+STUDIO_BATCH_BYTES = 2 * 1024**2
+STUDIO_BATCH_MAX = 400
+
+
+def studio_batch_size(dataset, names) -> int:
+    row_bytes = 4 * sum(dataset.modalities[n].dim for n in names)
+    return int(min(STUDIO_BATCH_MAX, max(16, STUDIO_BATCH_BYTES // max(row_bytes, 1))))
 
 
 def check_compatible(adapter: ModelAdapter, dataset) -> None:
@@ -77,7 +87,7 @@ class Engine:
         check_compatible(model, dataset)
         self.adapter = model
         self.dataset = dataset
-        self.evaluator = Evaluator(model, dataset)
+        self.evaluator = Evaluator(model, dataset, batch_size=studio_batch_size(dataset, model.modality_names))
         self.device = "cpu"
         self.notice = ""
         self._clean_cache: dict = {}
