@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import DatasetError
 
-CACHE_BYTES = 32 * 1024**2  # decoded blocks kept per open file
+CACHE_BYTES = 16 * 1024**2  # decoded blocks kept per open file
 BLOCK_BYTES = 256 * 1024  # a block holds whole chunks up to about this size (at least one chunk)
 CONTIGUOUS_BLOCK_BYTES = 256 * 1024  # rows per block of an unchunked array
 

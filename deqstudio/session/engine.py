@@ -25,8 +25,9 @@ from .values import BrowseTable, EquilibriumResult, ModelInfo, RunView, SolveReq
 CLEAN_CACHE_SIZE = 256
 # The samples table's batches hold at most this many bytes of input rows: a model's activations grow with its
 # inputs (the scale dataset's 64×64 image through a CNN takes ~1 MB per sample), and the window's memory must stay
-# bounded whatever the dataset. 2 MiB: the bundled UCI views keep batches of 400, a 4,446-feature sample 117.
-STUDIO_BATCH_BYTES = 2 * 1024**2
+# bounded whatever the dataset. 1 MiB: the bundled UCI views keep batches of 400, 4,446-feature samples get 58
+# (the table fills as fast: a solve's batch costs its iterations, not its rows).
+STUDIO_BATCH_BYTES = 1024**2
 STUDIO_BATCH_MAX = 400
 
 
