@@ -244,8 +244,9 @@ def validate(ds: Dataset) -> None:
         if m.data.shape[1] == 0:
             raise DatasetError(f"{where}: modality {name!r} has no features")
         if not m.lazy and not np.isfinite(m.data).all():  # lazily read: checked as read, and by statistics()
-            bad = int((~np.isfinite(m.data)).any(axis=1).sum())
-            raise DatasetError(f"{where}: modality {name!r} has non-finite values (NaN or Inf) in {bad} samples")
+            rows = (~np.isfinite(m.data)).any(axis=1)
+            raise DatasetError(f"{where}: modality {name!r} has non-finite values (NaN or Inf) in {int(rows.sum())} "
+                               f"samples (the first: sample {int(rows.argmax())})")
         if m.kind == "image":
             shape = m.image_shape
             if shape is None or len(shape) != 2 or int(shape[0]) * int(shape[1]) != m.data.shape[1] or min(shape) < 1:
@@ -325,4 +326,10 @@ def stratified_splits(labels: np.ndarray, fractions=(0.6, 0.2, 0.2), seed: int =
     return {s: np.sort(np.concatenate(v)).astype(np.int64) for s, v in parts.items()}
 
 
-from .dataset_reader import read_dataset  # noqa: E402, F401 — reading lives in its own module; imported from here too
+def __getattr__(name: str):
+    """``read_dataset`` lives in ``dataset_reader`` (which imports this module) and is importable from here too."""
+    if name == "read_dataset":
+        from .dataset_reader import read_dataset
+
+        return read_dataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -66,7 +66,7 @@ def corruption_scale(std: np.ndarray) -> np.ndarray:
 
 def in_memory(x: np.ndarray, train: np.ndarray) -> ModalityStats:
     """Statistics of an array held in memory (its values are known finite)."""
-    return ModalityStats(float(x.min()), float(x.max()), float(x.mean()),
+    return ModalityStats(float(x.min()), float(x.max()), float(x.mean(dtype=np.float64)),
                          corruption_scale(x[train].astype(np.float64).std(axis=0)))
 
 
