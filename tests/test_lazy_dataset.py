@@ -290,3 +290,55 @@ def test_the_samples_view_reports_every_row_of_a_big_table(big_file, qtbot):
     assert browser.model.data(last) == str(N - 1)
     assert browser.model.data(browser.model.index(N - 1, 2)) == NOT_COMPUTED
     assert _feature_arrays(ds, N) == []
+
+
+@pytest.fixture(scope="module")
+def big_model(tmp_path_factory):
+    """An untrained model over the big file's modalities, as a checkpoint (the studio opens files)."""
+    import torch
+
+    from deqstudio.core.config import ModalitySpec, ModelConfig
+    from deqstudio.core.model import FusionModel
+    from deqstudio.io.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = FusionModel(ModelConfig(tuple(ModalitySpec(n, d) for n, d in DIMS.items()), num_classes=10,
+                                    hidden=8, encoder_hidden=8)).eval()
+    return save_checkpoint(tmp_path_factory.mktemp("model") / "big.pt", model)
+
+
+@pytest.mark.parametrize("poisoned", [False, True])
+def test_the_window_checks_a_big_file_in_the_background_after_the_first_plot(poisoned, big_model, copy_of, qtbot,
+                                                                              event_loop_qt, monkeypatch, tmp_path):
+    import asyncio
+
+    from deqstudio.gui.main_window import MainWindow
+    from deqstudio.session.recent import RecentFiles
+
+    monkeypatch.setattr(dataset_reader, "EAGER_BYTES", 1024**2)  # opened the way a big file is
+    path = copy_of("nan.h5" if poisoned else "clean.h5")
+    if poisoned:
+        with h5py.File(path, "r+") as h5:
+            h5["modalities/b"][DEEP, 2] = np.inf
+    win = MainWindow(recent=RecentFiles(tmp_path / "recent.json"), remember=False)
+    qtbot.addWidget(win)
+    win.show()
+    messages, order = [], []
+    win.session.message.connect(lambda text, is_error: messages.append((text, is_error)))
+    win.session.result_changed.connect(lambda r: order.append(win.session.dataset._stats is None))
+    try:
+        task = asyncio.ensure_future(win.open_files(big_model, path))
+        qtbot.waitUntil(task.done, timeout=60000)
+        assert task.result() is True and win.session.dataset.lazy
+        qtbot.waitUntil(lambda: len(order) > 0, timeout=60000)
+        assert order[0] is True  # the first plot came before any statistics
+        ds = win.session.dataset
+        if poisoned:
+            wording = f"in 1 samples (the first: sample {DEEP})"
+            qtbot.waitUntil(lambda: any(wording in text for text, _ in messages), timeout=60000)
+            assert all(is_error for text, is_error in messages if wording in text)
+        else:
+            qtbot.waitUntil(lambda: ds._stats is not None, timeout=60000)
+            assert dataset_stats.cache_paths(path)[0].is_file() and not messages
+    finally:
+        win.close()

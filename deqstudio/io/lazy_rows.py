@@ -142,7 +142,7 @@ class LazyRows:
     def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows ``start:stop`` straight from the file (no cache): float32 (K, D) and the positions of rows holding
         a non-finite value. A value beyond float32 is refused here."""
-        n, d = self.shape
+        d = self.shape[1]
         try:
             raw = np.asarray(self.file.member(self.name)[start:stop]).reshape(-1, d)
         except DatasetError:

@@ -7,9 +7,7 @@ Views subscribe to its signals and change it only through its setters. With a ru
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +17,7 @@ from ..core.device import NO_CUDA, check_device_name
 from ..core.solvers.settings import SolverSettings
 from ..errors import Cancelled, DeqStudioError, LoadError
 from ..io.session_file import SavedSession, read_session, write_session
+from .dataset_statistics import start_statistics_pass
 from .engine import Engine
 from .runner import Runner
 from .sample_table import SampleTable
@@ -54,7 +53,7 @@ class Session:
         self.equilibrium: EquilibriumResult | None = None  # of the shown result once computed (may lag behind)
         self.equilibrium_runner: Runner | None = None
         self._early = None  # (paths, future) of prepare_early
-        self._statistics_of = None  # the dataset whose statistics pass was started (``_start_statistics``)
+        self._statistics_of = None  # the dataset whose statistics pass was started (``start_statistics_pass``)
         self._generation = 0
         self.requested_at = 0.0  # time.monotonic() of the newest solve request
         self.loaded = Signal()  # (info)
@@ -137,37 +136,7 @@ class Session:
             self.step = -1
         self.result_changed.emit(result)
         self._analyse_equilibrium(result)
-        self._start_statistics()
-
-    # -- a big dataset's statistics (after the first plot, in the background) ------------------------
-    def _start_statistics(self) -> None:
-        """A lazily read dataset's pass over its values (every value checked; train std, ranges; cached beside the
-        file) on a thread of its own, started once the first result is shown, so the first plot never waits for it
-        and the first Gaussian corruption finds it done. A file holding NaN or Inf is reported when found; the pass
-        stops when the dataset is replaced or solving stops (a window closing)."""
-        ds = self.dataset
-        if ds is None or ds is self._statistics_of or not getattr(ds, "lazy", False):
-            return
-        self._statistics_of = ds
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no event loop (a script): computed when first needed
-        if ds.statistics_known:
-            return
-        cancel = lambda: self.dataset is not ds or self.runner is None  # noqa: E731
-
-        def work() -> None:
-            try:
-                ds.statistics(cancel=cancel)
-            except Cancelled:
-                return
-            except DeqStudioError as exc:
-                loop.call_soon_threadsafe(self.message.emit, str(exc), True)
-            except Exception as exc:  # noqa: BLE001 — a pass that fails is a message, never a crash
-                loop.call_soon_threadsafe(self.message.emit, f"could not read the values of {ds.label}: {exc}", True)
-
-        threading.Thread(target=work, name="deqstudio-statistics", daemon=True).start()
+        start_statistics_pass(self)
 
     # -- equilibrium analyses (after each solve, never before the plots) ----------------------------
     def _analyse_equilibrium(self, result: SolveResult) -> None:
