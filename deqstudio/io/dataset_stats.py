@@ -31,7 +31,7 @@ import numpy as np
 from ..errors import Cancelled, DatasetError, WriteError
 
 RECORD_VERSION = 1
-PASS_BYTES = 4 * 1024**2  # values read per step of the pass
+PASS_BYTES = 1024**2  # values read per step of the pass
 
 
 @dataclass(frozen=True)
