@@ -342,3 +342,30 @@ def test_the_window_checks_a_big_file_in_the_background_after_the_first_plot(poi
             assert dataset_stats.cache_paths(path)[0].is_file() and not messages
     finally:
         win.close()
+
+
+@pytest.mark.parametrize("junk", [b"", b"not a record", b"PK\x03\x04broken zip", "foreign"])
+def test_a_broken_or_foreign_statistics_record_is_ignored(junk, copy_of, tmp_path):
+    path = copy_of()
+    beside, _ = dataset_stats.cache_paths(path)
+    if junk == "foreign":  # a valid record of another dataset's modalities
+        np.savez(beside, meta=np.array('{"version": 1, "sha256": "", "size": 1, "mtime_ns": 1, "modalities": []}'))
+    else:
+        beside.write_bytes(junk)
+    ds = read_dataset(path, lazy=True)
+    assert not ds.statistics_known
+    stats = ds.statistics()
+    assert not stats.cached and read_dataset(path, lazy=True).statistics_known  # recomputed, and the record replaced
+
+
+def test_a_lazy_dataset_pickles_and_reads_after(big_file):
+    import pickle
+
+    ds = read_dataset(big_file, lazy=True)
+    ids = np.array([DEEP, 1, 99_999])
+    before = ds.arrays(["a", "b"], ids)
+    back = pickle.loads(pickle.dumps(ds))
+    assert back.lazy and back.cache_bytes == 0
+    for x, y in zip(before, back.arrays(["a", "b"], ids)):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(back.modalities["a"].data[DEEP, 2:5], before[0][0, 2:5])

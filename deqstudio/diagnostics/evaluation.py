@@ -164,6 +164,10 @@ class Evaluator:
                                  for s, n in zip(self.adapter.feature_scales, self.names)]
         return self._feature_std
 
+    @feature_std.setter
+    def feature_std(self, value: list[np.ndarray]) -> None:
+        self._feature_std = list(value)
+
     def _train_std(self, name: str) -> np.ndarray:
         """A modality's per-feature std over the training split (the scale of its Gaussian corruption)."""
         if hasattr(self.dataset, "train_std"):

@@ -93,6 +93,15 @@ class Dataset:
         self._stats = None
         self._stats_lock = threading.Lock()
 
+    def __getstate__(self) -> dict:  # picklable (a lazily read one reopens its file on the next read)
+        state = dict(self.__dict__)
+        state.pop("_stats_lock", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._stats_lock = threading.Lock()
+
     def hash_file_when_asked(self, resolved: Path) -> None:
         """``sha256`` will be this file's, computed on first use (read_dataset: never on the way to opening)."""
         self.__dict__["_sha256_of"] = Path(resolved)

@@ -22,6 +22,7 @@ import io
 import json
 import os
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from ..errors import Cancelled, DatasetError, WriteError
 
 RECORD_VERSION = 1
 PASS_BYTES = 1024**2  # values read per step of the pass
+META_BYTES = 4 * 1024**2  # a record's text part is far smaller: a larger one is not read
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,10 @@ def _read_record(target: Path, dims: dict[str, int]) -> tuple[dict, DatasetStats
     """The record at ``target`` if it is one and fits modalities of these ``dims``; None otherwise."""
     try:
         with np.load(target, allow_pickle=False) as z:
+            sizes = {i.filename: i.file_size for i in z.zip.infolist()}  # nothing larger than a record is inflated
+            if sizes.get("meta.npy", 0) > META_BYTES or any(
+                    sizes.get(f"std_{i}.npy", 0) > 4 * d + 1024 for i, d in enumerate(dims.values())):
+                return None
             meta = json.loads(str(z["meta"][()]))
             stds = [np.asarray(z[f"std_{i}"], dtype=np.float32) for i in range(len(dims))]
         if meta.get("version") != RECORD_VERSION or [m["name"] for m in meta["modalities"]] != list(dims):
@@ -184,7 +190,7 @@ def _read_record(target: Path, dims: dict[str, int]) -> tuple[dict, DatasetStats
             mods[m["name"]] = ModalityStats(float(m["min"]), float(m["max"]), float(m["mean"]), std,
                                             int(m["nonfinite_samples"]), int(m["first_nonfinite"]))
         return meta, DatasetStats(mods, sha256=str(meta["sha256"]), cached=True)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, EOFError, zipfile.BadZipFile):
         return None
 
 
@@ -222,8 +228,10 @@ def known_sha256(path: Path) -> str | None:
             continue
         try:
             with np.load(target, allow_pickle=False) as z:
+                if z.zip.getinfo("meta.npy").file_size > META_BYTES:
+                    continue
                 meta = json.loads(str(z["meta"][()]))
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile):
             continue
         if (isinstance(meta, dict) and meta.get("version") == RECORD_VERSION and meta.get("size") == info.st_size
                 and meta.get("mtime_ns") == info.st_mtime_ns and isinstance(meta.get("sha256"), str)

@@ -206,7 +206,8 @@ class LazyRows:
         n = self.shape[0]
         if isinstance(key, tuple):
             rows, *rest = key
-            return self[rows][(slice(None), *rest)] if rest else self[rows]
+            picked = self[rows]
+            return picked[tuple(rest)] if picked.ndim == 1 else picked[(slice(None), *rest)]
         if isinstance(key, (int, np.integer)):
             return self.take(np.array([int(key)]))[0]
         if isinstance(key, slice):
