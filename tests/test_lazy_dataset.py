@@ -228,21 +228,32 @@ def test_inspect_reads_metadata_only_and_check_reads_every_value(copy_of, capsys
     assert info["modalities"]["b"]["min"] < info["modalities"]["b"]["max"]
 
 
-def test_a_shuffle_pool_reads_only_the_rows_it_swaps_in(big_file):
+def test_a_shuffle_pool_reads_only_the_rows_it_swaps_in(big_file, monkeypatch):
     ds = read_dataset(big_file, lazy=True)
     train = ds.split("train")
     ids = ds.split("test")[:300]
     x = ds.arrays(["a"], ids)[0]
-    pool = SplitRows(ds, "a", train)
+    eager = corrupt(x, "vector", "shuffle", 2, seed=3, modality="a", sample_ids=ids,
+                    pool=ds.arrays(["a"], train)[0], pool_ids=train)
+    # bounded (the studio, for a split too big to keep): the rows drawn are read, nothing is kept
+    pool = SplitRows(ds, "a", train, keep_bytes=0)
     asked = []
     real = pool.rows
     pool.rows = lambda positions: asked.append(len(positions)) or real(positions)
     lazy = corrupt(x, "vector", "shuffle", 2, seed=3, modality="a", sample_ids=ids, pool=pool, pool_ids=train)
-    eager = corrupt(x, "vector", "shuffle", 2, seed=3, modality="a", sample_ids=ids,
-                    pool=ds.arrays(["a"], train)[0], pool_ids=train)
     np.testing.assert_array_equal(lazy, eager)
     swapped = int((lazy != x).any(axis=1).sum())
-    assert asked == [swapped] and 0 < swapped < len(ids)
+    assert asked == [swapped] and 0 < swapped < len(ids) and pool.kept_rows == 0
+    # unbounded (sweeps): the split rows of every block read are kept, each block read once, the same numbers
+    reads = []
+    real_read = LazyRows.read
+    monkeypatch.setattr(LazyRows, "read", lambda self, a, b: reads.append((self.name, a)) or real_read(self, a, b))
+    ds.modalities["a"].data.file.cache.clear()
+    kept = SplitRows(ds, "a", train)
+    for _ in range(3):
+        again = corrupt(x, "vector", "shuffle", 2, seed=3, modality="a", sample_ids=ids, pool=kept, pool_ids=train)
+        np.testing.assert_array_equal(again, eager)
+    assert len(reads) == len(set(reads)) and 0 < kept.kept_rows <= len(train)
 
 
 def test_the_studio_opens_a_big_file_and_tabulates_it(big_file):

@@ -16,12 +16,13 @@ from ..core.adapter import FixedPointProblem, ModelAdapter, ModelRun
 from ..core.corruptions import Corruption, corrupt, kinds_for
 from ..core.evaluate import concat_runs, evaluate
 from ..errors import Cancelled
+from .split_rows import SplitRows
 from .stats import f1_scores, label_sets, sample_f1
 
 ProgressFn = Callable[[float], None]
 CancelFn = Callable[[], bool]
 
-__all__ = ["BatchOutcome", "CancelFn", "Cancelled", "Corruption", "Evaluator", "ProgressFn", "as_adapter"]
+__all__ = ["BatchOutcome", "CancelFn", "Cancelled", "Corruption", "Evaluator", "ProgressFn", "SplitRows", "as_adapter"]
 
 
 def as_adapter(model) -> ModelAdapter:
@@ -122,23 +123,12 @@ class BatchOutcome:
         return {**f1_scores(self.labels, self.predictions), "exact_match": self.accuracy}
 
 
-class SplitRows:
-    """The rows of a split of one modality, read when asked for (``rows(positions)``): a shuffle's pool."""
-
-    def __init__(self, dataset, name: str, ids: np.ndarray) -> None:
-        self.dataset, self.name, self.ids = dataset, name, ids
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def rows(self, positions) -> np.ndarray:
-        return self.dataset.arrays([self.name], self.ids[np.asarray(positions, dtype=np.int64)])[0]
-
-
 class Evaluator:
     """A model (any ``ModelAdapter``, or a ``FusionModel``) and a dataset, evaluated in batches under corruptions."""
 
-    def __init__(self, model, dataset, device: str | None = None, batch_size: int = 400) -> None:
+    def __init__(self, model, dataset, device: str | None = None, batch_size: int = 400,
+                 pool_bytes: int | None = None) -> None:
+        """``pool_bytes``: how much of the training split's rows a shuffle may keep once read (``SplitRows``)."""
         self.adapter = as_adapter(model)
         if device is not None:
             self.adapter.to(device)
@@ -148,7 +138,7 @@ class Evaluator:
         self.names = self.adapter.modality_names
         train = dataset.split("train")
         self.pool_ids = train
-        self.pool = {n: SplitRows(dataset, n, train) for n in self.names}  # read only when a shuffle draws a row
+        self.pool = {n: SplitRows(dataset, n, train, pool_bytes) for n in self.names}  # read when a shuffle draws
         self._feature_std: list[np.ndarray] | None = None
 
     @property

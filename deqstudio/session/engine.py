@@ -30,6 +30,9 @@ CLEAN_CACHE_SIZE = 256
 # batched solve costs its iterations more than its rows).
 STUDIO_BATCH_BYTES = 640 * 1024
 STUDIO_BATCH_MAX = 400
+# A shuffle keeps the training rows it read only for a modality whose training split fits in this (``SplitRows``):
+# the scale file's text and meta views, not its 255 MB of images (read row by row through the dataset's cache).
+STUDIO_POOL_BYTES = 64 * 1024**2
 
 
 def studio_batch_size(dataset, names) -> int:
@@ -89,7 +92,8 @@ class Engine:
         check_compatible(model, dataset)
         self.adapter = model
         self.dataset = dataset
-        self.evaluator = Evaluator(model, dataset, batch_size=studio_batch_size(dataset, model.modality_names))
+        self.evaluator = Evaluator(model, dataset, batch_size=studio_batch_size(dataset, model.modality_names),
+                                   pool_bytes=STUDIO_POOL_BYTES)
         self.device = "cpu"
         self.notice = ""
         self._clean_cache: dict = {}
