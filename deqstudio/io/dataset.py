@@ -103,8 +103,15 @@ class Dataset:
         self._stats_lock = threading.Lock()
 
     def hash_file_when_asked(self, resolved: Path) -> None:
-        """``sha256`` will be this file's, computed on first use (read_dataset: never on the way to opening)."""
+        """``sha256`` will be this file's, computed on first use (read_dataset: never on the way to opening); its
+        statistics record is kept beside ``path`` as given, made absolute now (a later change of folder is harmless)."""
         self.__dict__["_sha256_of"] = Path(resolved)
+        self.__dict__["_stats_path"] = Path(os.path.abspath(self.path))
+
+    @property
+    def stats_file(self) -> Path | None:
+        """The file whose statistics record is looked up (``path``, absolute as opened)."""
+        return self.__dict__.get("_stats_path", self.path)
 
     @property
     def lazy(self) -> bool:
@@ -128,7 +135,7 @@ class Dataset:
         from . import dataset_stats
 
         dims = {n: m.dim for n, m in self.modalities.items()}
-        return dataset_stats.cached(self.path, dims, (lambda: self.sha256) if hash_ok else None)
+        return dataset_stats.cached(self.stats_file, dims, (lambda: self.sha256) if hash_ok else None)
 
     def statistics(self, progress=None, cancel=None):
         """Per modality: range, mean, non-finite samples and the training split's per-feature std
@@ -146,10 +153,10 @@ class Dataset:
                 else:
                     stats = self._cached_stats()
                     if stats is None:
-                        info = os.stat(self.path)
+                        info = os.stat(self.stats_file)
                         stats = dataset_stats.compute(self, progress, cancel)
                         stats = dataset_stats.DatasetStats(stats.modalities, self.sha256, stats.seconds)
-                        dataset_stats.store(self.path, stats, info)
+                        dataset_stats.store(self.stats_file, stats, info)
                 self._stats = stats
             dataset_stats.refuse_if_nonfinite(self._stats, self.label)
             return self._stats

@@ -64,7 +64,7 @@ def _dataset_summary(ds) -> dict:
 
     stats = ds.statistics() if ds.statistics_known else None
     sha = ds.sha256 if not ds.lazy else (stats.sha256 if stats is not None and stats.sha256 else None) or known_sha256(
-        ds.path)
+        ds.stats_file)
     if ds.task == "multilabel":  # samples carrying each label
         counts = {name: int(n) for name, n in zip(ds.class_names, ds.labels.sum(axis=0))}
     else:
