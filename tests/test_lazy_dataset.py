@@ -62,11 +62,11 @@ def _feature_arrays(obj, n, seen=None, depth=0):
     return [a for v in values for a in _feature_arrays(v, n, seen, depth + 1)]
 
 
-def test_a_big_file_opens_lazily_reading_no_feature(big_file, monkeypatch):
+def test_a_big_file_opens_lazily_reading_no_feature(copy_of, monkeypatch):
     monkeypatch.setattr(dataset_reader, "EAGER_BYTES", 1024**2)  # 200,000 x 12 float32 = 9.6 MB: "big" here
     hashed = []
     monkeypatch.setattr(guard, "file_sha256", lambda path: hashed.append(path) or "x" * 64)
-    ds = read_dataset(big_file)  # decided by size: the lazy path
+    ds = read_dataset(copy_of())  # decided by size: the lazy path
     assert ds.lazy and all(isinstance(m.data, LazyRows) for m in ds.modalities.values())
     assert len(ds) == N and ds.modalities["a"].dim == 8 and ds.modalities["b"].data.shape == (N, 4)
     assert ds.cache_bytes == 0 and hashed == []  # nothing read, nothing hashed on the way to opening
@@ -127,10 +127,11 @@ def test_lazy_reads_equal_eager_reads_bit_for_bit(big_file, tmp_path):
     assert chunk_rows(N, 4096) == 8  # a 64x64 image: 8 rows (128 KiB) per chunk
 
 
-def test_the_statistics_pass_matches_the_eager_statistics(big_file):
-    lazy, eager = read_dataset(big_file, lazy=True), read_dataset(big_file, lazy=False)
+def test_the_statistics_pass_matches_the_eager_statistics(copy_of):
+    path = copy_of()  # a file of its own: no record of another test's pass
+    lazy, eager = read_dataset(path, lazy=True), read_dataset(path, lazy=False)
     got, want = lazy.statistics(), eager.statistics()
-    assert not got.cached and got.sha256 == hashlib.sha256(big_file.read_bytes()).hexdigest()
+    assert not got.cached and got.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     for name in DIMS:
         g, w = got.modalities[name], want.modalities[name]
         assert (g.minimum, g.maximum, g.nonfinite_samples) == (w.minimum, w.maximum, 0)
