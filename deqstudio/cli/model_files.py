@@ -39,6 +39,8 @@ def add_parsers(sub) -> None:
     inspect = sub.add_parser("inspect", help="summarise a checkpoint or a dataset file")
     inspect.add_argument("path")
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
+    inspect.add_argument("--check", action="store_true",
+                         help="a big dataset: read and check every value now, caching its ranges and sha256")
     inspect.set_defaults(run=run_inspect)
 
 
@@ -117,7 +119,7 @@ def run_inspect(args: argparse.Namespace) -> int:
     from ..io.inspect import describe, format_description
 
     try:
-        info = describe(args.path)
+        info = describe(args.path, check=args.check)
     except DeqStudioError as exc:
         return fail(str(exc))
     print(json.dumps(info, indent=2) if args.json else format_description(info))

@@ -159,7 +159,8 @@ def corrupt(
     value_range: (low, high) for ``impulse`` pepper and salt (default: each image's min and max).
     sample_ids: identities of the rows, which key their randomness (default 0..B-1).
     pool, pool_ids: rows ``shuffle`` may swap in (default: the batch itself); a row is never
-    swapped with a pool row carrying its own id.
+    swapped with a pool row carrying its own id. ``pool`` is a (P, D) array, or any object with ``len()`` and
+    ``rows(positions) -> (K, D)`` (e.g. rows read on demand from a file: only those swapped in are read).
     """
     key = modality_key(modality)
     allowed = kinds_for(modality_kind)
@@ -205,10 +206,13 @@ def corrupt(
         u = np.array([r.random() for r in rngs])
         out[u < p] = 0.0
     elif kind == "shuffle":
-        src = out.copy() if pool is None else np.asarray(pool, dtype=np.float32).reshape(-1, d)
-        src_ids = (ids if pool is None else np.arange(len(src))) if pool_ids is None else np.asarray(pool_ids).reshape(-1)
-        if len(src_ids) != len(src):
-            raise ValueError(f"pool_ids has {len(src_ids)} entries for {len(src)} pool rows")
+        source = pool if pool is not None and callable(getattr(pool, "rows", None)) else None
+        src = out.copy() if pool is None else None if source is not None else np.asarray(pool, np.float32).reshape(-1, d)
+        n_src = len(source) if source is not None else len(src)
+        src_ids = (ids if pool is None else np.arange(n_src)) if pool_ids is None else np.asarray(pool_ids).reshape(-1)
+        if len(src_ids) != n_src:
+            raise ValueError(f"pool_ids has {len(src_ids)} entries for {n_src} pool rows")
+        hits, partners = [], []
         for b, r in enumerate(rngs):
             u = r.random()
             candidates = np.flatnonzero(src_ids != ids[b])
@@ -216,7 +220,11 @@ def corrupt(
                 raise ValueError("shuffle needs at least one other sample to swap in, and its pool holds none")
             partner = candidates[r.integers(len(candidates))]
             if u < p:
-                out[b] = src[partner]
+                hits.append(b)
+                partners.append(partner)
+        if hits:  # only the rows swapped in are read (a row source reads them from its file)
+            partners = np.asarray(partners, dtype=np.int64)
+            out[hits] = source.rows(partners) if source is not None else src[partners]
     else:
         h, w = int(image_shape[0]), int(image_shape[1])
         images = out.reshape(n, h, w)

@@ -16,12 +16,13 @@ from ..core.adapter import FixedPointProblem, ModelAdapter, ModelRun
 from ..core.corruptions import Corruption, corrupt, kinds_for
 from ..core.evaluate import concat_runs, evaluate
 from ..errors import Cancelled
+from .split_rows import SplitRows
 from .stats import f1_scores, label_sets, sample_f1
 
 ProgressFn = Callable[[float], None]
 CancelFn = Callable[[], bool]
 
-__all__ = ["BatchOutcome", "CancelFn", "Cancelled", "Corruption", "Evaluator", "ProgressFn", "as_adapter"]
+__all__ = ["BatchOutcome", "CancelFn", "Cancelled", "Corruption", "Evaluator", "ProgressFn", "SplitRows", "as_adapter"]
 
 
 def as_adapter(model) -> ModelAdapter:
@@ -125,7 +126,9 @@ class BatchOutcome:
 class Evaluator:
     """A model (any ``ModelAdapter``, or a ``FusionModel``) and a dataset, evaluated in batches under corruptions."""
 
-    def __init__(self, model, dataset, device: str | None = None, batch_size: int = 400) -> None:
+    def __init__(self, model, dataset, device: str | None = None, batch_size: int = 400,
+                 pool_bytes: int | None = None) -> None:
+        """``pool_bytes``: how much of the training split's rows a shuffle may keep once read (``SplitRows``)."""
         self.adapter = as_adapter(model)
         if device is not None:
             self.adapter.to(device)
@@ -135,17 +138,31 @@ class Evaluator:
         self.names = self.adapter.modality_names
         train = dataset.split("train")
         self.pool_ids = train
-        self.pool = {n: dataset.arrays([n], train)[0] for n in self.names}
-        self.feature_std = [s if s is not None else self._train_std(n)
-                            for s, n in zip(self.adapter.feature_scales, self.names)]
+        self.pool = {n: SplitRows(dataset, n, train, pool_bytes) for n in self.names}  # read when a shuffle draws
+        self._feature_std: list[np.ndarray] | None = None
 
     @property
     def device(self) -> str:
         return self.adapter.device
 
+    @property
+    def feature_std(self) -> list[np.ndarray]:
+        """Per modality, the scale of its Gaussian corruption: the model's own, else the training split's per-feature
+        std (``Dataset.train_std``: cached statistics for a big file), asked for on the first Gaussian corruption."""
+        if self._feature_std is None:
+            self._feature_std = [s if s is not None else self._train_std(n)
+                                 for s, n in zip(self.adapter.feature_scales, self.names)]
+        return self._feature_std
+
+    @feature_std.setter
+    def feature_std(self, value: list[np.ndarray]) -> None:
+        self._feature_std = list(value)
+
     def _train_std(self, name: str) -> np.ndarray:
         """A modality's per-feature std over the training split (the scale of its Gaussian corruption)."""
-        std = self.pool[name].astype(np.float64).std(axis=0)
+        if hasattr(self.dataset, "train_std"):
+            return self.dataset.train_std(name)
+        std = self.pool[name].rows(np.arange(len(self.pool_ids))).astype(np.float64).std(axis=0)
         return np.where(std > 1e-6, std, 1.0).astype(np.float32)
 
     def inputs(self, ids: np.ndarray, corruptions: Mapping[str, Corruption] | None = None) -> list[np.ndarray]:
@@ -158,7 +175,7 @@ class Evaluator:
                 if c.kind not in kinds_for(spec.kind):
                     raise ValueError(f"corruption {c.kind!r} does not apply to the {spec.kind} modality {spec.name!r}")
                 x = corrupt(x, spec.kind, c.kind, c.severity, c.seed, modality=spec.name,
-                            feature_std=self.feature_std[i], image_shape=spec.image_shape, sample_ids=ids,
+                            feature_std=self.feature_std[i] if c.kind == "gaussian" else None, image_shape=spec.image_shape, sample_ids=ids,
                             pool=self.pool[spec.name], pool_ids=self.pool_ids)
             out.append(np.ascontiguousarray(x, dtype=np.float32))
         return out

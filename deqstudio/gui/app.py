@@ -125,6 +125,9 @@ def run_gui(checkpoint=None, dataset=None, session_path=None, screenshot=None, s
     elif session_path is None:
         checkpoint = checkpoint or default_checkpoint()
         dataset = dataset or default_dataset()
+    # oneDNN keeps a primitive per batch shape it met: the samples table's chunks of changing sizes held ~150 MB on a
+    # CNN over 64x64 images; 16 kept primitives cost nothing measurable (set before the worker imports torch)
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
     session = Session()
     session.allowed_plugins = frozenset(allow_plugins)  # --allow-plugin: consent given on the command line
     if session_path is None:

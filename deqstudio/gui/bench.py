@@ -10,7 +10,10 @@ stepping the scrubber through the stored trace with every plot repainted per fra
 window_shown_s and first_plot_s: a child ``deqstudio gui`` process (offscreen, with a config folder of its own)
 reports the wall-clock time its window was shown and the time its first solved result was painted; the clock
 starts just before the process is spawned, so both include Python's start and every import. table_fill_s: open
-to the samples table complete, in this process.
+to the samples table complete, in this process. peak_rss_mb: the peak resident memory (MiB) of a child
+``deqstudio gui --screenshot`` process, which shows the window, plots the first solve, fills the whole samples table
+(and, for a big dataset without cached statistics, runs the statistics pass meanwhile) and saves the picture: the
+kernel's ``ru_maxrss`` of that process alone (``os.wait4``); None where the platform has no ``wait4``.
 """
 
 from __future__ import annotations
@@ -66,6 +69,30 @@ def startup_seconds(repeats: int = 3, checkpoint=None, dataset=None, timeout: fl
     if not shown or not plotted:
         raise RuntimeError("the studio process did not report its window and its first plot")
     return statistics.median(shown), statistics.median(plotted)
+
+
+def window_peak_rss_mb(checkpoint=None, dataset=None, timeout: float = 600.0) -> float | None:
+    """Peak resident memory (MiB) of a child ``deqstudio gui --screenshot`` process (see the module docstring)."""
+    if not hasattr(os, "wait4"):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, DEQSTUDIO_CONFIG_DIR=tmp,
+                   QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
+        proc = subprocess.Popen([sys.executable, "-m", "deqstudio", "gui", *_files_args(checkpoint, dataset),
+                                 "--screenshot", os.path.join(tmp, "window.png")],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import threading
+
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
+        if proc.returncode != 0:
+            raise RuntimeError(f"the studio process for the memory measurement exited with {proc.returncode}")
+        return usage.ru_maxrss / (1024**2 if sys.platform == "darwin" else 1024)  # bytes on macOS, KiB on Linux
 
 
 def _read_markers(proc, start: float, timeout: float) -> dict:
@@ -196,6 +223,7 @@ def bench_gui(moves: int = 100, frames: int = 300, shown_repeats: int = 3, check
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     try:
         shown, first_plot = startup_seconds(shown_repeats, checkpoint, dataset)
+        peak_rss = window_peak_rss_mb(checkpoint, dataset)
     except (RuntimeError, OSError) as exc:
         return {"error": str(exc)}
     app = _application()
@@ -228,5 +256,6 @@ def bench_gui(moves: int = 100, frames: int = 300, shown_repeats: int = 3, check
         loop.run_forever()
     result["window_shown_s"] = round(shown, 3)
     result["first_plot_s"] = round(first_plot, 3)
+    result["peak_rss_mb"] = None if peak_rss is None else round(peak_rss, 1)
     result["platform"] = app.platformName()
     return result

@@ -1,7 +1,8 @@
 """Finding the dataset a checkpoint records (its ``dataset`` metadata: name and sha256) among candidate files.
 
 A candidate matches when its name attribute equals the recorded name and, when the checkpoint records a sha256,
-its content hashes to it (only files whose name matches are hashed). Nothing here opens more than a file's
+its content hashes to it (only files whose name matches are hashed; a file whose statistics cache records its sha256
+for its current size and time is not hashed again, ``io.dataset_stats``). Nothing here opens more than a file's
 attributes unless the name matches; a file that cannot be read is simply not a match.
 """
 
@@ -42,8 +43,10 @@ def matches(path: Path, name: str, sha256: str) -> bool:
     if name and dataset_name(path) != name:
         return False
     if sha256:
-        try:
-            return guard.file_sha256(path) == sha256
+        from .dataset_stats import known_sha256
+
+        try:  # a big file whose statistics are cached is not hashed again (the record keeps its sha256)
+            return (known_sha256(path) or guard.file_sha256(path)) == sha256
         except (OSError, ValueError):
             return False
     return True

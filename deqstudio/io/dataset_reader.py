@@ -1,7 +1,10 @@
 """Reading a dataset file without trusting anything in it: links, storage, declared sizes, names, values.
 
 The schema is ``deqstudio.io.dataset``'s; ``read_dataset`` opens a file, checks every member before reading
-any value, reads the arrays in blocks, and builds the validated ``Dataset``.
+any value, reads the labels and splits, and builds the validated ``Dataset``. The features of a small file are read
+whole, in blocks, and checked at once; those of a big one (more than ``EAGER_BYTES`` of float32 values) stay in the
+file and are read on demand (``io.lazy_rows``), each row checked as it is read and every value by the statistics pass
+(``Dataset.statistics``), whose cached result refuses a file known to hold NaN or Inf at open.
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ from . import guard
 from .dataset import FORMAT, MULTILABEL, VERSION, Dataset, Modality
 from .guard import file_sha256
 
-MAX_ELEMENTS = 200_000_000  # refuse declared shapes above ~800 MB of float32 before reading them
+MAX_ELEMENTS = 200_000_000  # refuse declared shapes above ~800 MB of float32 before reading them whole
+MAX_ROW_ELEMENTS = 1 << 24  # features per sample of a lazily read modality (a row is read whole: 64 MB)
+MAX_LAZY_ELEMENTS = 1 << 38  # values of a lazily read modality (1 TiB of float32)
+EAGER_BYTES = 64 * 1024**2  # features up to this many float32 bytes are read whole at open; more are read on demand
 # Arrays may declare at most MAX_EXPANSION times the file's size in values (or EXPANSION_FLOOR bytes, for
 # small files): gzip of real features saves 1-3x (the bundled UCI file declares 2.5x its size), while a
 # compression or fill-value bomb declares gigabytes in kilobytes. Checked before any value is read.
@@ -162,9 +168,14 @@ def _read_features(obj, n: int, label: str, name: str) -> np.ndarray:
     return out
 
 
-def read_dataset(path: str | os.PathLike) -> Dataset:
-    """Open and validate a dataset file; any problem is a DatasetError naming it."""
+def read_dataset(path: str | os.PathLike, lazy: bool | None = None) -> Dataset:
+    """Open and validate a dataset file; any problem is a DatasetError naming it.
+
+    ``lazy``: keep the features in the file and read them on demand (True), read them whole (False), or decide by
+    size (None: lazily above ``EAGER_BYTES`` of float32 features)."""
     import h5py
+
+    from .lazy_rows import LazyFile, LazyRows
 
     path = Path(path)
     label = guard.printable(path.name)
@@ -216,7 +227,8 @@ def read_dataset(path: str | os.PathLike) -> Dataset:
                     raise DatasetError(f"{label}: {where} must be floating point, got dtype {obj.dtype}")
                 if obj.shape[0] != n:
                     raise DatasetError(f"{label}: {where} has {obj.shape[0]} rows but /labels has {n}")
-                if int(np.prod(obj.shape, dtype=np.float64)) > MAX_ELEMENTS:
+                if (int(np.prod(obj.shape[1:], dtype=np.float64)) > MAX_ROW_ELEMENTS
+                        or int(np.prod(obj.shape, dtype=np.float64)) > (MAX_ELEMENTS if lazy is False else MAX_LAZY_ELEMENTS)):
                     raise DatasetError(f"{label}: {where} declares shape {obj.shape}, too large to load")
                 r.array(obj, where, 4)
                 kind = _attr_str(obj.attrs, "kind", "vector")
@@ -240,8 +252,17 @@ def read_dataset(path: str | os.PathLike) -> Dataset:
             split_objs = {s: r.int_array(f"splits/{s}", "sample indices") for s in r.names(splits_group, "/splits")}
             r.check_budget()  # everything above read no array values; from here on they are read
             labels = _read_ints(labels_obj)
-            modalities = {name: Modality(name, kind, _read_features(obj, n, label, name), image_shape)
-                          for name, (obj, kind, image_shape) in arrays.items()}
+            feature_bytes = sum(4 * float(np.prod(obj.shape, dtype=np.float64)) for obj, _, _ in arrays.values())
+            if lazy is None:
+                lazy = feature_bytes > EAGER_BYTES
+            if lazy:
+                source = LazyFile(resolved, label)
+                modalities = {name: Modality(name, kind, LazyRows(source, name, n, int(np.prod(obj.shape[1:])), obj.dtype,
+                                                                  obj.chunks), image_shape)
+                              for name, (obj, kind, image_shape) in arrays.items()}
+            else:
+                modalities = {name: Modality(name, kind, _read_features(obj, n, label, name), image_shape)
+                              for name, (obj, kind, image_shape) in arrays.items()}
             splits = {s: _read_ints(obj) for s, obj in split_objs.items()}
             attrs = {k: _attr_str(h5.attrs, k) for k in ("name", "description", "source", "license")}
     except DatasetError:
@@ -254,12 +275,20 @@ def read_dataset(path: str | os.PathLike) -> Dataset:
         ds = Dataset(
             name=attrs["name"] or path.stem, modalities=modalities, labels=labels, class_names=class_names,
             splits=splits, description=attrs["description"], source=attrs["source"], license=attrs["license"],
-            path=path, sha256=file_sha256(resolved),
+            path=path, sha256="" if lazy else file_sha256(resolved),
         )
     except DatasetError as exc:
         raise DatasetError(f"{label}: {str(exc).split(': ', 1)[-1]}") from None
     except OSError as exc:
         raise DatasetError(f"{label}: cannot be read ({exc.strerror or exc})") from None
+    if lazy:  # hashing 400 MB takes a second: done when first asked for, never on the way to opening
+        ds.hash_file_when_asked(resolved)
+        from . import dataset_stats
+
+        known = ds._cached_stats(hash_ok=False)  # a pass over this very file already ran: reuse it
+        if known is not None:
+            dataset_stats.refuse_if_nonfinite(known, label)
+            ds._stats = known
     return ds
 
 

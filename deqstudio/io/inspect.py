@@ -11,13 +11,16 @@ HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
 
 
-def describe(path: str | Path) -> dict:
+def describe(path: str | Path, check: bool = False) -> dict:
     """Summarise the file; raises InspectError with a one-line reason when it is not usable.
 
     Every string in the summary (names, descriptions, metrics from the file) is escaped with
     ``guard.printable``: printed as text or as JSON, nothing from a file reaches the terminal raw.
+
+    A big dataset file is summarised from its metadata, labels and splits: its value ranges and sha256 come from its
+    statistics cache when a pass over it already ran (``Dataset.statistics``), else they are ``None``; ``check``
+    runs that pass (every value read and checked, then cached). A checkpoint's torch is imported only for one.
     """
-    from .checkpoint import load_checkpoint
     from .dataset import read_dataset
     from .package import is_package, open_package
 
@@ -41,8 +44,13 @@ def describe(path: str | Path) -> dict:
         raise InspectError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     try:
         if head.startswith(HDF5_MAGIC):
-            return guard.printable_data(_dataset_summary(read_dataset(path)))
+            ds = read_dataset(path)
+            if check:
+                ds.statistics()
+            return guard.printable_data(_dataset_summary(ds))
         if head.startswith(ZIP_MAGIC) or path.suffix in (".pt", ".pth", ".ckpt"):
+            from .checkpoint import load_checkpoint
+
             return guard.printable_data(_checkpoint_summary(load_checkpoint(path)))
     except (CheckpointError, DatasetError) as exc:
         raise InspectError(str(exc)) from None
@@ -52,6 +60,11 @@ def describe(path: str | Path) -> dict:
 
 
 def _dataset_summary(ds) -> dict:
+    from .dataset_stats import known_sha256
+
+    stats = ds.statistics() if ds.statistics_known else None
+    sha = ds.sha256 if not ds.lazy else (stats.sha256 if stats is not None and stats.sha256 else None) or known_sha256(
+        ds.stats_file)
     if ds.task == "multilabel":  # samples carrying each label
         counts = {name: int(n) for name, n in zip(ds.class_names, ds.labels.sum(axis=0))}
     else:
@@ -59,7 +72,7 @@ def _dataset_summary(ds) -> dict:
     return {
         "type": "dataset",
         "path": str(ds.path),
-        "sha256": ds.sha256,
+        "sha256": sha,
         "name": ds.name,
         "description": ds.description,
         "source": ds.source,
@@ -69,9 +82,12 @@ def _dataset_summary(ds) -> dict:
         "class_counts": counts,
         "task": ds.task,
         "splits": {k: len(v) for k, v in ds.splits.items()},
+        "read": "on demand" if ds.lazy else "whole",
+        "values_checked": stats is not None,
         "modalities": {
             n: {"kind": m.kind, "dim": m.dim, "image_shape": list(m.image_shape) if m.image_shape else None,
-                "min": float(m.data.min()), "max": float(m.data.max()), "mean": float(m.data.mean())}
+                **({k: getattr(stats.modalities[n], a) if stats is not None else None
+                    for k, a in (("min", "minimum"), ("max", "maximum"), ("mean", "mean"))})}
             for n, m in ds.modalities.items()
         },
     }
@@ -167,7 +183,11 @@ def format_description(info: dict) -> str:
                      + ", ".join(f"{k} {v}" for k, v in info["splits"].items()))
         for name, m in info["modalities"].items():
             shape = f" image {m['image_shape'][0]}x{m['image_shape'][1]}" if m["image_shape"] else ""
-            lines.append(f"  {name:<10} {m['kind']:<6} {m['dim']:>5} features{shape}  range {m['min']:.3g}..{m['max']:.3g}")
+            values = f"range {m['min']:.3g}..{m['max']:.3g}" if m["min"] is not None else "range not read yet"
+            lines.append(f"  {name:<10} {m['kind']:<6} {m['dim']:>5} features{shape}  {values}")
+        if not info.get("values_checked", True):
+            lines.append("  features read on demand; values not all read yet (`deqstudio inspect --check` reads and "
+                         "checks every value, and caches ranges and sha256)")
         if info["source"]:
             lines.append(f"  source: {info['source']}")
         if info["license"]:

@@ -23,6 +23,21 @@ from .threads import threads_for_batches
 from .values import BrowseTable, EquilibriumResult, ModelInfo, RunView, SolveRequest, SolveResult
 
 CLEAN_CACHE_SIZE = 256
+# The samples table's batches hold at most this many bytes of input rows: a model's activations grow with its
+# inputs (the scale dataset's 64×64 image through a CNN takes ~1 MB per sample), and the window's memory must stay
+# bounded whatever the dataset. 640 KiB: the bundled UCI views keep batches of 400, 4,446-feature samples get 36
+# (measured: the window's peak while its table fills fell from ~560 to ~500 MiB, and the table fills as fast: a
+# batched solve costs its iterations more than its rows).
+STUDIO_BATCH_BYTES = 640 * 1024
+STUDIO_BATCH_MAX = 400
+# A shuffle keeps the training rows it read only for a modality whose training split fits in this (``SplitRows``):
+# the scale file's text and meta views, not its 255 MB of images (read row by row through the dataset's cache).
+STUDIO_POOL_BYTES = 64 * 1024**2
+
+
+def studio_batch_size(dataset, names) -> int:
+    row_bytes = 4 * sum(dataset.modalities[n].dim for n in names)
+    return int(min(STUDIO_BATCH_MAX, max(16, STUDIO_BATCH_BYTES // max(row_bytes, 1))))
 
 
 def check_compatible(adapter: ModelAdapter, dataset) -> None:
@@ -77,7 +92,8 @@ class Engine:
         check_compatible(model, dataset)
         self.adapter = model
         self.dataset = dataset
-        self.evaluator = Evaluator(model, dataset)
+        self.evaluator = Evaluator(model, dataset, batch_size=studio_batch_size(dataset, model.modality_names),
+                                   pool_bytes=STUDIO_POOL_BYTES)
         self.device = "cpu"
         self.notice = ""
         self._clean_cache: dict = {}

@@ -17,6 +17,7 @@ from ..core.device import NO_CUDA, check_device_name
 from ..core.solvers.settings import SolverSettings
 from ..errors import Cancelled, DeqStudioError, LoadError
 from ..io.session_file import SavedSession, read_session, write_session
+from .dataset_statistics import start_statistics_pass
 from .engine import Engine
 from .runner import Runner
 from .sample_table import SampleTable
@@ -52,6 +53,7 @@ class Session:
         self.equilibrium: EquilibriumResult | None = None  # of the shown result once computed (may lag behind)
         self.equilibrium_runner: Runner | None = None
         self._early = None  # (paths, future) of prepare_early
+        self._statistics_of = None  # the dataset whose statistics pass was started (``start_statistics_pass``)
         self._generation = 0
         self.requested_at = 0.0  # time.monotonic() of the newest solve request
         self.loaded = Signal()  # (info)
@@ -134,6 +136,7 @@ class Session:
             self.step = -1
         self.result_changed.emit(result)
         self._analyse_equilibrium(result)
+        start_statistics_pass(self)
 
     # -- equilibrium analyses (after each solve, never before the plots) ----------------------------
     def _analyse_equilibrium(self, result: SolveResult) -> None:

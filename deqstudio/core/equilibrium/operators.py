@@ -20,6 +20,14 @@ import torch
 
 from ..adapter import AUTOGRAD, FINITE_DIFFERENCE, FixedPointProblem
 
+
+def _vjp(output: torch.Tensor, inputs, v: torch.Tensor, **kwargs):
+    """``torch.autograd.grad(output, inputs, v, allow_unused=True, **kwargs)`` taken as the gradient of
+    ``(output * v).sum()``: the same numbers (the gradient of that sum with respect to ``output`` is ``v`` exactly), but
+    torch's grad with an explicit ``grad_outputs`` imports its symbolic-shapes machinery (sympy: ~35 MB resident and
+    0.4 s on the studio's first equilibrium analysis)."""
+    return torch.autograd.grad((output * v).sum(), inputs, allow_unused=True, **kwargs)
+
 # rows of one batched evaluation when a dense Jacobian is assembled (bounds the memory of a pass)
 CHUNK_ROWS = 2048
 
@@ -106,7 +114,7 @@ class AutogradLinearisation(Linearisation):
     def rmatvec(self, u: torch.Tensor) -> torch.Tensor:
         leaf, fz = self._forward()
         with torch.enable_grad():
-            (g,) = torch.autograd.grad(fz, leaf, u.to(fz.dtype), retain_graph=True, allow_unused=True)
+            (g,) = _vjp(fz, leaf, u.to(fz.dtype), retain_graph=True)
         return torch.zeros_like(self.z) if g is None else g
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
@@ -114,12 +122,12 @@ class AutogradLinearisation(Linearisation):
         with torch.enable_grad():
             if self._dual is None:
                 w = torch.zeros_like(fz, requires_grad=True)
-                (g,) = torch.autograd.grad(fz, leaf, w, create_graph=True, allow_unused=True)
+                (g,) = _vjp(fz, leaf, w, create_graph=True)
                 self._dual = (w, g)
             w, g = self._dual
             if g is None or not g.requires_grad:  # f does not depend on z (or only linearly through constants)
                 return torch.zeros_like(self.z) if g is None else self._dense_fallback(v)
-            (jv,) = torch.autograd.grad(g, w, v.to(g.dtype), retain_graph=True, allow_unused=True)
+            (jv,) = _vjp(g, w, v.to(g.dtype), retain_graph=True)
         return torch.zeros_like(self.z) if jv is None else jv
 
     def _dense_fallback(self, v: torch.Tensor) -> torch.Tensor:
@@ -134,7 +142,7 @@ class AutogradLinearisation(Linearisation):
             f = self.f.select(index)
             with torch.enable_grad():
                 leaf = self.z[b].expand(last - first, self.dim).clone().requires_grad_()
-                (rows,) = torch.autograd.grad(f(leaf), leaf, eye[first:last], allow_unused=True)
+                (rows,) = _vjp(f(leaf), leaf, eye[first:last])
             out[b, first:last] = 0.0 if rows is None else rows
         return out
 
@@ -147,14 +155,14 @@ class AutogradLinearisation(Linearisation):
     def input_vjp(self, u: torch.Tensor) -> list[torch.Tensor]:
         xs, fz = self._with_inputs()
         with torch.enable_grad():
-            grads = torch.autograd.grad(fz, xs, u.to(fz.dtype), allow_unused=True)
+            grads = _vjp(fz, xs, u.to(fz.dtype))
         return [torch.zeros_like(x) if g is None else g for x, g in zip(xs, grads)]
 
     def input_jvp(self, dxs: Sequence[torch.Tensor]) -> torch.Tensor:
         xs, fz = self._with_inputs()
         with torch.enable_grad():
             w = torch.zeros_like(fz, requires_grad=True)
-            grads = torch.autograd.grad(fz, xs, w, create_graph=True, allow_unused=True)
+            grads = _vjp(fz, xs, w, create_graph=True)
             pairs = [(g, d) for g, d in zip(grads, dxs) if g is not None and g.requires_grad]
             if not pairs:
                 return torch.zeros_like(self.z)
