@@ -8,7 +8,7 @@ import sys
 
 from .. import __version__
 from ..core.solvers.registry import DEFAULT_SOLVER, SOLVER_NAMES
-from .common import fail
+from .common import fail, missing_gui_extra
 
 
 def add_parsers(sub) -> None:
@@ -71,6 +71,8 @@ def run_bench(args: argparse.Namespace) -> int:
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         return fail("--device cuda asked for, but no CUDA device is available")
+    if not args.no_gui and (problem := missing_gui_extra("bench")) is not None:
+        return fail(f"{problem}; or measure without the studio: deqstudio bench --no-gui")
     if args.no_gui and (args.checkpoint or args.dataset):
         return fail("--checkpoint and --dataset choose what the studio measurements open; drop --no-gui")
     for label, path in (("checkpoint", args.checkpoint), ("dataset", args.dataset)):

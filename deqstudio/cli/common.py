@@ -24,9 +24,58 @@ def device_problem(device: str) -> str | None:
     return None
 
 
+GUI_MODULES = ("PySide6", "shiboken6", "pyqtgraph", "qasync")
+GUI_EXTRA = "pip install 'deqstudio[gui]'"
+
+
+def missing_gui_extra(command: str) -> str | None:
+    """The one line a command that draws with Qt says when the ``gui`` extra is not installed, else None.
+
+    Looked up without importing anything (``find_spec``), so the studio's start-up is not slowed.
+    """
+    import importlib.util
+
+    for name in GUI_MODULES:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            return f"deqstudio {command} needs the gui extra: {GUI_EXTRA} ({name} is not installed)"
+    return None
+
+
+class PlainBar:
+    """The progress bar when tqdm is not installed (a bare torch + numpy + h5py machine): a percentage on a
+    terminal, nothing when stderr is a file or a pipe."""
+
+    def __init__(self, desc: str, total: int) -> None:
+        self.desc, self.total, self.n, self.postfix = desc, max(1, total), 0, ""
+        self.live = sys.stderr.isatty()
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        self._show()
+
+    def set_postfix_str(self, text: str) -> None:
+        self.postfix = text
+        self._show()
+
+    def _show(self) -> None:
+        if self.live:
+            print(f"\r{self.desc} {100 * self.n // self.total:3d}% {self.postfix}", end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.live:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+
+
 def progress_bar(what: str, total: int, unit: str = "it"):
-    """A tqdm bar on stderr; call ``update(n)`` / ``set_postfix_str`` / ``close``."""
-    from tqdm import tqdm
+    """A tqdm bar on stderr (a plain one without tqdm); call ``update(n)`` / ``set_postfix_str`` / ``close``."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return PlainBar(what, total)
 
     return tqdm(total=total, desc=what, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True,
                 bar_format="{desc} {bar} {percentage:3.0f}% {postfix}")

@@ -8,7 +8,7 @@ import os
 import sys
 
 from ..errors import DeqStudioError, printable
-from .common import add_corrupt_and_solver, add_files, device_problem, fail, fraction_progress
+from .common import add_corrupt_and_solver, add_files, device_problem, fail, fraction_progress, missing_gui_extra
 
 
 def add_parsers(sub) -> None:
@@ -195,6 +195,8 @@ def _print_sweep(ck, ds, swept, report) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    if (problem := missing_gui_extra("report")) is not None:
+        return fail(problem)
     if (problem := device_problem(args.device)) is not None:
         return fail(problem)
     from ..gui.headless_report import build_report
