@@ -1,0 +1,139 @@
+"""The chunked, streaming robustness sweep: the same table as the per-cell reference, whoever ran which chunk."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from deqstudio.diagnostics.evaluation import Evaluator
+from deqstudio.diagnostics.robustness import per_cell_sweep, robustness_sweep, sweep_spec
+from deqstudio.diagnostics.sweep_chunks import (
+    CHUNK_KEYS,
+    ChunkTask,
+    SweepSpec,
+    chunk_count,
+    chunk_range,
+    evaluate_chunk,
+    merge_chunks,
+    run_chunk_task,
+)
+from deqstudio.io.checkpoint import load_checkpoint
+from deqstudio.io.dataset import read_dataset
+
+LEVELS = (0.0, 2.0, 5.0)
+KINDS = ("gaussian", "shuffle")
+NON_EQUILIBRIUM = ("accuracy", "mean_steps", "converged_fraction", "noise_estimate", "pe_estimate", "noise_spearman",
+                   "pe_spearman")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def syn(small_files):
+    ck, data = small_files
+    return ck, data, Evaluator(load_checkpoint(ck).adapter, read_dataset(data))
+
+
+@pytest.fixture(scope="module")
+def reference(syn):
+    return per_cell_sweep(syn[2], kinds=KINDS, levels=LEVELS, split="test")
+
+
+def assert_table_equal(a, b, names=NON_EQUILIBRIUM) -> None:
+    for name in names:
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    np.testing.assert_array_equal(a.extra["predictions"], b.extra["predictions"])
+
+
+def test_chunks_are_fixed_by_the_chunk_size():
+    assert chunk_count(48, 10) == 5 and chunk_count(48, 48) == 1 and chunk_count(0, 10) == 0
+    assert [chunk_range(i, 48, 10) for i in range(5)] == [(0, 10), (10, 20), (20, 30), (30, 40), (40, 48)]
+    with pytest.raises(ValueError, match="out of range"):
+        chunk_range(5, 48, 10)
+    with pytest.raises(ValueError, match="chunk_size"):
+        SweepSpec(cells=(("a", "gaussian"),), levels=(0.0,), chunk_size=0)
+    with pytest.raises(ValueError, match="multiple of batch_size"):
+        SweepSpec(cells=(("a", "gaussian"),), levels=(0.0,), chunk_size=10, batch_size=4)
+
+
+@pytest.mark.parametrize("chunk_size, batch_size", [(10, 5), (400, 400), (15, 5)])
+def test_streaming_sweep_equals_the_per_cell_reference(syn, reference, chunk_size, batch_size):
+    """Accuracy, steps, convergence, σ̂, PE and their rank correlations do not change (the reference evaluates
+    the split in batches of the same size); with the equilibrium subsample covering the split, neither do the
+    equilibrium statistics (to rounding)."""
+    if batch_size != 400:
+        ev = Evaluator(syn[2].adapter, syn[2].dataset, batch_size=batch_size)
+        reference = per_cell_sweep(ev, kinds=KINDS, levels=LEVELS, split="test")
+    progress = []
+    s = robustness_sweep(syn[2], kinds=KINDS, levels=LEVELS, split="test", chunk_size=chunk_size,
+                         batch_size=batch_size, equilibrium_samples=48, progress=progress.append)
+    assert s.complete and s.samples == 48 and s.columns == reference.columns
+    assert_table_equal(s, reference)
+    for name, value in reference.equilibrium.items():
+        np.testing.assert_allclose(s.equilibrium[name], value, rtol=1e-6, atol=1e-9, err_msg=name)
+    assert progress[-1] == pytest.approx(1.0) and np.all(np.diff(progress) > 0)
+    assert [r[:3] for r in s.rows()] == [r[:3] for r in reference.rows()]
+
+
+def test_equilibrium_statistics_on_the_first_samples_of_the_split(syn):
+    ev = Evaluator(syn[2].adapter, syn[2].dataset, batch_size=12)
+    s = robustness_sweep(ev, kinds=KINDS, levels=LEVELS, split="test", chunk_size=24, equilibrium_samples=12)
+    assert_table_equal(s, per_cell_sweep(ev, kinds=KINDS, levels=LEVELS, split="test", equilibrium=False))
+    assert s.extra["equilibrium_samples"] == 12
+    # the per-cell reference on those 12 samples alone (the split's first batch) gives the same statistics
+    first = ev.dataset.split("test")[:12]
+    sub = Evaluator(ev.adapter, dataclasses.replace(ev.dataset, splits={**ev.dataset.splits, "first": first}),
+                    batch_size=12)
+    ref = per_cell_sweep(sub, kinds=KINDS, levels=LEVELS, split="first")
+    assert set(ref.equilibrium) == set(s.equilibrium)
+    for name, value in ref.equilibrium.items():
+        np.testing.assert_allclose(s.equilibrium[name], value, rtol=1e-6, atol=1e-9, err_msg=name)
+
+
+def test_chunk_results_do_not_depend_on_who_ran_them(syn):
+    ck, data, ev = syn
+    ev = Evaluator(ev.adapter, ev.dataset, batch_size=5)
+    spec = sweep_spec(ev, kinds=KINDS, levels=LEVELS, split="test", chunk_size=10)
+    ids = ev.dataset.split("test")
+    here = {i: evaluate_chunk(ev, spec, i) for i in reversed(range(chunk_count(len(ids), spec.chunk_size)))}
+    assert set(here[0]) == set(CHUNK_KEYS)
+    # a worker's task: plain values in (picklable), plain numpy out, the evaluator rebuilt from the paths
+    task = pickle.loads(pickle.dumps(ChunkTask(str(ck), str(data), spec, 3)))
+    there = pickle.loads(pickle.dumps(run_chunk_task(task)))
+    for key in CHUNK_KEYS:
+        np.testing.assert_array_equal(there[key], here[3][key], err_msg=key)
+    merged = merge_chunks([here[i] for i in range(len(here))], spec, ids, ev.dataset.labels[ids])
+    assert merged.complete
+    assert_table_equal(merged, per_cell_sweep(ev, kinds=KINDS, levels=LEVELS, split="test"))
+    with pytest.raises(ValueError, match="out of order"):
+        merge_chunks([here[1], here[0]], spec, ids, ev.dataset.labels[ids])
+    assert SweepSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_a_cancel_keeps_the_cells_every_chunk_finished(syn):
+    ev = syn[2]
+    calls = []
+
+    def cancel():  # asked before each chunk, each cell and each batch: stop inside the third chunk
+        calls.append(1)
+        return len(progress) >= 2 * 18 + 4  # 6 curves × 3 levels per chunk
+
+    progress = []
+    s = robustness_sweep(ev, kinds=KINDS, levels=LEVELS, split="test", chunk_size=20, batch_size=20,
+                         progress=progress.append, cancel=cancel)
+    assert not s.complete and len(progress) == 40
+    filled = np.isfinite(s.accuracy)
+    assert filled.tolist() == [[True, True, True], [True, False, False]] + [[False] * 3] * 4
+    ref = per_cell_sweep(Evaluator(ev.adapter, ev.dataset, batch_size=20), kinds=KINDS, levels=LEVELS, split="test")
+    np.testing.assert_array_equal(s.accuracy[filled], ref.accuracy[filled])
+    assert np.isnan(s.mean_steps[~filled]).all()
