@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import pickle
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -137,3 +143,83 @@ def test_a_cancel_keeps_the_cells_every_chunk_finished(syn):
     ref = per_cell_sweep(Evaluator(ev.adapter, ev.dataset, batch_size=20), kinds=KINDS, levels=LEVELS, split="test")
     np.testing.assert_array_equal(s.accuracy[filled], ref.accuracy[filled])
     assert np.isnan(s.mean_steps[~filled]).all()
+
+
+# ------------------------------------------------------------------------------ resuming after a cancel or a kill
+
+def test_a_cancelled_sweep_resumes_from_its_progress_file_to_the_same_table(syn, tmp_path):
+    from deqstudio.diagnostics.sweep_store import SweepStore, sweep_identity
+
+    ck, data, ev = syn
+    ev = Evaluator(ev.adapter, ev.dataset, batch_size=8)
+    args = dict(kinds=KINDS, levels=LEVELS, split="test", chunk_size=8)
+    whole = robustness_sweep(ev, **args)
+    identity = sweep_identity(sweep_spec(ev, **args), ck, data)
+    path = tmp_path / "progress.partial"
+    store, note = SweepStore.open(path, identity)
+    assert note == "" and store.finished() == []
+    progress = []
+    cut = robustness_sweep(ev, **args, store=store, progress=progress.append,
+                           cancel=lambda: len(progress) >= 2 * 18 + 5)  # inside the third of six chunks
+    assert not cut.complete and len(store.finished()) == 2
+
+    store, note = SweepStore.open(path, identity)
+    assert note == f"resuming from {path.name}: 2 chunk(s) already finished"
+    progress.clear()
+    resumed = robustness_sweep(ev, **args, store=store, progress=progress.append)
+    assert resumed.complete and resumed.extra["resumed_chunks"] == 2 and resumed.extra["evaluated_samples"] == 32
+    assert progress[:2] == pytest.approx([36 / 108, 37 / 108]) and progress[-1] == pytest.approx(1.0)
+    assert_table_equal(resumed, whole)
+    for name in whole.equilibrium:
+        np.testing.assert_array_equal(resumed.equilibrium[name], whole.equilibrium[name], err_msg=name)
+    assert resumed.to_csv(tmp_path / "a.csv").read_bytes() == whole.to_csv(tmp_path / "b.csv").read_bytes()
+    assert len(SweepStore.open(path, identity)[0].finished()) == 6
+
+    # another sweep's arguments, or a file that is not a progress file: start over, saying why
+    other = sweep_identity(sweep_spec(ev, **{**args, "levels": (0.0, 1.0)}), ck, data)
+    store, note = SweepStore.open(path, other)
+    assert note == f"{path.name} records another sweep (different spec); starting over" and store.finished() == []
+    (path / "identity.json").write_text("{not JSON")
+    store, note = SweepStore.open(path, identity)
+    assert note.startswith(f"{path.name} is not a readable sweep progress folder") and note.endswith("starting over")
+    assert store.finished() == []
+
+
+def _sweep_command(ck, data, out):
+    return [sys.executable, "-m", "deqstudio", "sweep", "--checkpoint", str(ck), "--dataset", str(data),
+            "--kind", "shuffle", "--chunk-size", "4", "--batch-size", "4", "--out", str(out)]
+
+
+def test_a_killed_sweep_rerun_gives_the_table_of_an_uninterrupted_run(small_files, tmp_path):
+    """Through the command line: the process killed (SIGKILL) after some chunks; the rerun continues from them."""
+    from deqstudio.diagnostics.sweep_store import _read_chunks
+
+    ck, data = small_files
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    whole = tmp_path / "whole.csv"
+    done = subprocess.run(_sweep_command(ck, data, whole), env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+
+    out = tmp_path / "killed.csv"
+    proc = subprocess.Popen(_sweep_command(ck, data, out), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    folder, finished = tmp_path / "cache" / "deqstudio" / "sweeps", 0
+    deadline = time.monotonic() + 240
+    try:
+        while finished < 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            for f in folder.glob("*.partial") if folder.exists() else ():
+                with contextlib.suppress(OSError):  # the folder removed as we look: the sweep has ended
+                    finished = max(finished, len(_read_chunks(f)))
+    finally:
+        proc.kill()
+        proc.wait()
+    assert finished >= 2 and not out.exists(), "the sweep was not caught between its chunks"
+
+    rerun = subprocess.run(_sweep_command(ck, data, out), env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "note: resuming from" in rerun.stderr and "chunk(s) already finished" in rerun.stderr
+    assert "chunks resumed" in rerun.stdout
+    assert out.read_bytes() == whole.read_bytes()
+    assert list(folder.glob("*.partial")) == []  # the results written, the progress files are gone

@@ -105,6 +105,9 @@ def robustness_sweep(
 
     if progress is not None and chunks:
         progress(done[0] / (total * cells))
+    if len(chunks) > total:
+        raise ValueError(f"the progress file holds {len(chunks)} chunks; this sweep has {total}")
+    resumed, evaluated = len(chunks), 0
     for index in range(len(chunks), total):
         if cancel is not None and cancel():
             break
@@ -112,10 +115,17 @@ def robustness_sweep(
         chunks.append(result)
         if not result["done"].all():
             break
+        evaluated += len(result["sample_ids"])
         if store is not None:
             store.append(result)
-    return merge_chunks(chunks, spec, ids, evaluator.dataset.labels[ids], multilabel=evaluator.adapter.task == "multilabel",
-                        model_name=model_name, baseline_name=baseline_name, seconds=time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    swept = merge_chunks(chunks, spec, ids, evaluator.dataset.labels[ids],
+                         multilabel=evaluator.adapter.task == "multilabel", model_name=model_name,
+                         baseline_name=baseline_name, seconds=seconds)
+    # this run's own pace: the samples of the chunks it finished (not those a resumed file held) over its time
+    swept.extra.update(resumed_chunks=resumed, chunks=total, evaluated_samples=evaluated,
+                       samples_per_second=evaluated / seconds if seconds > 0 else float("nan"))
+    return swept
 
 
 def sweep_spec(evaluator: Evaluator, *, modalities=None, kinds=None, levels=LEVELS, split: str = "test", seed: int = 0,
