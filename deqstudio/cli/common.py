@@ -81,17 +81,26 @@ def progress_bar(what: str, total: int, unit: str = "it"):
                 bar_format="{desc} {bar} {percentage:3.0f}% {postfix}")
 
 
-def fraction_progress(what: str):
+def fraction_progress(what: str, samples: int | None = None):
     """``(callback, close)``: a callback taking the fraction done (0..1) that drives a tqdm bar, and its close.
 
     The bar appears with the first progress, so a command that fails before any work prints only its error.
+    ``samples``: the work's size in samples; the bar then shows this run's pace in samples/s (from the first
+    fraction it was given, so work a resumed run found finished does not count).
     """
-    bars = []
+    import time
+
+    bars, start = [], []
 
     def show(fraction: float) -> None:
         if not bars:
             bars.append(progress_bar(what, 1000))
+            start.append((time.perf_counter(), fraction))
         bars[0].update(max(0, int(1000 * fraction) - bars[0].n))
+        if samples:
+            seconds = time.perf_counter() - start[0][0]
+            if seconds > 0 and fraction > start[0][1]:
+                bars[0].set_postfix_str(f"{(fraction - start[0][1]) * samples / seconds:.1f} samples/s", refresh=False)
 
     def close() -> None:
         if bars:

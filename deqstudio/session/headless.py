@@ -120,10 +120,17 @@ def equilibrium(loaded: Loaded, result: SolveResult):
         raise UsageError(f"the equilibrium analysis failed: {exc}") from None
 
 
-def sweep(loaded: Loaded, modality=None, kind=None, split: str = "test", levels=None, progress=None, cancel=None):
-    """The robustness curve and noise calibration over a split (RobustnessSweep)."""
+def sweep(loaded: Loaded, modality=None, kind=None, split: str = "test", levels=None, progress=None, cancel=None, *,
+          resumable: bool = False, out=None, restart: bool = False, note=None, chunk_size: int | None = None,
+          batch_size: int | None = None):
+    """The robustness curve and noise calibration over a split (RobustnessSweep).
+
+    ``resumable``: finished chunks go to a progress file (``sweep_store``: in the cache folder, named by the
+    sweep and ``out``), and a rerun with the same arguments, model and dataset continues from it (``restart``: start over).
+    ``note`` receives the one-line note on what was found there. The store is ``extra["progress_store"]``:
+    the caller removes it once the results are written."""
     from ..diagnostics.evaluation import Evaluator
-    from ..diagnostics.robustness import LEVELS, robustness_sweep
+    from ..diagnostics.robustness import LEVELS, robustness_sweep, sweep_spec
 
     ds = loaded.dataset
     if split not in ds.splits:
@@ -132,11 +139,26 @@ def sweep(loaded: Loaded, modality=None, kind=None, split: str = "test", levels=
         raise UsageError(f"split {split!r} of dataset {ds.name!r} is empty")
     evaluator = Evaluator(loaded.adapter, ds)
     path = loaded.checkpoint.path
+    for name, value in (("chunk size", chunk_size), ("batch size", batch_size)):
+        if value is not None and value < 1:
+            raise UsageError(f"the {name} must be at least 1, got {value}")
+    args = dict(modalities=[modality] if modality else None, kinds=[kind] if kind else None,
+                levels=LEVELS if levels is None else levels, split=split, chunk_size=chunk_size, batch_size=batch_size)
     try:
-        return robustness_sweep(
-            evaluator, modalities=[modality] if modality else None, kinds=[kind] if kind else None,
-            levels=LEVELS if levels is None else levels, split=split,
-            model_name=path.name if path else loaded.adapter.name, progress=progress, cancel=cancel,
-        )
+        store = None
+        if resumable:
+            from ..diagnostics.sweep_store import SweepStore, progress_path, sweep_identity
+
+            identity = sweep_identity(sweep_spec(evaluator, **args), loaded.checkpoint.path, ds.path,
+                                      device=loaded.engine.device)
+            store, text = SweepStore.open(progress_path(out, identity), identity, restart=restart)
+            if text and note is not None:
+                note(text)
+        swept = robustness_sweep(evaluator, **args, model_name=path.name if path else loaded.adapter.name,
+                                 progress=progress, cancel=cancel, store=store)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"the sweep's progress file: {exc}") from None
+    swept.extra["progress_store"] = store
+    return swept
