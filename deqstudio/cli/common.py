@@ -118,12 +118,19 @@ def add_plugin_consent(p: argparse.ArgumentParser) -> None:
                    help="let the installed plugin NAME run its Python code in this command (repeatable)")
 
 
-def add_files(p: argparse.ArgumentParser) -> None:
+DEVICE_HELP = {
+    "cpu": "auto, cpu or cuda (default cpu: one sample solves fastest there; auto = CUDA when present)",
+    "auto": "auto, cpu or cuda (default auto: CUDA when present, else the CPU)",
+}
+
+
+def add_files(p: argparse.ArgumentParser, device: str = "cpu") -> None:
+    """--checkpoint, --dataset, --device (default ``device``), plugin consent and safe mode."""
     from .plugins import add_safe_mode
 
     p.add_argument("--checkpoint", help=MODEL_HELP)
     p.add_argument("--dataset", help="dataset file (default: the bundled UCI Multiple Features)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--device", default=device, help=DEVICE_HELP[device])
     add_plugin_consent(p)
     add_safe_mode(p)
 

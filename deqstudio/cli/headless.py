@@ -20,7 +20,7 @@ def add_parsers(sub) -> None:
     solve.set_defaults(run=run_solve)
 
     sweep = sub.add_parser("sweep", help="robustness curve and noise calibration over a split")
-    add_files(sweep)
+    add_files(sweep, device="auto")  # many samples in large batches: the GPU when there is one
     sweep.add_argument("--modality", help="one modality (default: every modality)")
     sweep.add_argument("--kind", help="corruption kind (default gaussian; 'all' for every kind that applies)")
     sweep.add_argument("--split", default="test", help="train, val or test (default test)")
@@ -165,8 +165,8 @@ def run_sweep(args: argparse.Namespace) -> int:
     close()
     ck, ds = loaded.checkpoint, loaded.dataset
     report = {"checkpoint": str(ck.path), "dataset": ds.name, "split": swept.split, "samples": swept.samples,
-              "levels": [float(v) for v in swept.levels], "seconds": round(swept.seconds, 3),
-              "complete": swept.complete, "metric": swept.metric,
+              "device": loaded.engine.device, "levels": [float(v) for v in swept.levels],
+              "seconds": round(swept.seconds, 3), "complete": swept.complete, "metric": swept.metric,
               "samples_per_second": round(swept.extra["samples_per_second"], 2),
               "resumed_chunks": swept.extra["resumed_chunks"], "chunks": swept.extra["chunks"],
               "equilibrium_samples": swept.extra["equilibrium_samples"], "modalities": swept.to_json()}
@@ -185,8 +185,8 @@ def run_sweep(args: argparse.Namespace) -> int:
 def _print_sweep(ck, ds, swept, report) -> None:
     p = printable
     resumed = f", {report['resumed_chunks']} of {report['chunks']} chunks resumed" if report["resumed_chunks"] else ""
-    print(f"{p(ck.path.name)} on {p(ds.name)}, {swept.split} split ({swept.samples} samples), {swept.seconds:.1f} s, "
-          f"{report['samples_per_second']:.1f} samples/s{resumed}")
+    print(f"{p(ck.path.name)} on {p(ds.name)}, {swept.split} split ({swept.samples} samples), {swept.seconds:.1f} s "
+          f"on {report['device']}, {report['samples_per_second']:.1f} samples/s{resumed}")
     levels = "  ".join(f"{v:>5g}" for v in swept.levels)
     print(f"{'curve':<18} {'':>9}  {levels}    AUC   UDML ρ   PE ρ")
 
