@@ -142,7 +142,14 @@ def test_every_headless_command_runs_with_only_torch_numpy_and_h5py(inputs, tmp_
     out = tmp_path / "out"
     out.mkdir()
     commands = _headless_commands(inputs, out)
-    _check_headless(_run_commands(site, list(commands.values()), tmp_path), commands, out)
+    no_dask = ["sweep", "--checkpoint", str(DATA / "syn.pt"), "--dataset", str(DATA / "syn.h5"), "--cluster",
+               "local[2]"]
+    run = _run_commands(site, [*commands.values(), no_dask], tmp_path)
+    *results, cluster = run["results"]
+    _check_headless({"results": results, "qt_loaded": run["qt_loaded"]}, commands, out)
+    lines = [line for line in cluster["err"].splitlines() if line.strip()]
+    assert cluster["code"] == 2 and len(lines) == 1, cluster["err"]
+    assert lines[0] == "error: --cluster needs Dask distributed: pip install 'deqstudio[cluster]'"
 
 
 def test_the_core_dependencies_have_no_qt():

@@ -57,9 +57,10 @@ class PlainBar:
         self.n += n
         self._show()
 
-    def set_postfix_str(self, text: str) -> None:
+    def set_postfix_str(self, text: str, refresh: bool = True) -> None:  # tqdm's signature
         self.postfix = text
-        self._show()
+        if refresh:
+            self._show()
 
     def _show(self) -> None:
         if self.live:

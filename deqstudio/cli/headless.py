@@ -29,6 +29,10 @@ def add_parsers(sub) -> None:
                                                       "batches): what a rerun after a kill may redo")
     sweep.add_argument("--batch-size", type=int, help="samples per model call (default 400)")
     sweep.add_argument("--restart", action="store_true", help="start over: ignore what a killed run with the same arguments finished")
+    sweep.add_argument("--cluster", metavar="ADDRESS|local[N]",
+                       help="run the chunks on a Dask cluster: a scheduler's address (tcp://HOST:8786; the workers "
+                            "read the dataset from the same path) or local[N], N single-threaded local worker "
+                            "processes (needs the cluster extra)")
     sweep.add_argument("--json", action="store_true", help="print one JSON object (keys in the README)")
     sweep.set_defaults(run=run_sweep)
 
@@ -136,17 +140,29 @@ def run_sweep(args: argparse.Namespace) -> int:
         pass
 
     try:
-        loaded = headless.load(args.checkpoint, args.dataset, device=args.device, allow_plugins=args.allow_plugin)
+        if args.cluster:
+            from ..diagnostics.dask_cluster import parse_cluster
+
+            parse_cluster(args.cluster)  # before any file is read
+        # on a cluster the workers evaluate; this process only plans and merges, on the CPU
+        loaded = headless.load(args.checkpoint, args.dataset, device="cpu" if args.cluster else args.device,
+                               allow_plugins=args.allow_plugin)
         if loaded.engine.notice:
             print(f"note: {loaded.engine.notice}", file=sys.stderr)
         split = loaded.dataset.splits.get(args.split)
         progress = None
         if not args.json:
             progress, close = fraction_progress("sweep", samples=len(split) if split is not None else None)
-        swept = headless.sweep(loaded, args.modality, args.kind, args.split, progress=progress, resumable=True,
-                               out=args.out, restart=args.restart, chunk_size=args.chunk_size,
-                               batch_size=args.batch_size,
-                               note=lambda text: print(f"note: {printable(text)}", file=sys.stderr))
+        options = dict(resumable=True, out=args.out, restart=args.restart, chunk_size=args.chunk_size,
+                       batch_size=args.batch_size, note=lambda text: print(f"note: {printable(text)}", file=sys.stderr))
+        if args.cluster:
+            from ..paths import default_checkpoint
+
+            swept = headless.cluster_sweep(loaded, args.cluster, args.checkpoint or str(default_checkpoint()),
+                                           args.modality, args.kind, args.split, progress=progress,
+                                           device=args.device, **options)
+        else:
+            swept = headless.sweep(loaded, args.modality, args.kind, args.split, progress=progress, **options)
         if args.out:
             from ..session.provenance import provenance
 
@@ -165,7 +181,8 @@ def run_sweep(args: argparse.Namespace) -> int:
     close()
     ck, ds = loaded.checkpoint, loaded.dataset
     report = {"checkpoint": str(ck.path), "dataset": ds.name, "split": swept.split, "samples": swept.samples,
-              "device": loaded.engine.device, "levels": [float(v) for v in swept.levels],
+              "device": f"cluster {args.cluster} ({args.device})" if args.cluster else loaded.engine.device,
+              "levels": [float(v) for v in swept.levels],
               "seconds": round(swept.seconds, 3), "complete": swept.complete, "metric": swept.metric,
               "samples_per_second": round(swept.extra["samples_per_second"], 2),
               "resumed_chunks": swept.extra["resumed_chunks"], "chunks": swept.extra["chunks"],
