@@ -28,6 +28,8 @@ def add_parsers(sub) -> None:
     sweep.add_argument("--chunk-size", type=int, help="samples per chunk, a multiple of --batch-size (default three "
                                                       "batches): what a rerun after a kill may redo")
     sweep.add_argument("--batch-size", type=int, help="samples per model call (default 400)")
+    sweep.add_argument("--equilibrium-samples", type=int, default=64,
+                       help="the equilibrium statistics on the split's first N samples (default 64; 0: none)")
     sweep.add_argument("--restart", action="store_true", help="start over: ignore what a killed run with the same arguments finished")
     sweep.add_argument("--json", action="store_true", help="print one JSON object (keys in the README)")
     sweep.set_defaults(run=run_sweep)
@@ -145,7 +147,7 @@ def run_sweep(args: argparse.Namespace) -> int:
             progress, close = fraction_progress("sweep", samples=len(split) if split is not None else None)
         swept = headless.sweep(loaded, args.modality, args.kind, args.split, progress=progress, resumable=True,
                                out=args.out, restart=args.restart, chunk_size=args.chunk_size,
-                               batch_size=args.batch_size,
+                               batch_size=args.batch_size, equilibrium_samples=args.equilibrium_samples,
                                note=lambda text: print(f"note: {printable(text)}", file=sys.stderr))
         if args.out:
             from ..session.provenance import provenance
