@@ -154,7 +154,8 @@ def run_sweep(args: argparse.Namespace) -> int:
 
             record = provenance(loaded.checkpoint, loaded.dataset, None, what="sweep", device=loaded.engine.device)
             record.update(settings={"split": swept.split, "modality": args.modality or "all",
-                                    "kind": args.kind or "gaussian", "levels": [float(v) for v in swept.levels]},
+                                    "kind": args.kind or "gaussian", "levels": [float(v) for v in swept.levels],
+                                    "equilibrium_samples": swept.extra["equilibrium_samples"]},
                           exported=os.path.basename(args.out))
             # the table and its provenance sidecar are one unit: both of this run, or neither
             (swept.to_csv if args.out.lower().endswith(".csv") else swept.to_hdf5)(args.out, sidecar=record)
