@@ -28,6 +28,8 @@ def add_parsers(sub) -> None:
     sweep.add_argument("--chunk-size", type=int, help="samples per chunk, a multiple of --batch-size (default three "
                                                       "batches): what a rerun after a kill may redo")
     sweep.add_argument("--batch-size", type=int, help="samples per model call (default 400)")
+    sweep.add_argument("--equilibrium-samples", type=int, default=64,
+                       help="the equilibrium statistics on the split's first N samples (default 64; 0: none)")
     sweep.add_argument("--restart", action="store_true", help="start over: ignore what a killed run with the same arguments finished")
     sweep.add_argument("--cluster", metavar="ADDRESS|local[N]",
                        help="run the chunks on a Dask cluster: a scheduler's address (tcp://HOST:8786; the workers "
@@ -154,7 +156,8 @@ def run_sweep(args: argparse.Namespace) -> int:
         if not args.json:
             progress, close = fraction_progress("sweep", samples=len(split) if split is not None else None)
         options = dict(resumable=True, out=args.out, restart=args.restart, chunk_size=args.chunk_size,
-                       batch_size=args.batch_size, note=lambda text: print(f"note: {printable(text)}", file=sys.stderr))
+                       batch_size=args.batch_size, equilibrium_samples=args.equilibrium_samples,
+                       note=lambda text: print(f"note: {printable(text)}", file=sys.stderr))
         if args.cluster:
             from ..paths import default_checkpoint
 
@@ -168,7 +171,8 @@ def run_sweep(args: argparse.Namespace) -> int:
 
             record = provenance(loaded.checkpoint, loaded.dataset, None, what="sweep", device=loaded.engine.device)
             record.update(settings={"split": swept.split, "modality": args.modality or "all",
-                                    "kind": args.kind or "gaussian", "levels": [float(v) for v in swept.levels]},
+                                    "kind": args.kind or "gaussian", "levels": [float(v) for v in swept.levels],
+                                    "equilibrium_samples": swept.extra["equilibrium_samples"]},
                           exported=os.path.basename(args.out))
             # the table and its provenance sidecar are one unit: both of this run, or neither
             (swept.to_csv if args.out.lower().endswith(".csv") else swept.to_hdf5)(args.out, sidecar=record)

@@ -34,7 +34,7 @@ The chunk API (the single-process streaming sweep and ``sweep --cluster`` both r
     worker's next task), then ``evaluate_chunk``. Input and output are plain values.
 
 Equilibrium statistics (ρ(J) and the linear response, costly per sample) are computed on a fixed subsample of
-every cell: the first ``equilibrium_samples`` samples of the split (128 by default) in the split's order.
+every cell: the first ``equilibrium_samples`` samples of the split (64 by default) in the split's order.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ from .sweep_table import RobustnessSweep
 
 DEFAULT_BATCH_SIZE = 400  # samples per model call: the Evaluator's batch
 DEFAULT_CHUNK_SIZE = 3 * DEFAULT_BATCH_SIZE  # samples per chunk: what a rerun after a kill may have to redo
-EQUILIBRIUM_SAMPLES = 128  # the equilibrium statistics' subsample: the split's first samples (costly per sample)
+EQUILIBRIUM_SAMPLES = 64  # the equilibrium statistics' subsample: the split's first samples (costly per sample)
 
 CHUNK_KEYS = ("index", "start", "stop", "sample_ids", "done", "predictions", "steps", "converged", "sigma_hat", "pe",
               "spectral_radius", "shift_ratio", "noise", "solver")  # and "baseline_predictions" with a baseline

@@ -19,7 +19,7 @@ import numpy as np
 
 from .evaluation import Evaluator
 from .robustness import LEVELS, sweep_spec
-from .sweep_chunks import ChunkTask, chunk_count, merge_chunks
+from .sweep_chunks import EQUILIBRIUM_SAMPLES, ChunkTask, chunk_count, merge_chunks
 from .sweep_table import RobustnessSweep
 
 RunChunks = Callable[[Sequence[ChunkTask]], Iterable[tuple[int, dict]]]
@@ -47,6 +47,7 @@ def dispatched_sweep(
     seed: int = 0,
     settings=None,
     equilibrium: bool = True,
+    equilibrium_samples: int = EQUILIBRIUM_SAMPLES,
     chunk_size: int | None = None,
     batch_size: int | None = None,
     model_name: str = "",
@@ -60,7 +61,8 @@ def dispatched_sweep(
     ``device``: where the workers run the model (``auto`` is decided on each worker)."""
     t0 = time.perf_counter()
     spec = sweep_spec(evaluator, modalities=modalities, kinds=kinds, levels=levels, split=split, seed=seed,
-                      settings=settings, equilibrium=equilibrium, chunk_size=chunk_size, batch_size=batch_size)
+                      settings=settings, equilibrium=equilibrium, chunk_size=chunk_size, batch_size=batch_size,
+                      equilibrium_samples=equilibrium_samples)
     ids = np.asarray(evaluator.dataset.split(split), dtype=np.int64)
     total = chunk_count(len(ids), spec.chunk_size)
     chunks: list[dict] = list(store.finished()) if store is not None else []

@@ -145,6 +145,8 @@ class RobustnessSweep:
             arrays[f"baseline_{self.metric}"] = self.baseline_accuracy
         attrs = {"model": self.model, "split": self.split, "samples": self.samples, "complete": self.complete,
                  "baseline": self.baseline, "seconds": self.seconds, "metric": self.metric}
+        if self.equilibrium and "equilibrium_samples" in self.extra:  # the statistics' subsample: the first N
+            attrs["equilibrium_samples"] = int(self.extra["equilibrium_samples"])
         return write_hdf5(path, "robustness", arrays, attrs, sidecar=sidecar)
 
     def to_json(self) -> dict:

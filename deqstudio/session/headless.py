@@ -122,7 +122,7 @@ def equilibrium(loaded: Loaded, result: SolveResult):
 
 def sweep(loaded: Loaded, modality=None, kind=None, split: str = "test", levels=None, progress=None, cancel=None, *,
           resumable: bool = False, out=None, restart: bool = False, note=None, chunk_size: int | None = None,
-          batch_size: int | None = None):
+          batch_size: int | None = None, equilibrium_samples: int | None = None):
     """The robustness curve and noise calibration over a split (RobustnessSweep).
 
     ``resumable``: finished chunks go to a progress file (``sweep_store``: in the cache folder, named by the
@@ -142,8 +142,12 @@ def sweep(loaded: Loaded, modality=None, kind=None, split: str = "test", levels=
     for name, value in (("chunk size", chunk_size), ("batch size", batch_size)):
         if value is not None and value < 1:
             raise UsageError(f"the {name} must be at least 1, got {value}")
+    if equilibrium_samples is not None and equilibrium_samples < 0:
+        raise UsageError(f"the equilibrium samples must be 0 or more, got {equilibrium_samples}")
     args = dict(modalities=[modality] if modality else None, kinds=[kind] if kind else None,
                 levels=LEVELS if levels is None else levels, split=split, chunk_size=chunk_size, batch_size=batch_size)
+    if equilibrium_samples is not None:
+        args.update(equilibrium=equilibrium_samples > 0, equilibrium_samples=equilibrium_samples)
     try:
         store = None
         if resumable:
@@ -166,7 +170,8 @@ def sweep(loaded: Loaded, modality=None, kind=None, split: str = "test", levels=
 
 def cluster_sweep(loaded: Loaded, cluster: str, model: str, modality=None, kind=None, split: str = "test",
                   levels=None, progress=None, *, device: str = "auto", resumable: bool = False, out=None,
-                  restart: bool = False, note=None, chunk_size: int | None = None, batch_size: int | None = None):
+                  restart: bool = False, note=None, chunk_size: int | None = None, batch_size: int | None = None,
+                  equilibrium_samples: int | None = None):
     """``sweep`` with its chunks run on a Dask cluster (``local[N]`` or a scheduler's address): the same table.
 
     ``model``: the model as the command line named it (a checkpoint is sent to the workers; a package folder or
@@ -194,6 +199,10 @@ def cluster_sweep(loaded: Loaded, cluster: str, model: str, modality=None, kind=
     evaluator = Evaluator(loaded.adapter, ds)
     args = dict(modalities=[modality] if modality else None, kinds=[kind] if kind else None,
                 levels=LEVELS if levels is None else levels, split=split, chunk_size=chunk_size, batch_size=batch_size)
+    if equilibrium_samples is not None and equilibrium_samples < 0:
+        raise UsageError(f"the equilibrium samples must be 0 or more, got {equilibrium_samples}")
+    if equilibrium_samples is not None:
+        args.update(equilibrium=equilibrium_samples > 0, equilibrium_samples=equilibrium_samples)
     path = loaded.checkpoint.path
     try:
         spec = sweep_spec(evaluator, **args)  # the plan checked before a cluster is started or reached
