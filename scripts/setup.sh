@@ -30,7 +30,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
   # torch first and pinned: the CPU wheel on local disk; anything unpinned pulls a CUDA build.
   .venv/bin/pip install -q "torch==2.13.0"
-  .venv/bin/pip install -q -e ".[gui,dev]"
+  .venv/bin/pip install -q -e ".[gui,dev,cluster]"
   # The benchmark's reference solver; --no-deps so it cannot replace our torch.
   .venv/bin/pip install -q --no-deps "torchdeq==0.1.0"
   echo "$want" > "$stamp"

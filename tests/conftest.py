@@ -5,6 +5,8 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as deqstudio sets it, in case a test imports torch first
+# the sweeps' progress files (deqstudio.diagnostics.sweep_store) go to a fresh folder, never the user's cache
+os.environ["XDG_CACHE_HOME"] = __import__("tempfile").mkdtemp(prefix="deqstudio-tests-cache-")
 
 import shutil
 from pathlib import Path

@@ -8,7 +8,7 @@ import sys
 
 from .. import __version__
 from ..core.solvers.registry import DEFAULT_SOLVER, SOLVER_NAMES
-from .common import fail
+from .common import fail, missing_gui_extra
 
 
 def add_parsers(sub) -> None:
@@ -25,6 +25,12 @@ def add_parsers(sub) -> None:
     bench.add_argument("--gui-only", action="store_true", help="only the studio measurements")
     bench.add_argument("--checkpoint", help="the studio measurements on this model (default: the bundled demo)")
     bench.add_argument("--dataset", help="the studio measurements on this dataset (default: the bundled UCI one)")
+    bench.add_argument("--scale", action="store_true",
+                       help="only the scale measurements: inspect, the sweep old vs new, the window, on an "
+                            "MM-IMDB-sized dataset (made in --scale-dir when missing)")
+    bench.add_argument("--scale-dir", default="build/scale", help="where the scale files are (default build/scale)")
+    bench.add_argument("--scale-samples", type=int, default=0,
+                       help="time the sweeps on the first N test samples (default 0: the whole test split)")
     bench.set_defaults(run=run_bench)
 
 
@@ -64,13 +70,53 @@ def _bench_equilibrium(device: str, repeats: int) -> dict:
     return bench_equilibrium(adapter, read_dataset(default_dataset()), repeats=repeats)
 
 
+def run_scale_bench(args: argparse.Namespace) -> int:
+    """``bench --scale``: see ``deqstudio.workflows.scale_bench``."""
+    from ..errors import DeqStudioError
+    from ..workflows.scale_bench import bench_scale
+
+    if args.scale_samples < 0:
+        return fail(f"--scale-samples must be 0 (the whole test split) or more, got {args.scale_samples}")
+    progress = None if args.json else (lambda msg: print(f"  measuring {msg} ...", file=sys.stderr))
+    try:
+        report = bench_scale(args.scale_dir, samples=args.scale_samples, gui=not args.no_gui, progress=progress)
+    except (DeqStudioError, OSError, ValueError) as exc:
+        return fail(str(exc))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    ins, sw, win = report["inspect"], report["sweep"], report["window"]
+    print(f"scale files: {report['dataset']}, {report['model']}"
+          + (f" (made: {', '.join(f'{k} {v} s' for k, v in report['made'].items())})" if report["made"] else ""))
+    print("inspect: " + (f"{ins['seconds']:.2f} s, peak {ins['peak_rss_mb']:.0f} MB resident" if "seconds" in ins
+                         else f"failed: {ins['error']}"))
+    print(f"sweep on the first {sw['samples']} test samples ({sw['cells']} cells, {sw['threads']} threads): streaming "
+          f"{sw['new_samples_per_second']:.1f} samples/s (equilibrium statistics on {sw['new_equilibrium_samples']}), "
+          f"old per-cell {sw['old_samples_per_second']:.1f} samples/s without equilibrium statistics: "
+          f"{sw['new_over_old']:.2f}×; old with them {sw['old_default_samples_per_second']:.1f} samples/s "
+          f"(on {sw['old_default_samples']}): {sw['new_over_old_default']:.1f}×; tables agree: {sw['tables_agree']}")
+    if "skipped" in win or "error" in win:
+        print(f"window: {win.get('skipped') or 'failed: ' + win['error']}")
+    else:
+        print(f"window: first solve plotted {win['first_plot_s']:.2f} s after process start, peak "
+              f"{win['peak_rss_mb']:.0f} MB resident")
+    return 0
+
+
 def run_bench(args: argparse.Namespace) -> int:
     import torch
+
+    if args.scale:
+        if args.gui_only or args.checkpoint or args.dataset:
+            return fail("--scale measures its own files: drop --gui-only, --checkpoint and --dataset")
+        return run_scale_bench(args)
 
     from ..diagnostics.solver_bench import MAP_DESCRIPTION, TORCHDEQ_HINT, bench_solvers, format_table
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         return fail("--device cuda asked for, but no CUDA device is available")
+    if not args.no_gui and (problem := missing_gui_extra("bench")) is not None:
+        return fail(f"{problem}; or measure without the studio: deqstudio bench --no-gui")
     if args.no_gui and (args.checkpoint or args.dataset):
         return fail("--checkpoint and --dataset choose what the studio measurements open; drop --no-gui")
     for label, path in (("checkpoint", args.checkpoint), ("dataset", args.dataset)):

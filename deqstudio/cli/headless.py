@@ -8,7 +8,7 @@ import os
 import sys
 
 from ..errors import DeqStudioError, printable
-from .common import add_corrupt_and_solver, add_files, device_problem, fail, fraction_progress
+from .common import add_corrupt_and_solver, add_files, device_problem, fail, fraction_progress, missing_gui_extra
 
 
 def add_parsers(sub) -> None:
@@ -20,11 +20,21 @@ def add_parsers(sub) -> None:
     solve.set_defaults(run=run_solve)
 
     sweep = sub.add_parser("sweep", help="robustness curve and noise calibration over a split")
-    add_files(sweep)
+    add_files(sweep, device="auto")  # many samples in large batches: the GPU when there is one
     sweep.add_argument("--modality", help="one modality (default: every modality)")
     sweep.add_argument("--kind", help="corruption kind (default gaussian; 'all' for every kind that applies)")
     sweep.add_argument("--split", default="test", help="train, val or test (default test)")
     sweep.add_argument("--out", help="also write the table: .csv or .h5")
+    sweep.add_argument("--chunk-size", type=int, help="samples per chunk, a multiple of --batch-size (default three "
+                                                      "batches): what a rerun after a kill may redo")
+    sweep.add_argument("--batch-size", type=int, help="samples per model call (default 400)")
+    sweep.add_argument("--equilibrium-samples", type=int, default=64,
+                       help="the equilibrium statistics on the split's first N samples (default 64; 0: none)")
+    sweep.add_argument("--restart", action="store_true", help="start over: ignore what a killed run with the same arguments finished")
+    sweep.add_argument("--cluster", metavar="ADDRESS|local[N]",
+                       help="run the chunks on a Dask cluster: a scheduler's address (tcp://HOST:8786; the workers "
+                            "read the dataset from the same path) or local[N], N single-threaded local worker "
+                            "processes (needs the cluster extra)")
     sweep.add_argument("--json", action="store_true", help="print one JSON object (keys in the README)")
     sweep.set_defaults(run=run_sweep)
 
@@ -128,29 +138,59 @@ def run_sweep(args: argparse.Namespace) -> int:
         return fail(problem)
     if args.out and not args.out.lower().endswith((".csv", ".h5", ".hdf5")):
         return fail(f"--out {args.out}: use a .csv or .h5 file name")
-    progress, close = fraction_progress("sweep") if not args.json else (None, lambda: None)
+    def close() -> None:
+        pass
+
     try:
-        loaded = headless.load(args.checkpoint, args.dataset, device=args.device, allow_plugins=args.allow_plugin)
+        if args.cluster:
+            from ..diagnostics.dask_cluster import parse_cluster
+
+            parse_cluster(args.cluster)  # before any file is read
+        # on a cluster the workers evaluate; this process only plans and merges, on the CPU
+        loaded = headless.load(args.checkpoint, args.dataset, device="cpu" if args.cluster else args.device,
+                               allow_plugins=args.allow_plugin)
         if loaded.engine.notice:
             print(f"note: {loaded.engine.notice}", file=sys.stderr)
-        swept = headless.sweep(loaded, args.modality, args.kind, args.split, progress=progress)
+        split = loaded.dataset.splits.get(args.split)
+        progress = None
+        if not args.json:
+            progress, close = fraction_progress("sweep", samples=len(split) if split is not None else None)
+        options = dict(resumable=True, out=args.out, restart=args.restart, chunk_size=args.chunk_size,
+                       batch_size=args.batch_size, equilibrium_samples=args.equilibrium_samples,
+                       note=lambda text: print(f"note: {printable(text)}", file=sys.stderr))
+        if args.cluster:
+            from ..paths import default_checkpoint
+
+            swept = headless.cluster_sweep(loaded, args.cluster, args.checkpoint or str(default_checkpoint()),
+                                           args.modality, args.kind, args.split, progress=progress,
+                                           device=args.device, **options)
+        else:
+            swept = headless.sweep(loaded, args.modality, args.kind, args.split, progress=progress, **options)
         if args.out:
             from ..session.provenance import provenance
 
             record = provenance(loaded.checkpoint, loaded.dataset, None, what="sweep", device=loaded.engine.device)
             record.update(settings={"split": swept.split, "modality": args.modality or "all",
-                                    "kind": args.kind or "gaussian", "levels": [float(v) for v in swept.levels]},
+                                    "kind": args.kind or "gaussian", "levels": [float(v) for v in swept.levels],
+                                    "equilibrium_samples": swept.extra["equilibrium_samples"]},
                           exported=os.path.basename(args.out))
             # the table and its provenance sidecar are one unit: both of this run, or neither
             (swept.to_csv if args.out.lower().endswith(".csv") else swept.to_hdf5)(args.out, sidecar=record)
+        store = swept.extra.get("progress_store")
+        if store is not None and swept.complete:
+            store.remove()  # the results are written: the progress file has done its work
     except (DeqStudioError, OSError) as exc:
         close()
         return fail(str(exc))
     close()
     ck, ds = loaded.checkpoint, loaded.dataset
     report = {"checkpoint": str(ck.path), "dataset": ds.name, "split": swept.split, "samples": swept.samples,
-              "levels": [float(v) for v in swept.levels], "seconds": round(swept.seconds, 3),
-              "complete": swept.complete, "metric": swept.metric, "modalities": swept.to_json()}
+              "device": f"cluster {args.cluster} ({args.device})" if args.cluster else loaded.engine.device,
+              "levels": [float(v) for v in swept.levels],
+              "seconds": round(swept.seconds, 3), "complete": swept.complete, "metric": swept.metric,
+              "samples_per_second": round(swept.extra["samples_per_second"], 2),
+              "resumed_chunks": swept.extra["resumed_chunks"], "chunks": swept.extra["chunks"],
+              "equilibrium_samples": swept.extra["equilibrium_samples"], "modalities": swept.to_json()}
     note = getattr(loaded.adapter, "input_note", "")
     if note:
         report["input_note"] = note
@@ -165,7 +205,9 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 def _print_sweep(ck, ds, swept, report) -> None:
     p = printable
-    print(f"{p(ck.path.name)} on {p(ds.name)}, {swept.split} split ({swept.samples} samples), {swept.seconds:.1f} s")
+    resumed = f", {report['resumed_chunks']} of {report['chunks']} chunks resumed" if report["resumed_chunks"] else ""
+    print(f"{p(ck.path.name)} on {p(ds.name)}, {swept.split} split ({swept.samples} samples), {swept.seconds:.1f} s "
+          f"on {report['device']}, {report['samples_per_second']:.1f} samples/s{resumed}")
     levels = "  ".join(f"{v:>5g}" for v in swept.levels)
     print(f"{'curve':<18} {'':>9}  {levels}    AUC   UDML ρ   PE ρ")
 
@@ -195,6 +237,8 @@ def _print_sweep(ck, ds, swept, report) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    if (problem := missing_gui_extra("report")) is not None:
+        return fail(problem)
     if (problem := device_problem(args.device)) is not None:
         return fail(problem)
     from ..gui.headless_report import build_report

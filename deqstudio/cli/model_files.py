@@ -84,7 +84,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     from ..core import udml
     from ..io.dataset import read_dataset
-    from ..workflows.training import TrainRequest, check_trainable, train_and_save
+    from ..workflows.training import TrainRequest, check_trainable, resolve_device, train_and_save
 
     try:
         threads = torch.get_num_threads() if args.threads is None else args.threads
@@ -94,6 +94,7 @@ def run_train(args: argparse.Namespace) -> int:
             ablation=args.ablation, jac_weight=args.jac_weight, threads=threads, noise_augment=args.noise_augment,
             udml_weights=args.udml_weights, noise_loss=not args.no_noise_loss,
         )
+        resolve_device(req.device)  # a GPU asked for and absent: said before the dataset is read or a bar drawn
         if req.fusion == "deq-udml":
             udml.check_epochs(req.epochs)  # before the dataset is read
         ds = read_dataset(args.dataset)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from .common import MODEL_HELP, add_plugin_consent, fail
+from .common import MODEL_HELP, add_plugin_consent, fail, missing_gui_extra
 from .plugins import add_safe_mode
 
 
@@ -30,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from ..io.guard import regular_file
     from ..io.session_file import read_session
 
+    if (problem := missing_gui_extra("gui")) is not None:
+        return fail(problem)
     for text in args.corrupt:
         try:
             Corruption.parse(text)

@@ -121,33 +121,43 @@ class FusionModel(nn.Module):
         features, mus, logvars, _ = self.encode_with_unimodal(inputs, zero)
         return features, mus, logvars
 
-    def encode_with_unimodal(self, inputs: Sequence[torch.Tensor], zero: Sequence[int] = ()):
-        """``encode``'s values and the encoders' own unimodal logits (a list, or None when they give none)."""
+    def encode_with_unimodal(self, inputs: Sequence[torch.Tensor], zero: Sequence[int] = (), given: Sequence | None = None):
+        """``encode``'s values and the encoders' own unimodal logits (a list, or None when they give none).
+
+        ``given``: per modality an ``encode_modality`` result to use as it is (None: encode that input), so a
+        caller that changes one modality's input re-encodes that modality only."""
         if len(inputs) != len(self.config.modalities):
             raise ValueError(f"expected {len(self.config.modalities)} modality inputs, got {len(inputs)}")
-        means, stds = self.normalisation()
         features, mus, logvars, own_logits = [], [], [], []
         for i, x in enumerate(inputs):
-            spec = self.config.modalities[i]
-            x = x.reshape(x.shape[0], -1)
-            if x.shape[1] != spec.input_dim:
-                raise ValueError(f"modality {spec.name!r}: expected {spec.input_dim} features, got {x.shape[1]}")
-            if self.config.normalise_inputs:
-                x = (x - means[i]) / stds[i]
-            if self.config.encoder == "mmdynamic":
-                h, logits = self.trunks[i].with_logits(x)
+            known = given[i] if given is not None else None
+            feat, mu, logvar, logits = known if known is not None else self.encode_modality(i, x)
+            if logits is not None:
                 own_logits.append(logits)
-            else:
-                h = self.trunks[i](x)
-            if self.config.is_udml:
-                mu, logvar = self.projections[i](h)
-                feat = udml.reparameterize(mu, logvar, self.training)
+            if mu is not None:
                 mus.append(mu)
                 logvars.append(logvar)
-            else:
-                feat = self.projections[i](h)
             features.append(torch.zeros_like(feat) if i in zero else feat)
         return features, (mus or None), (logvars or None), (own_logits or None)
+
+    def encode_modality(self, i: int, x: torch.Tensor):
+        """Modality ``i``'s raw input (B, size) encoded: (features, μ, log σ², own logits); μ and log σ² are None
+        without UDML, the logits None unless the encoder gives its own."""
+        spec = self.config.modalities[i]
+        x = x.reshape(x.shape[0], -1)
+        if x.shape[1] != spec.input_dim:
+            raise ValueError(f"modality {spec.name!r}: expected {spec.input_dim} features, got {x.shape[1]}")
+        if self.config.normalise_inputs:
+            x = (x - getattr(self, f"input_mean_{i}")) / getattr(self, f"input_std_{i}")
+        logits = None
+        if self.config.encoder == "mmdynamic":
+            h, logits = self.trunks[i].with_logits(x)
+        else:
+            h = self.trunks[i](x)
+        if self.config.is_udml:
+            mu, logvar = self.projections[i](h)
+            return udml.reparameterize(mu, logvar, self.training), mu, logvar, logits
+        return self.projections[i](h), None, None, logits
 
     def predict_noise(self, logvars: list[torch.Tensor], detach: bool = True) -> torch.Tensor:
         """σ̂ (B, M): each modality's noise predictor on its representation's log σ²."""
@@ -179,13 +189,15 @@ class FusionModel(nn.Module):
         playback: bool = False,
         zero: Sequence[int] = (),
         weighted: bool = True,
+        given: Sequence | None = None,
     ) -> FusionOutput:
         """Classify a batch. ``playback`` records per-step probabilities and gates in the trace.
 
         ``weighted=False`` switches the deq-udml residual weighting off: the features enter the fusion
         as encoded (σ̂ is still predicted; ``weights`` is None). The dependency α is computed this way.
+        ``given``: modalities already encoded (see ``encode_with_unimodal``).
         """
-        features, mus, logvars, own_logits = self.encode_with_unimodal(inputs, zero)
+        features, mus, logvars, own_logits = self.encode_with_unimodal(inputs, zero, given)
         sigma_hat = weights = None
         if self.config.is_udml:
             if weighted:

@@ -70,8 +70,19 @@ class NativeAdapter(AdapterBase):
             device=p.device, dtype=p.dtype) for x in inputs]
 
     @torch.no_grad()
-    def __call__(self, inputs: Sequence, settings: SolverSettings | None = None, playback: bool = False) -> ModelRun:
-        out = self.model(self._tensors(inputs), settings=settings if self.config.is_deq else None, playback=playback)
+    def encode_modalities(self, inputs: Sequence, which: Sequence[int] | None = None) -> list:
+        """Each modality's encoding of a batch (opaque; ``which``: only those modalities, None elsewhere): what
+        ``__call__(..., encodings=)`` takes, so a caller that corrupts one modality re-encodes only that one."""
+        xs = self._tensors(inputs)
+        return [self.model.encode_modality(i, x) if which is None or i in which else None for i, x in enumerate(xs)]
+
+    @torch.no_grad()
+    def __call__(self, inputs: Sequence, settings: SolverSettings | None = None, playback: bool = False,
+                 encodings: Sequence | None = None) -> ModelRun:
+        """The model on a batch; ``encodings`` (from ``encode_modalities``, None entries encoded here) are used as
+        they are: the same values as encoding those inputs again."""
+        out = self.model(self._tensors(inputs), settings=settings if self.config.is_deq else None, playback=playback,
+                         given=encodings)
         logits = out.logits.float()
         probs = self.model.probabilities(logits)
 
@@ -92,22 +103,23 @@ class NativeAdapter(AdapterBase):
             sigma_hat=host(out.sigma_hat), weights=host(out.weights), pe=host(pe), energy=host(energy),
         )
 
-    def _injection(self, xs: Sequence[torch.Tensor], detach: bool = True) -> torch.Tensor:
-        """Raw inputs → the fusion block's packed injection (encoders, UDML weights)."""
+    def _injection(self, xs: Sequence[torch.Tensor], detach: bool = True, encodings: Sequence | None = None) -> torch.Tensor:
+        """Raw inputs → the fusion block's packed injection (encoders, UDML weights; ``encodings`` as in ``__call__``)."""
         model = self.model
-        features, _, logvars = model.encode(xs)
+        features, _, logvars, _ = model.encode_with_unimodal(xs, given=encodings)
         if self.config.is_udml:
             _, weights = model.udml_weights(logvars, detach=detach)
             features = udml.apply_residual_weights(features, weights)
         return model.fusion.block.inject(features)
 
-    def fixed_point_problem(self, inputs: Sequence) -> FixedPointProblem:
+    def fixed_point_problem(self, inputs: Sequence, encodings: Sequence | None = None) -> FixedPointProblem:
+        """The batch's fixed-point map; ``encodings`` (from ``encode_modalities``) spare re-encoding those inputs."""
         model = self.model
         if not self.config.is_deq:
             raise ValueError(f"a {self.config.fusion} model has no fixed point to solve")
         xs = self._tensors(inputs)
         with torch.no_grad():
-            injection = self._injection(xs)
+            injection = self._injection(xs, encodings=encodings)
         fusion = model.fusion
         return FixedPointProblem(
             f=fusion.fixed_point_map(injection), z0=torch.zeros_like(injection), layout=fusion.layout,

@@ -55,10 +55,13 @@ def equilibrium_report(adapter: ModelAdapter, inputs: Sequence[np.ndarray], z_st
 
 def sweep_cell(evaluator: Evaluator, ids: np.ndarray, corruptions: Mapping[str, Corruption] | None,
                outcome: BatchOutcome, clean: BatchOutcome, settings: SolverSettings | None = None,
-               steps: int = SWEEP_ARNOLDI_STEPS) -> dict[str, np.ndarray]:
+               steps: int = SWEEP_ARNOLDI_STEPS, *, inputs=None, clean_inputs=None) -> dict[str, np.ndarray]:
     """Per sample of one sweep cell: ``spectral_radius`` ρ(J) at its equilibrium, and with corruptions
     ``shift_ratio`` = ‖z* − z*_clean‖ / ‖(I − J)⁻¹ ∂f/∂x Δx‖ (linearised at the clean z*; NaN where either
-    solve failed or the prediction is zero). Evaluated in the evaluator's batches."""
+    solve failed or the prediction is zero). Evaluated in the evaluator's batches.
+
+    ``inputs`` and ``clean_inputs``: the samples' (corrupted) and clean model inputs when already at hand
+    (the same values ``evaluator.inputs`` would read and corrupt)."""
     from ..core.equilibrium.analysis import linear_shift, spectral_radii
 
     adapter = evaluator.adapter
@@ -71,10 +74,11 @@ def sweep_cell(evaluator: Evaluator, ids: np.ndarray, corruptions: Mapping[str, 
     for start in range(0, n, evaluator.batch_size):
         rows = slice(start, min(start + evaluator.batch_size, n))
         chunk = np.asarray(ids[rows])
-        inputs = evaluator.inputs(chunk, corruptions)
-        rho[rows] = spectral_radii(adapter.fixed_point_problem(inputs), z[rows], steps=steps)
+        x = evaluator.inputs(chunk, corruptions) if inputs is None else [a[rows] for a in inputs]
+        rho[rows] = spectral_radii(adapter.fixed_point_problem(x), z[rows], steps=steps)
         if corruptions and z0 is not None:
-            predicted = linear_shift(adapter.fixed_point_problem(evaluator.inputs(chunk)), z0[rows], inputs, settings,
+            x0 = evaluator.inputs(chunk) if clean_inputs is None else [a[rows] for a in clean_inputs]
+            predicted = linear_shift(adapter.fixed_point_problem(x0), z0[rows], x, settings,
                                      input_scales=adapter.feature_scales, tol=SWEEP_LINEAR_TOL)
             actual = np.linalg.norm(z[rows] - z0[rows], axis=1)
             ok = outcome.converged[rows] & clean.converged[rows] & (predicted > 0) & np.isfinite(predicted)

@@ -165,11 +165,22 @@ class Evaluator:
         std = self.pool[name].rows(np.arange(len(self.pool_ids))).astype(np.float64).std(axis=0)
         return np.where(std > 1e-6, std, 1.0).astype(np.float32)
 
+    def read(self, ids: np.ndarray) -> list[np.ndarray]:
+        """The raw rows ``ids`` of every modality the model reads, in model order (one read per modality)."""
+        return list(self.dataset.arrays(self.names, np.asarray(ids, dtype=np.int64)))
+
     def inputs(self, ids: np.ndarray, corruptions: Mapping[str, Corruption] | None = None) -> list[np.ndarray]:
         """Raw (corrupted) float32 inputs of the samples ``ids`` in model order."""
         ids = np.asarray(ids, dtype=np.int64)
+        return self.corrupted(self.read(ids), ids, corruptions)
+
+    def corrupted(self, raw, ids: np.ndarray, corruptions: Mapping[str, Corruption] | None = None) -> list[np.ndarray]:
+        """Already read rows ``raw`` (model order) of the samples ``ids``, corrupted: float32 model inputs.
+
+        The same values as ``inputs(ids, corruptions)``: corruptions draw from (seed, sample id, modality) only."""
+        ids = np.asarray(ids, dtype=np.int64)
         out = []
-        for i, (spec, x) in enumerate(zip(self.modalities, self.dataset.arrays(self.names, ids))):
+        for i, (spec, x) in enumerate(zip(self.modalities, raw)):
             c = (corruptions or {}).get(spec.name)
             if c is not None and c.active:
                 if c.kind not in kinds_for(spec.kind):
@@ -199,8 +210,13 @@ class Evaluator:
                                   playback=playback, batch_size=self.batch_size))
         if not parts:
             parts.append(evaluate(self.adapter, [x[:0] for x in self.inputs(ids[:0])]))
-        return BatchOutcome(ids, self.dataset.labels[ids].astype(np.int64), concat_runs(parts),
-                            self.adapter.capabilities.solver, self.adapter.task)
+        return self.outcome(ids, concat_runs(parts))
+
+    def outcome(self, ids: np.ndarray, run: ModelRun) -> BatchOutcome:
+        """The per-sample view of a run of the model on the samples ``ids`` (in that order)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        return BatchOutcome(ids, self.dataset.labels[ids].astype(np.int64), run, self.adapter.capabilities.solver,
+                            self.adapter.task)
 
     def fixed_point_problem(self, ids, corruptions: Mapping[str, Corruption] | None = None) -> FixedPointProblem:
         """The model's fixed-point map for these samples (for solver races and equilibrium analyses)."""

@@ -120,10 +120,17 @@ def equilibrium(loaded: Loaded, result: SolveResult):
         raise UsageError(f"the equilibrium analysis failed: {exc}") from None
 
 
-def sweep(loaded: Loaded, modality=None, kind=None, split: str = "test", levels=None, progress=None, cancel=None):
-    """The robustness curve and noise calibration over a split (RobustnessSweep)."""
+def sweep(loaded: Loaded, modality=None, kind=None, split: str = "test", levels=None, progress=None, cancel=None, *,
+          resumable: bool = False, out=None, restart: bool = False, note=None, chunk_size: int | None = None,
+          batch_size: int | None = None, equilibrium_samples: int | None = None):
+    """The robustness curve and noise calibration over a split (RobustnessSweep).
+
+    ``resumable``: finished chunks go to a progress file (``sweep_store``: in the cache folder, named by the
+    sweep and ``out``), and a rerun with the same arguments, model and dataset continues from it (``restart``: start over).
+    ``note`` receives the one-line note on what was found there. The store is ``extra["progress_store"]``:
+    the caller removes it once the results are written."""
     from ..diagnostics.evaluation import Evaluator
-    from ..diagnostics.robustness import LEVELS, robustness_sweep
+    from ..diagnostics.robustness import LEVELS, robustness_sweep, sweep_spec
 
     ds = loaded.dataset
     if split not in ds.splits:
@@ -132,11 +139,90 @@ def sweep(loaded: Loaded, modality=None, kind=None, split: str = "test", levels=
         raise UsageError(f"split {split!r} of dataset {ds.name!r} is empty")
     evaluator = Evaluator(loaded.adapter, ds)
     path = loaded.checkpoint.path
+    for name, value in (("chunk size", chunk_size), ("batch size", batch_size)):
+        if value is not None and value < 1:
+            raise UsageError(f"the {name} must be at least 1, got {value}")
+    if equilibrium_samples is not None and equilibrium_samples < 0:
+        raise UsageError(f"the equilibrium samples must be 0 or more, got {equilibrium_samples}")
+    args = dict(modalities=[modality] if modality else None, kinds=[kind] if kind else None,
+                levels=LEVELS if levels is None else levels, split=split, chunk_size=chunk_size, batch_size=batch_size)
+    if equilibrium_samples is not None:
+        args.update(equilibrium=equilibrium_samples > 0, equilibrium_samples=equilibrium_samples)
     try:
-        return robustness_sweep(
-            evaluator, modalities=[modality] if modality else None, kinds=[kind] if kind else None,
-            levels=LEVELS if levels is None else levels, split=split,
-            model_name=path.name if path else loaded.adapter.name, progress=progress, cancel=cancel,
-        )
+        store = None
+        if resumable:
+            from ..diagnostics.sweep_store import SweepStore, progress_path, sweep_identity
+
+            identity = sweep_identity(sweep_spec(evaluator, **args), loaded.checkpoint.path, ds.path,
+                                      device=loaded.engine.device)
+            store, text = SweepStore.open(progress_path(out, identity), identity, restart=restart)
+            if text and note is not None:
+                note(text)
+        swept = robustness_sweep(evaluator, **args, model_name=path.name if path else loaded.adapter.name,
+                                 progress=progress, cancel=cancel, store=store)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"the sweep's progress file: {exc}") from None
+    swept.extra["progress_store"] = store
+    return swept
+
+
+def cluster_sweep(loaded: Loaded, cluster: str, model: str, modality=None, kind=None, split: str = "test",
+                  levels=None, progress=None, *, device: str = "auto", resumable: bool = False, out=None,
+                  restart: bool = False, note=None, chunk_size: int | None = None, batch_size: int | None = None,
+                  equilibrium_samples: int | None = None):
+    """``sweep`` with its chunks run on a Dask cluster (``local[N]`` or a scheduler's address): the same table.
+
+    ``model``: the model as the command line named it (a checkpoint is sent to the workers; a package folder or
+    a plugin is opened there by that name); the dataset is read by the workers from its path (shared)."""
+    from ..diagnostics.dask_cluster import chunk_runner, open_cluster, parse_cluster
+    from ..diagnostics.evaluation import Evaluator
+    from ..diagnostics.robustness import LEVELS, sweep_spec
+    from ..diagnostics.sweep_dispatch import dispatched_sweep
+
+    parse_cluster(cluster)  # a bad --cluster is said before anything is read or started
+    ds = loaded.dataset
+    if split not in ds.splits:
+        raise UsageError(f"no split {split!r} in dataset {ds.name!r}; it has {', '.join(ds.splits)}")
+    if len(ds.split(split)) == 0:
+        raise UsageError(f"split {split!r} of dataset {ds.name!r} is empty")
+    if ds.path is None:
+        raise UsageError("a cluster sweep needs the dataset as a file the workers can read")
+    for name, value in (("chunk size", chunk_size), ("batch size", batch_size)):
+        if value is not None and value < 1:
+            raise UsageError(f"the {name} must be at least 1, got {value}")
+    import os
+
+    if not model.startswith("plugin:"):
+        model = os.path.abspath(model)
+    evaluator = Evaluator(loaded.adapter, ds)
+    args = dict(modalities=[modality] if modality else None, kinds=[kind] if kind else None,
+                levels=LEVELS if levels is None else levels, split=split, chunk_size=chunk_size, batch_size=batch_size)
+    if equilibrium_samples is not None and equilibrium_samples < 0:
+        raise UsageError(f"the equilibrium samples must be 0 or more, got {equilibrium_samples}")
+    if equilibrium_samples is not None:
+        args.update(equilibrium=equilibrium_samples > 0, equilibrium_samples=equilibrium_samples)
+    path = loaded.checkpoint.path
+    try:
+        spec = sweep_spec(evaluator, **args)  # the plan checked before a cluster is started or reached
+        store = None
+        with open_cluster(cluster) as client:
+            if resumable:  # once the cluster answers: a failed connection leaves no progress folder behind
+                from ..diagnostics.sweep_store import SweepStore, progress_path, sweep_identity
+
+                identity = sweep_identity(spec, path, ds.path, device=device)
+                store, text = SweepStore.open(progress_path(out, identity), identity, restart=restart)
+                if text and note is not None:
+                    note(text)
+            swept = dispatched_sweep(evaluator, chunk_runner(client, model), checkpoint=model,
+                                     dataset=os.path.abspath(ds.path), device=device,
+                                     allowed_plugins=tuple(loaded.session.allowed_plugins), **args,
+                                     model_name=path.name if path else loaded.adapter.name, progress=progress,
+                                     store=store)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"the sweep's progress file: {exc}") from None
+    swept.extra["progress_store"] = store
+    return swept

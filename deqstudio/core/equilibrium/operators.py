@@ -146,10 +146,12 @@ class AutogradLinearisation(Linearisation):
             out[b, first:last] = 0.0 if rows is None else rows
         return out
 
-    def _with_inputs(self):
+    def _with_inputs(self, differentiated: Sequence[int] | None = None):
+        """(the inputs, f(z*, inputs)) with a graph to the inputs ``differentiated`` (None: all of them)."""
         self._need_inputs()
         with torch.enable_grad():
-            xs = [x.clone().requires_grad_() for x in self.xs]
+            xs = [x.clone().requires_grad_() if differentiated is None or i in differentiated else x
+                  for i, x in enumerate(self.xs)]
             return xs, self.problem.map_with_inputs(self.z, xs)
 
     def input_vjp(self, u: torch.Tensor) -> list[torch.Tensor]:
@@ -159,11 +161,15 @@ class AutogradLinearisation(Linearisation):
         return [torch.zeros_like(x) if g is None else g for x, g in zip(xs, grads)]
 
     def input_jvp(self, dxs: Sequence[torch.Tensor]) -> torch.Tensor:
-        xs, fz = self._with_inputs()
+        # only the inputs that move are differentiated: a zero Δx adds exactly nothing, and skipping it spares
+        # the double backward pass through that modality's encoder (a sweep cell corrupts one modality)
+        moving = [i for i, d in enumerate(dxs) if bool(torch.as_tensor(d).ne(0).any())]
+        xs, fz = self._with_inputs(moving)
         with torch.enable_grad():
             w = torch.zeros_like(fz, requires_grad=True)
-            grads = _vjp(fz, xs, w, create_graph=True)
-            pairs = [(g, d) for g, d in zip(grads, dxs) if g is not None and g.requires_grad]
+            wrt = [xs[i] for i in moving]
+            grads = _vjp(fz, wrt, w, create_graph=True) if wrt else ()
+            pairs = [(g, dxs[i]) for g, i in zip(grads, moving) if g is not None and g.requires_grad]
             if not pairs:
                 return torch.zeros_like(self.z)
             total = sum((g * d.to(g.dtype)).sum() for g, d in pairs)
