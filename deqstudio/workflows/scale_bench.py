@@ -3,8 +3,8 @@
 The files (``build/scale/mmimdb_like.h5`` and a model for it) are made when missing: the dataset by
 ``scale_data.make_scale_dataset``, the model by ``scale_model`` (deq-udml, 3 epochs on the first
 ``MODEL_TRAIN_SAMPLES`` training and ``MODEL_VAL_SAMPLES`` validation samples, its test metrics on the first
-``MODEL_TEST_SAMPLES``, learning rate 3e-3 and batches of 32; the checkpoint's ``training`` record says so): about
-20 s on two cores, test accuracy 0.93 (the full training split gives 0.97 in 340 s). Then:
+``MODEL_TEST_SAMPLES``, learning rate 3e-3 and batches of 32; the checkpoint's ``training`` record says so): 20–35
+s on two cores, test accuracy 0.93 (the full training split gives 0.97 in 340 s). Then:
 
 - ``inspect``: wall time and peak resident memory of ``deqstudio inspect FILE`` in a child process;
 - the sweep: the old per-cell path (``robustness_sweep(..., streaming=False)``, without and with the
@@ -155,10 +155,10 @@ def bench_sweeps(data: Path, model: Path, samples: int = SWEEP_SAMPLES, old_defa
         swept = robustness_sweep(evaluator, **kwargs)
         return swept, time.perf_counter() - t0
 
-    new, new_s = timed(f"the streaming sweep on {samples} test samples", split="bench")
-    old, old_s = timed(f"the old per-cell sweep without equilibrium statistics on {samples} test samples",
+    new, new_s = timed(f"measuring the streaming sweep on {samples} test samples", split="bench")
+    old, old_s = timed(f"measuring the old per-cell sweep without equilibrium statistics on {samples} test samples",
                        split="bench", streaming=False, equilibrium=False)
-    _, old_default_s = timed(f"the old per-cell sweep with equilibrium statistics on {old_default_samples} test samples",
+    _, old_default_s = timed(f"measuring the old per-cell sweep with equilibrium statistics on {old_default_samples} test samples",
                              split="bench_small", streaming=False)
     agree = all(np.array_equal(getattr(new, k), getattr(old, k), equal_nan=True)
                 for k in ("accuracy", "mean_steps", "converged_fraction", "noise_estimate", "pe_estimate"))
@@ -181,12 +181,12 @@ def bench_scale(folder: str | os.PathLike = DEFAULT_FOLDER, samples: int = SWEEP
     """Every measurement of ``bench --scale`` (keys in the README)."""
     data, model, made = scale_files(folder, progress)
     if progress:
-        progress("inspect in a child process")
+        progress("measuring inspect in a child process")
     report = {"dataset": str(data), "model": str(model), "made": made, "inspect": bench_inspect(data)}
     report["sweep"] = bench_sweeps(data, model, samples, progress=progress)
     if gui:
         if progress:
-            progress("the window's first plot in a child process")
+            progress("measuring the window's first plot in a child process")
         report["window"] = bench_window(data, model)
     else:
         report["window"] = {"skipped": "--no-gui"}
