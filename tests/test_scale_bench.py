@@ -31,12 +31,14 @@ def test_old_and_new_sweeps_are_timed_side_by_side_and_agree(small_files):
 def test_missing_scale_files_are_made(tmp_path, monkeypatch):
     monkeypatch.setattr(scale_bench, "MODEL_TRAIN_SAMPLES", 60)
     monkeypatch.setattr(scale_bench, "MODEL_VAL_SAMPLES", 20)
+    monkeypatch.setattr(scale_bench, "MODEL_TEST_SAMPLES", 30)
     data, model, made = scale_bench.scale_files(tmp_path / "scale", samples=200, dims={"image": 16, "text": 6})
     assert data.name == "mmimdb_like.h5" and model.name == "mmimdb_like.model.pt" and set(made) == {"dataset_s", "model_s"}
     from deqstudio.io.checkpoint import load_checkpoint
 
     ck = load_checkpoint(model)
-    assert "first 60 training and 20 validation samples" in ck.training["command"]
+    assert "first 60 training and 20 validation samples (test metrics on the first 30)" in ck.training["command"]
+    assert ck.metrics["test_samples"] == 30
     assert scale_bench.scale_files(tmp_path / "scale")[2] == {}  # there now: nothing made again
 
 

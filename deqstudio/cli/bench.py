@@ -77,7 +77,7 @@ def run_scale_bench(args: argparse.Namespace) -> int:
 
     if args.scale_samples < 0:
         return fail(f"--scale-samples must be 0 (the whole test split) or more, got {args.scale_samples}")
-    progress = None if args.json else (lambda msg: print(f"  measuring {msg} ...", file=sys.stderr))
+    progress = None if args.json else (lambda msg: print(f"  {msg} ...", file=sys.stderr))
     try:
         report = bench_scale(args.scale_dir, samples=args.scale_samples, gui=not args.no_gui, progress=progress)
     except (DeqStudioError, OSError, ValueError) as exc:
