@@ -11,9 +11,19 @@ from deqstudio.workflows import scale_bench
 
 
 def test_a_child_process_is_measured_with_its_own_peak_memory():
-    child = scale_bench.run_child([sys.executable, "-c", "x = bytearray(300 * 2**20); x[::4096] = b'1' * len(x[::4096]); print('ok')"])
+    child = scale_bench.run_child([sys.executable, "-c", "import time; x = bytearray(300 * 2**20); "
+                                   "x[::4096] = b'1' * len(x[::4096]); print('ok'); time.sleep(0.3)"])
     assert child["returncode"] == 0 and child["stdout"].strip() == "ok" and child["seconds"] > 0
     assert child["peak_rss_mb"] >= 300
+
+
+def test_a_child_is_not_charged_with_the_memory_of_the_process_that_started_it():
+    held = bytearray(400 * 2**20)  # this process holds 400 MiB more than the child could: fork copies its pages
+    held[::4096] = b"1" * len(held[::4096])
+    child = scale_bench.run_child([sys.executable, "-c", "import time; time.sleep(0.3)"])
+    assert child["returncode"] == 0
+    assert child["peak_rss_mb"] < 100, child["peak_rss_mb"]
+    del held
 
 
 def test_old_and_new_sweeps_are_timed_side_by_side_and_agree(small_files):

@@ -13,7 +13,8 @@ starts just before the process is spawned, so both include Python's start and ev
 to the samples table complete, in this process. peak_rss_mb: the peak resident memory (MiB) of a child
 ``deqstudio gui --screenshot`` process, which shows the window, plots the first solve, fills the whole samples table
 (and, for a big dataset without cached statistics, runs the statistics pass meanwhile) and saves the picture: the
-kernel's ``ru_maxrss`` of that process alone (``os.wait4``); None where the platform has no ``wait4``.
+high-water mark of that program's own memory (``diagnostics.child_memory``: not ``ru_maxrss``, which counts the
+pages the child was forked with); None where the system has no ``/proc``.
 """
 
 from __future__ import annotations
@@ -73,26 +74,18 @@ def startup_seconds(repeats: int = 3, checkpoint=None, dataset=None, timeout: fl
 
 def window_peak_rss_mb(checkpoint=None, dataset=None, timeout: float = 600.0) -> float | None:
     """Peak resident memory (MiB) of a child ``deqstudio gui --screenshot`` process (see the module docstring)."""
-    if not hasattr(os, "wait4"):
-        return None
+    from ..diagnostics.child_memory import wait_with_peak_rss
+
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, DEQSTUDIO_CONFIG_DIR=tmp,
                    QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
         proc = subprocess.Popen([sys.executable, "-m", "deqstudio", "gui", *_files_args(checkpoint, dataset),
                                  "--screenshot", os.path.join(tmp, "window.png")],
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        import threading
-
-        timer = threading.Timer(timeout, proc.kill)
-        timer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            timer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
+        peak = wait_with_peak_rss(proc, timeout)
         if proc.returncode != 0:
             raise RuntimeError(f"the studio process for the memory measurement exited with {proc.returncode}")
-        return usage.ru_maxrss / (1024**2 if sys.platform == "darwin" else 1024)  # bytes on macOS, KiB on Linux
+        return peak
 
 
 def _read_markers(proc, start: float, timeout: float) -> dict:
