@@ -240,6 +240,16 @@ def test_the_stability_panel_shows_the_shown_samples_analysis(window, qtbot, tmp
         assert "equilibrium" in h5["corrupted"]
 
 
+def test_with_nothing_corrupted_the_shift_plot_still_names_the_blocks(window, qtbot):
+    eq = _wait_for_equilibrium(window, qtbot)
+    assert eq.corrupted.predicted_shift is None  # the window opens on a clean sample
+    item = window.stability.shift.getPlotItem()
+    assert "nothing corrupted" in item.titleLabel.text
+    ticks = item.getAxis("bottom")._tickLevels[0]
+    assert [name for _, name in ticks] == list(eq.corrupted.block_names)
+    assert item.vb.viewRange()[0] == pytest.approx([-0.6, len(ticks) - 0.4])
+
+
 def test_a_new_result_marks_the_panel_as_updating(window, qtbot):
     _wait_for_equilibrium(window, qtbot)
     panel = window.stability

@@ -265,18 +265,19 @@ class StabilityPanel(QtWidgets.QWidget):
         item = self.shift.getPlotItem()
         names = report.block_names
         x = np.arange(len(names), dtype=float)
+        item.getAxis("bottom").setTicks([[(i, n) for i, n in enumerate(names)]])  # the blocks, also when empty
+        item.setXRange(-0.6, len(names) - 0.4, padding=0)
         if report.predicted_shift is None:
             for bar in self.shift_bars.values():
                 bar.setOpts(x=[], height=[])
             item.setTitle("equilibrium shift per block<br>nothing corrupted: nothing to predict", size="9pt")
+            item.setYRange(0, 1.0, padding=0)
             return
         item.setTitle(self.shift_title, size="9pt")
         self.shift_bars["linear"].setOpts(x=x - 0.2, height=report.predicted_shift, width=0.38)
         self.shift_bars["actual"].setOpts(x=x + 0.2, height=report.actual_shift, width=0.38)
         both = np.concatenate([report.predicted_shift, report.actual_shift])
         top = float(np.nanmax(both)) if np.isfinite(both).any() else 1.0
-        item.getAxis("bottom").setTicks([[(i, n) for i, n in enumerate(names)]])
-        item.setXRange(-0.6, len(names) - 0.4, padding=0)
         item.setYRange(0, nice_ceiling(top * 1.15) if top > 0 else 1.0, padding=0)
 
     # -- what exports read --------------------------------------------------------------------------
