@@ -89,12 +89,10 @@ def robustness_sweep(
     import time
 
     t0 = time.perf_counter()
-    spec = sweep_spec(evaluator, modalities=modalities, kinds=kinds, levels=levels, split=split, seed=seed,
-                      settings=settings, equilibrium=equilibrium, chunk_size=chunk_size, batch_size=batch_size,
-                      equilibrium_samples=equilibrium_samples)
-    ids = np.asarray(evaluator.dataset.split(split), dtype=np.int64)
-    total = chunk_count(len(ids), spec.chunk_size)
-    chunks = list(store.finished()) if store is not None else []
+    spec, ids, total, chunks = chunk_plan(evaluator, store, modalities=modalities, kinds=kinds, levels=levels,
+                                          split=split, seed=seed, settings=settings, equilibrium=equilibrium,
+                                          chunk_size=chunk_size, batch_size=batch_size,
+                                          equilibrium_samples=equilibrium_samples)
     cells = len(spec.cells) * len(spec.levels)
     done = [len(chunks) * cells]
 
@@ -126,6 +124,18 @@ def robustness_sweep(
     swept.extra.update(resumed_chunks=resumed, chunks=total, evaluated_samples=evaluated,
                        samples_per_second=evaluated / seconds if seconds > 0 else float("nan"))
     return swept
+
+
+def chunk_plan(evaluator: Evaluator, store=None, **spec_args):
+    """``(spec, ids, total, chunks)``: the sweep's ``sweep_spec``, the split's sample ids, its number of chunks and
+    the chunks a progress ``store`` already holds (ValueError when it holds more than the sweep has)."""
+    spec = sweep_spec(evaluator, **spec_args)
+    ids = np.asarray(evaluator.dataset.split(spec.split), dtype=np.int64)
+    total = chunk_count(len(ids), spec.chunk_size)
+    chunks: list[dict] = list(store.finished()) if store is not None else []
+    if len(chunks) > total:
+        raise ValueError(f"the progress file holds {len(chunks)} chunks; this sweep has {total}")
+    return spec, ids, total, chunks
 
 
 def sweep_spec(evaluator: Evaluator, *, modalities=None, kinds=None, levels=LEVELS, split: str = "test", seed: int = 0,

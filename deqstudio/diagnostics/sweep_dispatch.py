@@ -15,11 +15,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 
-import numpy as np
 
 from .evaluation import Evaluator
-from .robustness import LEVELS, sweep_spec
-from .sweep_chunks import EQUILIBRIUM_SAMPLES, ChunkTask, chunk_count, merge_chunks
+from .robustness import LEVELS, chunk_plan
+from .sweep_chunks import EQUILIBRIUM_SAMPLES, ChunkTask, merge_chunks
 from .sweep_table import RobustnessSweep
 
 RunChunks = Callable[[Sequence[ChunkTask]], Iterable[tuple[int, dict]]]
@@ -60,14 +59,10 @@ def dispatched_sweep(
     and labels; it evaluates nothing. ``checkpoint`` / ``dataset``: the files the workers open (a shared path).
     ``device``: where the workers run the model (``auto`` is decided on each worker)."""
     t0 = time.perf_counter()
-    spec = sweep_spec(evaluator, modalities=modalities, kinds=kinds, levels=levels, split=split, seed=seed,
-                      settings=settings, equilibrium=equilibrium, chunk_size=chunk_size, batch_size=batch_size,
-                      equilibrium_samples=equilibrium_samples)
-    ids = np.asarray(evaluator.dataset.split(split), dtype=np.int64)
-    total = chunk_count(len(ids), spec.chunk_size)
-    chunks: list[dict] = list(store.finished()) if store is not None else []
-    if len(chunks) > total:
-        raise ValueError(f"the progress file holds {len(chunks)} chunks; this sweep has {total}")
+    spec, ids, total, chunks = chunk_plan(evaluator, store, modalities=modalities, kinds=kinds, levels=levels,
+                                          split=split, seed=seed, settings=settings, equilibrium=equilibrium,
+                                          chunk_size=chunk_size, batch_size=batch_size,
+                                          equilibrium_samples=equilibrium_samples)
     resumed = len(chunks)
     tasks = chunk_tasks(spec, total, resumed, checkpoint, dataset, device, allowed_plugins)
     if progress is not None and total:

@@ -120,6 +120,37 @@ def equilibrium(loaded: Loaded, result: SolveResult):
         raise UsageError(f"the equilibrium analysis failed: {exc}") from None
 
 
+def _sweep_arguments(ds, modality, kind, split: str, levels, chunk_size, batch_size, equilibrium_samples) -> dict:
+    """The sweep's keyword arguments from the command's options, each option checked (UsageError naming it)."""
+    from ..diagnostics.robustness import LEVELS
+
+    if split not in ds.splits:
+        raise UsageError(f"no split {split!r} in dataset {ds.name!r}; it has {', '.join(ds.splits)}")
+    if len(ds.split(split)) == 0:
+        raise UsageError(f"split {split!r} of dataset {ds.name!r} is empty")
+    for name, value in (("chunk size", chunk_size), ("batch size", batch_size)):
+        if value is not None and value < 1:
+            raise UsageError(f"the {name} must be at least 1, got {value}")
+    if equilibrium_samples is not None and equilibrium_samples < 0:
+        raise UsageError(f"the equilibrium samples must be 0 or more, got {equilibrium_samples}")
+    args = dict(modalities=[modality] if modality else None, kinds=[kind] if kind else None,
+                levels=LEVELS if levels is None else levels, split=split, chunk_size=chunk_size, batch_size=batch_size)
+    if equilibrium_samples is not None:
+        args.update(equilibrium=equilibrium_samples > 0, equilibrium_samples=equilibrium_samples)
+    return args
+
+
+def _progress_store(spec, checkpoint_path, dataset_path, device: str, out, restart: bool, note):
+    """The progress folder of this sweep (``sweep_store``), opened or started; ``note`` gets what was found there."""
+    from ..diagnostics.sweep_store import SweepStore, progress_path, sweep_identity
+
+    identity = sweep_identity(spec, checkpoint_path, dataset_path, device=device)
+    store, text = SweepStore.open(progress_path(out, identity), identity, restart=restart)
+    if text and note is not None:
+        note(text)
+    return store
+
+
 def sweep(loaded: Loaded, modality=None, kind=None, split: str = "test", levels=None, progress=None, cancel=None, *,
           resumable: bool = False, out=None, restart: bool = False, note=None, chunk_size: int | None = None,
           batch_size: int | None = None, equilibrium_samples: int | None = None):
@@ -130,34 +161,17 @@ def sweep(loaded: Loaded, modality=None, kind=None, split: str = "test", levels=
     ``note`` receives the one-line note on what was found there. The store is ``extra["progress_store"]``:
     the caller removes it once the results are written."""
     from ..diagnostics.evaluation import Evaluator
-    from ..diagnostics.robustness import LEVELS, robustness_sweep, sweep_spec
+    from ..diagnostics.robustness import robustness_sweep, sweep_spec
 
     ds = loaded.dataset
-    if split not in ds.splits:
-        raise UsageError(f"no split {split!r} in dataset {ds.name!r}; it has {', '.join(ds.splits)}")
-    if len(ds.split(split)) == 0:
-        raise UsageError(f"split {split!r} of dataset {ds.name!r} is empty")
+    args = _sweep_arguments(ds, modality, kind, split, levels, chunk_size, batch_size, equilibrium_samples)
     evaluator = Evaluator(loaded.adapter, ds)
     path = loaded.checkpoint.path
-    for name, value in (("chunk size", chunk_size), ("batch size", batch_size)):
-        if value is not None and value < 1:
-            raise UsageError(f"the {name} must be at least 1, got {value}")
-    if equilibrium_samples is not None and equilibrium_samples < 0:
-        raise UsageError(f"the equilibrium samples must be 0 or more, got {equilibrium_samples}")
-    args = dict(modalities=[modality] if modality else None, kinds=[kind] if kind else None,
-                levels=LEVELS if levels is None else levels, split=split, chunk_size=chunk_size, batch_size=batch_size)
-    if equilibrium_samples is not None:
-        args.update(equilibrium=equilibrium_samples > 0, equilibrium_samples=equilibrium_samples)
     try:
         store = None
         if resumable:
-            from ..diagnostics.sweep_store import SweepStore, progress_path, sweep_identity
-
-            identity = sweep_identity(sweep_spec(evaluator, **args), loaded.checkpoint.path, ds.path,
-                                      device=loaded.engine.device)
-            store, text = SweepStore.open(progress_path(out, identity), identity, restart=restart)
-            if text and note is not None:
-                note(text)
+            store = _progress_store(sweep_spec(evaluator, **args), path, ds.path, loaded.engine.device, out,
+                                    restart, note)
         swept = robustness_sweep(evaluator, **args, model_name=path.name if path else loaded.adapter.name,
                                  progress=progress, cancel=cancel, store=store)
     except ValueError as exc:
@@ -178,43 +192,26 @@ def cluster_sweep(loaded: Loaded, cluster: str, model: str, modality=None, kind=
     a plugin is opened there by that name); the dataset is read by the workers from its path (shared)."""
     from ..diagnostics.dask_cluster import chunk_runner, open_cluster, parse_cluster
     from ..diagnostics.evaluation import Evaluator
-    from ..diagnostics.robustness import LEVELS, sweep_spec
+    from ..diagnostics.robustness import sweep_spec
     from ..diagnostics.sweep_dispatch import dispatched_sweep
 
     parse_cluster(cluster)  # a bad --cluster is said before anything is read or started
     ds = loaded.dataset
-    if split not in ds.splits:
-        raise UsageError(f"no split {split!r} in dataset {ds.name!r}; it has {', '.join(ds.splits)}")
-    if len(ds.split(split)) == 0:
-        raise UsageError(f"split {split!r} of dataset {ds.name!r} is empty")
+    args = _sweep_arguments(ds, modality, kind, split, levels, chunk_size, batch_size, equilibrium_samples)
     if ds.path is None:
         raise UsageError("a cluster sweep needs the dataset as a file the workers can read")
-    for name, value in (("chunk size", chunk_size), ("batch size", batch_size)):
-        if value is not None and value < 1:
-            raise UsageError(f"the {name} must be at least 1, got {value}")
     import os
 
     if not model.startswith("plugin:"):
         model = os.path.abspath(model)
     evaluator = Evaluator(loaded.adapter, ds)
-    args = dict(modalities=[modality] if modality else None, kinds=[kind] if kind else None,
-                levels=LEVELS if levels is None else levels, split=split, chunk_size=chunk_size, batch_size=batch_size)
-    if equilibrium_samples is not None and equilibrium_samples < 0:
-        raise UsageError(f"the equilibrium samples must be 0 or more, got {equilibrium_samples}")
-    if equilibrium_samples is not None:
-        args.update(equilibrium=equilibrium_samples > 0, equilibrium_samples=equilibrium_samples)
     path = loaded.checkpoint.path
     try:
         spec = sweep_spec(evaluator, **args)  # the plan checked before a cluster is started or reached
         store = None
         with open_cluster(cluster) as client:
             if resumable:  # once the cluster answers: a failed connection leaves no progress folder behind
-                from ..diagnostics.sweep_store import SweepStore, progress_path, sweep_identity
-
-                identity = sweep_identity(spec, path, ds.path, device=device)
-                store, text = SweepStore.open(progress_path(out, identity), identity, restart=restart)
-                if text and note is not None:
-                    note(text)
+                store = _progress_store(spec, path, ds.path, device, out, restart, note)
             swept = dispatched_sweep(evaluator, chunk_runner(client, model), checkpoint=model,
                                      dataset=os.path.abspath(ds.path), device=device,
                                      allowed_plugins=tuple(loaded.session.allowed_plugins), **args,
