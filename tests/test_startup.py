@@ -1,11 +1,13 @@
 """Start-up: the files named on the command line are read on the solve worker while the window is built, and the
-window then uses that reading (once) — with the same messages as opening them from the menu."""
+window then uses that reading (once) — with the same messages as opening them from the menu. Or a helper process
+solves the first sample meanwhile, and the window plots its result while its own engine loads."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 
+import numpy as np
 import pytest
 
 from deqstudio.errors import LoadError
@@ -69,3 +71,128 @@ def test_the_synchronous_runner_starts_exclusive_work_at_once():
         failed.result(timeout=0)
     with pytest.raises(LoadError):  # an error type of ours travels unchanged
         runner.start_exclusive(lambda: (_ for _ in ()).throw(LoadError("x"))).result(timeout=0)
+
+
+# -- the first solve from a helper process (the window's first plot while its own engine loads) ------------------
+def _wait(future, timeout=120):
+    return future.result(timeout=timeout)
+
+
+def test_the_helper_solves_exactly_what_the_window_would_show_first(small_files):
+    from deqstudio.session.first_solve import FirstSolve
+    from deqstudio.session.threads import use_threads
+
+    ck, data = small_files
+    first = FirstSolve(ck, data)
+    outcome = _wait(first.future)
+    assert outcome is not None and not first.running
+    info, result, devices = outcome
+    session = Session()
+    session.adopt(*session.prepare(ck, data))
+    use_threads(1)  # as the studio's solve worker and the helper run (the fixture restores the count)
+    own = session.engine.solve(session.request())
+    assert info == session.info and devices == session.available_devices()
+    assert (result.request.sample, result.request.corruptions, result.request.solver) == \
+        (own.request.sample, own.request.corruptions, own.request.solver)
+    for mine, theirs in ((own.clean, result.clean), (own.corrupted, result.corrupted)):
+        assert mine.nstep == theirs.nstep > 0 and mine.best_step == theirs.best_step
+        np.testing.assert_allclose(theirs.rel, mine.rel, rtol=1e-6)
+        np.testing.assert_allclose(theirs.final_probabilities, mine.final_probabilities, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(theirs.z_star, mine.z_star, rtol=1e-5, atol=1e-7)
+    assert result.class_names == own.class_names and result.label == own.label
+    session.stop_solving()
+
+
+def test_the_helpers_output_is_read_as_values_and_nothing_else(small_files):
+    import os
+    import pickle
+
+    from deqstudio.session.first_solve import FirstSolve, decode
+
+    ck, data = small_files
+    outcome = _wait(FirstSolve(ck, data).future)
+    again = decode(pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL))
+    assert again[0] == outcome[0] and again[2] == outcome[2]
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, ("echo ran",)
+
+    for hostile in ((outcome[0], outcome[1], (Payload(),)), Payload(), (outcome[0], outcome[1]), ("x", 1, ())):
+        with pytest.raises(pickle.UnpicklingError):
+            decode(pickle.dumps(hostile))
+
+
+def test_a_helper_on_a_bad_file_gives_nothing_and_stopping_the_session_stops_a_helper(small_files, tmp_path):
+    from deqstudio.session.first_solve import FirstSolve
+
+    ck, data = small_files
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert _wait(FirstSolve(bad, data).future) is None
+    session = Session()
+    first = FirstSolve(ck, data)
+    session.prepare_early(ck, data, first=first)
+    session.stop_solving()
+    assert _wait(first.future, 30) is None and not first.running
+
+
+def test_the_helper_is_used_for_model_files_on_the_cpu_only():
+    from deqstudio.session.first_solve import applies
+
+    assert not applies("plugin:toy", "cpu")  # a plugin's code runs once, in the window's process
+    assert not applies("models/uci_deq.pt", "cuda")
+    assert not applies(None, "cpu")
+
+
+def test_the_window_plots_the_helpers_solve_while_its_engine_loads(qtbot, event_loop_qt, small_files, tmp_path):
+    from deqstudio.core.corruptions import Corruption
+    from deqstudio.gui.main_window import MainWindow
+    from deqstudio.gui.panels import SLIDER_SCALE
+    from deqstudio.session.first_solve import FirstSolve
+    from deqstudio.session.recent import RecentFiles
+
+    ck, data = small_files
+    session = Session()
+    session.prepare_early(ck, data, first=FirstSolve(ck, data))
+    loading = threading.Event()
+    real = session.prepare
+
+    def held_prepare(*paths):  # the engine loads only once the test has looked at the window without it
+        assert loading.wait(120)
+        return real(*paths)
+
+    session.prepare = held_prepare
+    win = MainWindow(session=session, recent=RecentFiles(tmp_path / "recent.json"))
+    qtbot.addWidget(win)
+    win.resize(1400, 900)
+    win.show()
+    opening = asyncio.ensure_future(win.open_files(ck, data))
+    qtbot.waitUntil(lambda: session.preview is not None, timeout=120000)
+    assert not session.ready and session.result is not None
+    assert win.residual.result is session.result and session.result.clean.nstep > 0
+    assert "syn.pt" in win.windowTitle() and "synthetic-0" in win.windowTitle()
+    assert "loading the model" in win.statusBar().currentMessage()
+    assert set(win.corruption.controls) == {"strong", "weak", "picture"}
+    assert "loading the model" in win.browser.summary.text()
+
+    # exporting now would record no model: refused, with the reason, and nothing written
+    out = tmp_path / "residual.png"
+    assert win.export_plot("residual", str(out)) is False
+    assert "still loading" in win.banner.text() and not out.exists()
+
+    # a change while the engine loads: the plots say they are stale until its solve arrives
+    win.corruption.controls["strong"].slider.setValue(3 * SLIDER_SCALE)
+    qtbot.waitUntil(lambda: win.view.stale and win.status.busy.isVisible(), timeout=5000)
+    assert session.result.severities["strong"] == 0.0
+
+    loading.set()
+    qtbot.waitUntil(lambda: opening.done() and session.ready and session.result is not None
+                    and session.result.severities["strong"] == 3.0 and not win.runner.busy, timeout=120000)
+    assert opening.result() is True and session.preview is None
+    assert not win.view.stale and not win.status.busy.isVisible()
+    assert session.corruptions["strong"] == Corruption("gaussian", 3.0)
+    assert win.undo_action.isEnabled()  # the change made while loading is a step to undo
+    qtbot.waitUntil(lambda: session.table is not None and session.table.complete, timeout=120000)
+    assert win.export_plot("residual", str(out)) is True and out.exists()
+    win.close()

@@ -24,19 +24,24 @@ def add_parsers(sub) -> None:
     gui.set_defaults(run=run)
 
 
+def _first_solve_helper(args: argparse.Namespace):
+    """The start-up helper that solves the first sample while the window is built (``session.first_solve``),
+    started before anything else is imported; None where the window waits for settings of its own (a session, a
+    sample or corruption, a screenshot) or the model is not a file."""
+    if args.session or args.screenshot or args.sample is not None or args.corrupt:
+        return None
+    from ..paths import default_checkpoint, default_dataset
+    from ..session import first_solve
+
+    checkpoint, dataset = args.checkpoint or default_checkpoint(), args.dataset or default_dataset()
+    return first_solve.FirstSolve(checkpoint, dataset) if first_solve.applies(checkpoint, "cpu") else None
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..core.corruptions import Corruption
-    from ..errors import DeqStudioError
     from ..io.guard import regular_file
-    from ..io.session_file import read_session
 
     if (problem := missing_gui_extra("gui")) is not None:
         return fail(problem)
-    for text in args.corrupt:
-        try:
-            Corruption.parse(text)
-        except ValueError as exc:
-            return fail(str(exc))
     for label, path in (("checkpoint", args.checkpoint), ("dataset", args.dataset), ("session", args.session)):
         if path is None or (label == "checkpoint" and (path.startswith("plugin:") or os.path.isdir(path))):
             continue
@@ -44,6 +49,24 @@ def run(args: argparse.Namespace) -> int:
             regular_file(path)  # a FIFO or a device is refused here, at once, never opened
         except ValueError as exc:
             return fail(f"{label} {path}: {exc}")
+    first = _first_solve_helper(args)
+    try:
+        return _run(args, first)
+    finally:
+        if first is not None:
+            first.cancel()  # done with it (a no-op once it has answered)
+
+
+def _run(args: argparse.Namespace, first) -> int:
+    from ..core.corruptions import Corruption
+    from ..errors import DeqStudioError
+    from ..io.session_file import read_session
+
+    for text in args.corrupt:
+        try:
+            Corruption.parse(text)
+        except ValueError as exc:
+            return fail(str(exc))
     if args.session is not None:
         try:
             read_session(args.session)  # checked before any window opens: one line, exit 2
@@ -53,4 +76,4 @@ def run(args: argparse.Namespace) -> int:
 
     return run_gui(checkpoint=args.checkpoint, dataset=args.dataset, session_path=args.session,
                    screenshot=args.screenshot, sample=args.sample, corruptions=tuple(args.corrupt), step=args.step,
-                   allow_plugins=tuple(args.allow_plugin))
+                   allow_plugins=tuple(args.allow_plugin), first=first)

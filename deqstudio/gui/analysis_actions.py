@@ -41,7 +41,8 @@ class AnalysisActions:
     def start(self, kind: str, kinds=None) -> AnalysisWindow | None:
         s = self.session
         if not s.ready:
-            self.status.show_message("Open a checkpoint and a dataset first.", True)
+            self.status.show_message("The model is still loading: start the analysis once it has solved this sample."
+                                     if s.preview is not None else "Open a checkpoint and a dataset first.", True)
             return None
         if kind == "convergence" and not s.info.is_deq:
             self.status.show_message(f"A {s.info.fusion} model has no solver: there are no convergence statistics.",

@@ -109,7 +109,9 @@ def _save_screenshot(window, path) -> int:
 
 
 def run_gui(checkpoint=None, dataset=None, session_path=None, screenshot=None, sample=None, corruptions=(),
-            step=None, width=1500, height=940, allow_plugins=()) -> int:
+            step=None, width=1500, height=940, allow_plugins=(), first=None) -> int:
+    """The studio's window on these files (the bundled demo by default). ``first``: a ``session.first_solve``
+    helper already solving them, whose result the window plots while its own engine loads."""
     from ..paths import default_checkpoint, default_dataset
     from ..session.state import Session
 
@@ -131,9 +133,7 @@ def run_gui(checkpoint=None, dataset=None, session_path=None, screenshot=None, s
     session = Session()
     session.allowed_plugins = frozenset(allow_plugins)  # --allow-plugin: consent given on the command line
     if session_path is None:
-        # the solve worker imports torch and reads the files while the Qt modules load and the window is built
-        # (measured: the first plot comes sooner than when they wait for the window)
-        session.prepare_early(checkpoint, dataset)
+        session.prepare_early(checkpoint, dataset, first=first)
 
     import qasync
 

@@ -49,6 +49,9 @@ class ExportActions:
         return provenance(s.checkpoint, s.dataset, s.result, what=what)
 
     def _exportable(self) -> bool:
+        if self.session.preview is not None:  # its provenance would lack the model's record
+            self.status.show_message("The model is still loading: export once it has solved this sample.", True)
+            return False
         if self.session.result is None:
             self.status.show_message("Nothing to export yet: open a checkpoint and a dataset and let the sample solve.",
                                      True)

@@ -16,11 +16,16 @@ from PySide6 import QtGui, QtWidgets
 from ..errors import LoadError, printable
 from ..io.guard import open_regular
 from ..io.inspect import HDF5_MAGIC
+from ..session.startup import show_first_solve
 from .open_pair import OpenPairDialog
+from .painted import next_paint
 
 CHECKPOINT_FILTER = "DEQ Studio models (*.pt *.pth *.ckpt *.zip);;All files (*)"
 DATASET_FILTER = "DEQ Studio datasets (*.h5 *.hdf5);;All files (*)"
 SESSION_FILTER = "DEQ Studio sessions (*.json);;All files (*)"
+# the start-up helper's first solve is waited for this long; a slower one is stopped and the model loads here
+FIRST_SOLVE_WAIT_S = 20.0
+FIRST_PAINT_WAIT_S = 1.0
 
 
 class FileActions:
@@ -60,9 +65,16 @@ class FileActions:
         bar.showMessage("loading …")
         runner = self.session.start_solving()
         try:
+            to_read = dataset
+            first = self.session.take_first_solve(checkpoint, dataset)
+            if first is not None and await show_first_solve(self.session, first, FIRST_SOLVE_WAIT_S):
+                bar.showMessage("loading the model … (the plots show its first solve)")
+                to_read = None  # open already, with the first solve: the model joins it
+                if self.window.isVisible():  # drawn before this process imports torch, which holds it up for seconds
+                    await next_paint(self.window.residual.viewport(), FIRST_PAINT_WAIT_S)
             early = self.session.take_early(checkpoint, dataset)
             prepared = await (asyncio.wrap_future(early) if early is not None else
-                              runner.run_exclusive(self.session.prepare, checkpoint, dataset))
+                              runner.run_exclusive(self.session.prepare, checkpoint, to_read))
         except LoadError as exc:
             kept = (" Nothing was changed: what was open stays open." if self.session.ready else
                     " Open a DEQ Studio checkpoint (.pt) and dataset (.h5) to begin.")

@@ -45,7 +45,7 @@ def _start_collecting() -> None:
 
 
 def freeze_long_lived_objects() -> None:
-    """Once the first model is open, what exists (modules, torch, Qt wrappers, the model) lives as long as the
+    """Once the first model has solved, what exists (modules, torch, Qt wrappers, the model) lives as long as the
     process: moved out of the cycle collector's view, a full collection no longer walks it (20 ms pauses on the
     timer above, in the middle of slider moves). Reference counting still frees any of it that is dropped."""
     import gc
@@ -92,6 +92,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._menus()
         self.keys.arrange()
         s.loaded.connect(self._on_loaded)
+        s.result_changed.connect(self._on_result_changed)
 
     # -- what tests and scripts reach ---------------------------------------------------------------
     residual = property(lambda self: self.view.residual)
@@ -186,10 +187,14 @@ class MainWindow(QtWidgets.QMainWindow):
     # -- events -----------------------------------------------------------------------------------
     def _on_loaded(self, info) -> None:
         s = self.session
-        name = s.checkpoint.path.name if s.checkpoint and s.checkpoint.path else "?"
+        path = s.checkpoint.path if s.checkpoint else s.preview.model_path if s.preview else None
+        name = path.name if path else "?"
         origin = f" ({info.source})" if info.source.startswith("imported") else ""  # an official model, converted
         self.setWindowTitle(f"DEQ Studio — {name}{origin} · {s.dataset.name}")
-        freeze_long_lived_objects()
+
+    def _on_result_changed(self, result) -> None:
+        if self.session.ready:  # the model is in this process (not a start-up helper's result shown meanwhile)
+            freeze_long_lived_objects()
 
     def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:  # noqa: N802
         if event.mimeData().hasUrls():

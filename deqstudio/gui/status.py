@@ -92,7 +92,8 @@ class StatusView(QtCore.QObject):
         self._error_generation = -1  # a result newer than this clears the banner
         session.result_changed.connect(self._on_result_changed)
         session.message.connect(self.show_message)
-        session.loaded.connect(lambda info: self.device.setText(f"device: {session.engine.device}"))
+        session.loaded.connect(lambda info: self.device.setText(
+            f"device: {session.engine.device if session.engine is not None else session.device}"))
         session.table_changed.connect(self._on_table)
         session.table_progress.connect(self._on_table)
         if busy is not None:

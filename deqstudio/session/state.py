@@ -13,13 +13,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..core.corruptions import Corruption, kinds_for
-from ..core.device import NO_CUDA, check_device_name
+from ..core.device import check_device_name
 from ..core.solvers.settings import SolverSettings
 from ..errors import Cancelled, DeqStudioError, LoadError
 from ..io.session_file import SavedSession, read_session, write_session
 from .dataset_statistics import start_statistics_pass
 from .engine import Engine
 from .runner import Runner
+from .saved_session import restore, saved_state
 from .sample_table import SampleTable
 from .signals import Signal
 from .table_fill import TableFiller
@@ -53,6 +54,11 @@ class Session:
         self.equilibrium: EquilibriumResult | None = None  # of the shown result once computed (may lag behind)
         self.equilibrium_runner: Runner | None = None
         self._early = None  # (paths, future) of prepare_early
+        self._first_solve = None  # prepare_early's helper process (``session.first_solve``), until taken
+        # the helper's result is shown while this session's own engine loads: the model's path, and whether a
+        # change made meanwhile is owed a solve (``pending``)
+        self.preview = None
+        self._owed = False
         self._statistics_of = None  # the dataset whose statistics pass was started (``start_statistics_pass``)
         self._generation = 0
         self.requested_at = 0.0  # time.monotonic() of the newest solve request
@@ -86,6 +92,9 @@ class Session:
     def stop_solving(self) -> None:
         """Cancel the table's fill, let a solve or chunk in flight finish (its result is dropped), detach the runner."""
         self.filler.cancel()
+        if self._first_solve is not None:
+            self._first_solve.cancel()
+            self._first_solve = None
         if self.equilibrium_runner is not None:
             self._generation += 1  # an analysis in flight stops at its next step
             self.equilibrium_runner.shutdown()
@@ -102,10 +111,17 @@ class Session:
     @property
     def pending(self) -> bool:
         """A solve is running or waiting: what is shown is older than the settings."""
-        return self.runner is not None and self.runner.busy
+        return self._owed or (self.runner is not None and self.runner.busy)
 
     def solve(self) -> None:
         """Submit a solve of the current settings (newest wins)."""
+        if self.runner is not None and not self.ready and self.preview is not None:
+            # the first solve is shown but the engine still loads: it solves the settings then (``install``)
+            self._owed = True
+            self._generation += 1
+            self.requested_at = time.monotonic()
+            self.solve_requested.emit(self._generation)
+            return
         if self.runner is None or not self.ready:
             return
         request = self.request()
@@ -219,9 +235,14 @@ class Session:
             raise LoadError(f"cannot read the file: {exc.strerror or exc}") from None
         return checkpoint, dataset, engine
 
-    def prepare_early(self, checkpoint_path=None, dataset_path=None) -> None:
-        """Start reading these files on the solve worker at once, before any window exists: torch's import and the
-        reads overlap with building the window. ``take_early`` hands the outcome to whoever opens the same files."""
+    def prepare_early(self, checkpoint_path=None, dataset_path=None, first=None) -> None:
+        """Start reading these files before any window exists. ``first``: a ``first_solve.FirstSolve`` helper
+        already solving them in a process of its own, which ``startup.show_first_solve`` shows. Without one the solve
+        worker reads them at once, torch's import overlapping with building the window, and ``take_early`` hands
+        the outcome to whoever opens the same files."""
+        if first is not None:
+            self._first_solve = first
+            return
         runner = self.start_solving()
         self._early = ((checkpoint_path, dataset_path), runner.start_exclusive(self.prepare, checkpoint_path,
                                                                                 dataset_path))
@@ -233,13 +254,25 @@ class Session:
             return early[1]
         return None
 
-    def install(self, checkpoint, dataset, engine) -> None:
-        """Make prepared files current (UI thread) and announce them."""
+    def take_first_solve(self, checkpoint_path=None, dataset_path=None):
+        """``prepare_early``'s helper for exactly these files (once), else None (a helper for others is stopped)."""
+        first, self._first_solve = self._first_solve, None
+        if first is not None and first.paths != (checkpoint_path, dataset_path):
+            first.cancel()
+            first = None
+        return first
+
+    def adopt(self, checkpoint, dataset, engine) -> None:
+        """Make prepared files current without announcing them: keep each modality's corruption where its kind
+        still applies, and the split and sample where the dataset has them."""
         self.checkpoint, self.dataset = checkpoint, dataset
         if engine is None:
             return
         self.engine = engine
-        self.info = engine.info()
+        self.adopt_info(engine.info(), dataset)
+
+    def adopt_info(self, info: ModelInfo, dataset) -> None:
+        self.info = info
         kept = {}
         for name, kind in zip(self.info.modality_names, self.info.modality_kinds):
             old = self.corruptions.get(name)
@@ -250,10 +283,19 @@ class Session:
         split = dataset.split(self.split)
         if self.sample not in {int(i) for i in split}:
             self.sample = int(split[0])
+
+    def install(self, checkpoint, dataset, engine) -> None:
+        """Make prepared files current (UI thread) and announce them."""
+        if engine is None:
+            self.checkpoint, self.dataset = checkpoint, dataset
+            return
+        previewed, self.preview, self._owed = self.preview, None, False
+        self.adopt(checkpoint, dataset, engine)
         self.result = None
         self.equilibrium = None
         self.step = -1
-        self.loaded.emit(self.info)
+        if previewed is None or previewed.info != self.info:  # the views were set up for this model already
+            self.loaded.emit(self.info)
         self.solve()  # the shown sample first; the table fills afterwards, in the background
         self.new_table()
 
@@ -339,50 +381,13 @@ class Session:
             self.step = step
             self.step_changed.emit(step)
 
-    # -- session files ----------------------------------------------------------------------------
+    # -- session files (``saved_session``) --------------------------------------------------------------
     def saved(self) -> SavedSession:
-        # a plugin's model is not a file to reopen: its session keeps no model path (the plugin asks again)
-        path = lambda f: Path(f.path).resolve() if f is not None and f.path and not hasattr(f, "plugin") else None  # noqa: E731
-        return SavedSession(path(self.checkpoint), path(self.dataset), self.solver, self.device,
-                            dict(self.corruptions), self.sample, self.split, self.step)
+        return saved_state(self)
 
     def save(self, path) -> Path:
         return write_session(path, self.saved())
 
     def load(self, path) -> None:
         """Restore a saved session; a bad file is a LoadError and changes nothing (``read_session``)."""
-        saved = read_session(path)
-        device, notice = saved.device, ""
-        if device.startswith("cuda"):
-            from ..core.device import cuda_available
-
-            if not cuda_available():
-                device, notice = "cpu", f"{saved.label}: this session ran on {saved.device}, but {NO_CUDA}"
-        runner, self.runner = self.runner, None  # the whole session is one change: one solve at the end
-        before = self.device
-        try:
-            self.device = device
-            try:
-                self.open(saved.checkpoint, saved.dataset)
-            except LoadError:
-                self.device = before
-                raise
-            self.set_solver(saved.solver)
-            for m, c in saved.corruptions.items():
-                if m in self.corruptions:
-                    try:
-                        self.set_corruption(m, c)
-                    except ValueError as exc:
-                        self.message.emit(f"{saved.label}: {exc}; left clean", True)
-            if self.dataset is not None and 0 <= saved.sample < len(self.dataset):
-                self.set_sample(saved.sample)
-            else:
-                self.message.emit(f"{saved.label}: sample {saved.sample} is not in the dataset; showing sample "
-                                  f"{self.sample}", True)
-            self.set_step(saved.step)
-        finally:
-            self.runner = runner
-        self.device_changed.emit(self.device)
-        if notice:
-            self.message.emit(notice, False)
-        self.solve()
+        restore(self, path)

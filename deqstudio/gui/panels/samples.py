@@ -227,6 +227,7 @@ class SampleBrowser(QtWidgets.QWidget):
             session.table_changed.connect(self._on_table_changed)
             session.table_progress.connect(self._on_progress)
             session.sample_changed.connect(self.select_sample)
+            session.loaded.connect(lambda info: self._summarise())
             session.filler.first_rows = self.rows_on_screen
             self.resume.clicked.connect(lambda: session.filler.request(force=True))
 
@@ -285,7 +286,9 @@ class SampleBrowser(QtWidgets.QWidget):
     def _summarise(self) -> None:
         t = self.model.table
         if t is None:
-            self.summary.setText("no samples: open a checkpoint and a dataset")
+            loading = self.session is not None and self.session.preview is not None
+            self.summary.setText("loading the model: its samples follow …" if loading else
+                                 "no samples: open a checkpoint and a dataset")
             return
         n, done = len(t), t.computed
         stats = t.summary()

@@ -56,9 +56,10 @@ class ProbabilityPlot(PlotPanel):
         multilabel = getattr(result, "multilabel", False)
         truth = set(result.true_labels) if hasattr(result, "true_labels") else {result.label}
         top = self.shown_classes(result)
-        key = (classes, tuple(top), multilabel)
+        # the legend lists the bold classes in class order: only which classes they are (and the true ones) matter
+        key = (classes, frozenset(top), frozenset(truth), multilabel)
         item = self.getPlotItem()
-        if self._key is None or self._key[0] != classes or self._key[2] != multilabel:
+        if self._key is None or self._key[0] != classes or self._key[3] != multilabel:
             self.clear_curves()
             self._show_threshold(multilabel)
             self._curves = [curve(item, class_colour(c), pen(class_colour(c), 0.8), f"class {name}", size=5)
@@ -81,8 +82,9 @@ class ProbabilityPlot(PlotPanel):
         self.legend.clear()
         for c, drawn in enumerate(self._curves):
             shown = c in top
-            drawn.setPen(pen(class_colour(c), 2.2 if shown else 0.8))
-            drawn.setSymbolSize(8 if shown else 5)
+            if shown != (drawn.opts["symbolSize"] == 8):  # restyling a curve redraws it: only those that change
+                drawn.setPen(pen(class_colour(c), 2.2 if shown else 0.8))
+                drawn.setSymbolSize(8 if shown else 5)
             drawn.opts["name"] = f"{classes[c]}{' (true)' if c in truth else ''}" if shown else None
             if shown:
                 self.legend.addItem(drawn, drawn.opts["name"])

@@ -1,0 +1,154 @@
+"""The studio's first solve, computed in a helper process while the window is being built.
+
+Importing torch holds the interpreter's lock for 1–2 s, and importing Qt and building the window hold it for
+another second; in one process the two add up, however they are threaded. At start-up the studio therefore runs
+this module as a program (``python -m deqstudio.session.first_solve CHECKPOINT DATASET``) on the machine's other
+core: it opens the files with the studio's own loaders, solves the request a freshly opened session makes
+(``Session.adopt`` picks its sample) with the studio's own engine on one thread, and writes the ``ModelInfo`` and
+the ``SolveResult`` to its standard output. The window plots that result as soon as it arrives; its own engine
+loads meanwhile and takes over (``Session.show_first_solve``, ``Session.install``).
+
+The helper's output is read back with an unpickler that resolves only the studio's value classes and numpy's
+array and scalar rebuilders: whatever the process wrote, nothing else is constructed or called.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import io
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+MAGIC = b"DEQSTUDIO-FIRST-SOLVE\n"
+_LENGTH = struct.Struct("<Q")
+MAX_BYTES = 256 * 1024**2  # a result holds two runs' traces and, for image modalities, two images each
+_ALLOWED = {
+    "deqstudio.session.values": {"SolveRequest", "SolveResult", "RunView", "ModelInfo"},
+    "deqstudio.core.adapter": {"Capabilities"},
+    "deqstudio.core.corruptions": {"Corruption"},
+    "deqstudio.core.solvers.settings": {"SolverSettings"},
+    "numpy": {"ndarray", "dtype"},
+    "numpy._core.multiarray": {"_reconstruct", "scalar"},
+    "numpy.core.multiarray": {"_reconstruct", "scalar"},
+    "numpy._core.numeric": {"_frombuffer"},
+    "numpy.core.numeric": {"_frombuffer"},
+}
+
+
+def applies(checkpoint_path, device: str) -> bool:
+    """A helper is worth starting for a model file on the CPU of a machine with a core to spare: a plugin's model
+    runs the plugin's code (once is enough), a GPU would be initialised twice, and on one core the helper would
+    only take turns with the window."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return (checkpoint_path is not None and not str(checkpoint_path).startswith("plugin:") and device == "cpu"
+            and cores >= 2)
+
+
+class _ValuesOnly(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if name in _ALLOWED.get(module, ()):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"the first solve's output names {module}.{name}, which it never holds")
+
+
+def decode(payload: bytes):
+    """``(ModelInfo, SolveResult, devices)`` from the helper's pickle; UnpicklingError for anything else."""
+    from .values import ModelInfo, SolveResult
+
+    outcome = _ValuesOnly(io.BytesIO(payload)).load()
+    if not (isinstance(outcome, tuple) and len(outcome) == 3 and isinstance(outcome[0], ModelInfo)
+            and isinstance(outcome[1], SolveResult) and isinstance(outcome[2], tuple)
+            and all(isinstance(d, str) for d in outcome[2])):
+        raise pickle.UnpicklingError("the first solve's output is not a model description, a result and devices")
+    return outcome
+
+
+def _read_exactly(stream, count: int) -> bytes:
+    chunks, left = [], count
+    while left:
+        chunk = stream.read(left)
+        if not chunk:
+            raise EOFError("the helper ended before its result was complete")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+class FirstSolve:
+    """One helper process and the future of what it sends: ``(ModelInfo, SolveResult, devices)`` (the devices
+    the machine offers: asking costs the window's process torch's import), or None when it failed,
+    was cancelled or sent something else (the studio's own loading then says what is wrong with the files)."""
+
+    def __init__(self, checkpoint_path, dataset_path) -> None:
+        self.paths = (checkpoint_path, dataset_path)
+        self.model_path = Path(checkpoint_path)
+        self.future: concurrent.futures.Future = concurrent.futures.Future()
+        self._cancelled = False
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "deqstudio.session.first_solve", str(checkpoint_path), str(dataset_path)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        threading.Thread(target=self._collect, name="deqstudio-first-solve", daemon=True).start()
+
+    def _collect(self) -> None:
+        outcome = None
+        try:
+            if _read_exactly(self._proc.stdout, len(MAGIC)) == MAGIC:
+                (size,) = _LENGTH.unpack(_read_exactly(self._proc.stdout, _LENGTH.size))
+                if size <= MAX_BYTES:
+                    outcome = decode(_read_exactly(self._proc.stdout, size))
+        except Exception:  # noqa: BLE001 — no result from the helper is no preview; the files are opened anyway
+            outcome = None
+        finally:
+            self._proc.stdout.close()
+            self._proc.wait()
+        self.future.set_result(None if self._cancelled else outcome)
+
+    def cancel(self) -> None:
+        """Stop the helper (its future then gives None)."""
+        self._cancelled = True
+        if self._proc.poll() is None:
+            self._proc.kill()
+
+    @property
+    def running(self) -> bool:
+        return self._proc.poll() is None
+
+
+def _solve(checkpoint_path: str, dataset_path: str):
+    from .engine import worker_thread_setup
+    from .state import Session
+
+    worker_thread_setup()  # one torch thread, as the studio's solve worker: the same numbers it would compute
+    session = Session()
+    checkpoint, dataset, engine = session.prepare(checkpoint_path, dataset_path)
+    session.adopt(checkpoint, dataset, engine)
+    return session.info, engine.solve(session.request()), session.available_devices()
+
+
+def main(argv: list[str]) -> int:
+    from ..runtime import prepare_process
+
+    prepare_process()
+    # the result goes to the stdout the parent reads; anything a library prints goes to stderr instead
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    try:
+        outcome = _solve(*argv)
+    except Exception as exc:  # noqa: BLE001 — the parent opens the files itself and reports the problem
+        print(f"first solve: {exc}", file=sys.stderr)
+        return 1
+    payload = pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
+    out.write(MAGIC + _LENGTH.pack(len(payload)) + payload)
+    out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    code = main(sys.argv[1:])
+    sys.stderr.flush()
+    os._exit(code)  # skips torch's teardown (half a second of the core the window is using)
