@@ -331,3 +331,27 @@ def test_without_a_display_the_app_says_so_instead_of_aborting(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: no display") and "--screenshot" in proc.stderr
     assert proc.stderr.count("\n") == 1  # one line, not Qt's plugin abort
+
+
+def test_the_probability_legend_names_the_bold_classes_and_the_true_one_for_every_sample(window, qtbot):
+    """The legend is rebuilt only when the bold classes or the true ones change; whatever the order of samples
+    and corruptions, it names exactly the bold classes in class order, the true one marked, and only those are
+    drawn boldly."""
+    from deqstudio.core.corruptions import Corruption
+    from deqstudio.gui.plots.probabilities import ProbabilityPlot
+
+    s = window.session
+    plot = window.probabilities
+    samples = [int(i) for i in s.dataset.split("test")[:12]]
+    settings = [(i, level) for i in samples for level in (0.0, 2.5)]
+    for sample, level in settings:
+        s.set_sample(sample)
+        s.set_corruption("strong", Corruption("gaussian", level))
+        qtbot.waitUntil(lambda: s.result is not None and s.result.request.sample == sample
+                        and s.result.severities["strong"] == level and not window.runner.busy, timeout=30000)
+        r = s.result
+        bold = sorted(ProbabilityPlot.shown_classes(r))
+        expected = [f"{r.class_names[c]}{' (true)' if c == r.label else ''}" for c in bold]
+        assert [label.text for _, label in plot.legend.items] == expected
+        widths = [_item(plot, _class_series(r, c)).opts["pen"].widthF() for c in range(len(r.class_names))]
+        assert [c for c, w in enumerate(widths) if w > 1.0] == bold
