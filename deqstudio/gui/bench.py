@@ -8,8 +8,9 @@ before the first move (it fills in the background after the first plot). playbac
 stepping the scrubber through the stored trace with every plot repainted per frame.
 
 window_shown_s and first_plot_s: a child ``deqstudio gui`` process (offscreen, with a config folder of its own)
-reports the wall-clock time its window was shown and the time its first solved result was painted; the clock
-starts just before the process is spawned, so both include Python's start and every import. table_fill_s: open
+reports the wall-clock time its window was shown and the time its first solved result was painted (the start-up
+helper's, ``session.first_solve``, where one is used); the clock starts just before the process is spawned, so both
+include Python's start and every import. table_fill_s: open
 to the samples table complete, in this process. peak_rss_mb: the peak resident memory (MiB) of a child
 ``deqstudio gui --screenshot`` process, which shows the window, plots the first solve, fills the whole samples table
 (and, for a big dataset without cached statistics, runs the statistics pass meanwhile) and saves the picture: the

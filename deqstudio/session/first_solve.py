@@ -14,14 +14,11 @@ array and scalar rebuilders: whatever the process wrote, nothing else is constru
 
 from __future__ import annotations
 
-import concurrent.futures
 import io
 import os
 import pickle
 import struct
-import subprocess
 import sys
-import threading
 from pathlib import Path
 
 MAGIC = b"DEQSTUDIO-FIRST-SOLVE\n"
@@ -85,9 +82,13 @@ class FirstSolve:
     was cancelled or sent something else (the studio's own loading then says what is wrong with the files)."""
 
     def __init__(self, checkpoint_path, dataset_path) -> None:
+        import concurrent.futures  # here, not in the helper program, which has no use for them
+        import subprocess
+        import threading
+
         self.paths = (checkpoint_path, dataset_path)
         self.model_path = Path(checkpoint_path)
-        self.future: concurrent.futures.Future = concurrent.futures.Future()
+        self.future = concurrent.futures.Future()
         self._cancelled = False
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "deqstudio.session.first_solve", str(checkpoint_path), str(dataset_path)],
