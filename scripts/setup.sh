@@ -38,4 +38,4 @@ fi
 
 # The package's bytecode, compiled once here: an editable install leaves it to each start, and where
 # PYTHONDONTWRITEBYTECODE is set every start compiles the modules it imports again (~0.1 s of the studio's start).
-.venv/bin/python -m compileall -q deqstudio >/dev/null
+.venv/bin/python -m compileall -q deqstudio

@@ -347,7 +347,7 @@ def test_the_probability_legend_names_the_bold_classes_and_the_true_one_for_ever
     for sample, level in settings:
         s.set_sample(sample)
         s.set_corruption("strong", Corruption("gaussian", level))
-        qtbot.waitUntil(lambda: s.result is not None and s.result.request.sample == sample
+        qtbot.waitUntil(lambda sample=sample, level=level: s.result is not None and s.result.request.sample == sample
                         and s.result.severities["strong"] == level and not window.runner.busy, timeout=30000)
         r = s.result
         bold = sorted(ProbabilityPlot.shown_classes(r))

@@ -28,13 +28,14 @@ def _first_solve_helper(args: argparse.Namespace):
     """The start-up helper that solves the first sample while the window is built (``session.first_solve``),
     started before anything else is imported; None where the window waits for settings of its own (a session, a
     sample or corruption, a screenshot) or the model is not a file."""
-    if args.session or args.screenshot or args.sample is not None or args.corrupt:
-        return None
+    no_display = not any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"))
+    if args.session or args.screenshot or args.sample is not None or args.corrupt or no_display:
+        return None  # (without a display the window refuses to start)
     from ..paths import default_checkpoint, default_dataset
     from ..session import first_solve
 
     checkpoint, dataset = args.checkpoint or default_checkpoint(), args.dataset or default_dataset()
-    return first_solve.FirstSolve(checkpoint, dataset) if first_solve.applies(checkpoint, "cpu") else None
+    return first_solve.FirstSolve(checkpoint, dataset) if first_solve.applies(checkpoint) else None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -45,6 +45,12 @@ class BusyWatch(QtCore.QObject):
             self.timer.stop()
             self._set(False)
 
+    def settle(self) -> None:
+        """Nothing is pending any more without a result to show it (e.g. a model that did not open)."""
+        if not self.session.pending:
+            self.timer.stop()
+            self._set(False)
+
     def _set(self, busy: bool) -> None:
         if busy != self.busy:
             self.busy = busy

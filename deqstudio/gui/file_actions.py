@@ -64,10 +64,12 @@ class FileActions:
         bar = self.window.statusBar()
         bar.showMessage("loading …")
         runner = self.session.start_solving()
+        previewed = False
         try:
             to_read = dataset
             first = self.session.take_first_solve(checkpoint, dataset)
             if first is not None and await show_first_solve(self.session, first, FIRST_SOLVE_WAIT_S):
+                previewed = True
                 bar.showMessage("loading the model … (the plots show its first solve)")
                 to_read = None  # open already, with the first solve: the model joins it
                 if self.window.isVisible():  # drawn before this process imports torch, which holds it up for seconds
@@ -76,6 +78,7 @@ class FileActions:
             prepared = await (asyncio.wrap_future(early) if early is not None else
                               runner.run_exclusive(self.session.prepare, checkpoint, to_read))
         except LoadError as exc:
+            self._preview_failed(previewed)
             kept = (" Nothing was changed: what was open stays open." if self.session.ready else
                     " Open a DEQ Studio checkpoint (.pt) and dataset (.h5) to begin.")
             self.status.show_message(f"Could not open it. {str(exc).rstrip('.')}.{kept}", True)
@@ -84,9 +87,13 @@ class FileActions:
                 self._offer_pair(checkpoint, dataset, str(exc))
             return False
         except Exception as exc:  # noqa: BLE001 — an unexpected failure is still a message
+            self._preview_failed(previewed)
             self.status.show_message(f"could not open: {exc}", True)
             bar.clearMessage()
             return False
+        if previewed and self.session.preview is None:
+            bar.clearMessage()
+            return False  # something else was opened while the model loaded: that stays
         self.session.install(*prepared)
         for p in (checkpoint, dataset):
             if p is not None:
@@ -95,6 +102,13 @@ class FileActions:
         if self.session.ready:
             self.status.hide_message()
         return True
+
+    def _preview_failed(self, previewed: bool) -> None:
+        """The model whose start-up solve is shown did not open here: the window says nothing is open."""
+        if previewed and self.session.preview is not None:
+            self.session.drop_preview()
+            self.window.setWindowTitle("DEQ Studio")
+            self.window.busy.settle()
 
     # -- a model with its data ---------------------------------------------------------------------------------
     @property
@@ -180,6 +194,10 @@ class FileActions:
 
     # -- sessions ---------------------------------------------------------------------------------
     def ask_save_session(self) -> None:
+        if self.session.preview is not None:  # its file would name no model
+            self.status.show_message("The model is still loading: save the session once it has solved this sample.",
+                                     True)
+            return
         path, _ = QtWidgets.QFileDialog.getSaveFileName(self.window, "Save session", "session.json", SESSION_FILTER)
         if path:
             try:

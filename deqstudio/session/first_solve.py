@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 MAGIC = b"DEQSTUDIO-FIRST-SOLVE\n"
+_BOOTSTRAP = "import runpy, sys; sys.path.pop(0); runpy.run_module('deqstudio.session.first_solve', run_name='__main__')"
 _LENGTH = struct.Struct("<Q")
 MAX_BYTES = 256 * 1024**2  # a result holds two runs' traces and, for image modalities, two images each
 _ALLOWED = {
@@ -37,13 +38,12 @@ _ALLOWED = {
 }
 
 
-def applies(checkpoint_path, device: str) -> bool:
-    """A helper is worth starting for a model file on the CPU of a machine with a core to spare: a plugin's model
-    runs the plugin's code (once is enough), a GPU would be initialised twice, and on one core the helper would
-    only take turns with the window."""
+def applies(checkpoint_path) -> bool:
+    """A helper is worth starting for a model file on a machine with a core to spare: a plugin's model runs the
+    plugin's code (once is enough), and on one core the helper would only take turns with the window. (The window
+    opens on the CPU; the helper solves there too.)"""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return (checkpoint_path is not None and not str(checkpoint_path).startswith("plugin:") and device == "cpu"
-            and cores >= 2)
+    return checkpoint_path is not None and not str(checkpoint_path).startswith("plugin:") and cores >= 2
 
 
 class _ValuesOnly(pickle.Unpickler):
@@ -90,8 +90,10 @@ class FirstSolve:
         self.model_path = Path(checkpoint_path)
         self.future = concurrent.futures.Future()
         self._cancelled = False
+        # run as ``-m`` would, but without the working folder on sys.path: a stray deqstudio/, torch.py or h5py.py
+        # there is never imported
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "deqstudio.session.first_solve", str(checkpoint_path), str(dataset_path)],
+            [sys.executable, "-c", _BOOTSTRAP, str(Path(checkpoint_path).resolve()), str(Path(dataset_path).resolve())],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         threading.Thread(target=self._collect, name="deqstudio-first-solve", daemon=True).start()
 
@@ -107,7 +109,8 @@ class FirstSolve:
         finally:
             self._proc.stdout.close()
             self._proc.wait()
-        self.future.set_result(None if self._cancelled else outcome)
+        if not self.future.done():
+            self.future.set_result(None if self._cancelled else outcome)
 
     def cancel(self) -> None:
         """Stop the helper (its future then gives None)."""

@@ -30,7 +30,7 @@ async def show_first_solve(session, first, wait_s: float) -> bool:
     # not on the solve worker: it imports torch as it starts, which is what the helper spares this process
     reading = asyncio.wrap_future(_on_own_thread(read_dataset, first.paths[1]))
     try:
-        outcome = await asyncio.wait_for(asyncio.wrap_future(first.future), wait_s)
+        outcome = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(first.future)), wait_s)
     except asyncio.TimeoutError:
         outcome = None
     first.cancel()
@@ -55,7 +55,7 @@ def show_preview(session, dataset, outcome, model_path) -> bool:
     from dataclasses import replace
 
     info, result, devices = outcome
-    if session.engine is not None or session.dataset is not None:
+    if session.engine is not None or session.dataset is not None or session.checkpoint is not None:
         return False
     before = (session.info, dict(session.corruptions), session.split, session.sample)
     session.adopt_info(info, dataset)

@@ -236,10 +236,8 @@ class Session:
         return checkpoint, dataset, engine
 
     def prepare_early(self, checkpoint_path=None, dataset_path=None, first=None) -> None:
-        """Start reading these files before any window exists. ``first``: a ``first_solve.FirstSolve`` helper
-        already solving them in a process of its own, which ``startup.show_first_solve`` shows. Without one the solve
-        worker reads them at once, torch's import overlapping with building the window, and ``take_early`` hands
-        the outcome to whoever opens the same files."""
+        """Start on these files before any window exists: keep ``first``, a ``first_solve.FirstSolve`` helper solving
+        them (``startup.show_first_solve``), or else read them on the solve worker now (``take_early``)."""
         if first is not None:
             self._first_solve = first
             return
@@ -285,11 +283,12 @@ class Session:
             self.sample = int(split[0])
 
     def install(self, checkpoint, dataset, engine) -> None:
-        """Make prepared files current (UI thread) and announce them."""
+        """Make prepared files current (UI thread) and announce them. A start-up helper's result shown until now
+        gives way, whatever was opened."""
+        previewed, self.preview, self._owed = self.preview, None, False
         if engine is None:
             self.checkpoint, self.dataset = checkpoint, dataset
             return
-        previewed, self.preview, self._owed = self.preview, None, False
         self.adopt(checkpoint, dataset, engine)
         self.result = None
         self.equilibrium = None
@@ -298,6 +297,13 @@ class Session:
             self.loaded.emit(self.info)
         self.solve()  # the shown sample first; the table fills afterwards, in the background
         self.new_table()
+
+    def drop_preview(self) -> None:
+        """The start-up helper's model did not open here after all: nothing is open, nothing is owed."""
+        if self.preview is not None:
+            self.preview, self._owed = None, False
+            self.dataset = self.info = self.result = self.table = None
+            self.table_changed.emit(None)
 
     def open(self, checkpoint_path=None, dataset_path=None) -> None:
         """Open a checkpoint and/or a dataset; on any problem raise LoadError and keep what was open."""
