@@ -70,7 +70,7 @@ class FileActions:
             first = self.session.take_first_solve(checkpoint, dataset)
             if first is not None and await show_first_solve(self.session, first, FIRST_SOLVE_WAIT_S):
                 previewed = True
-                bar.showMessage("loading the model … (the plots show its first solve)")
+                bar.showMessage("loading the model …")
                 to_read = None  # open already, with the first solve: the model joins it
                 if self.window.isVisible():  # drawn before this process imports torch, which holds it up for seconds
                     await next_paint(self.window.residual.viewport(), FIRST_PAINT_WAIT_S)
