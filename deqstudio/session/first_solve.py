@@ -22,7 +22,9 @@ import sys
 from pathlib import Path
 
 MAGIC = b"DEQSTUDIO-FIRST-SOLVE\n"
-_BOOTSTRAP = "import runpy, sys; sys.path.pop(0); runpy.run_module('deqstudio.session.first_solve', run_name='__main__')"
+# ``-c`` puts the working folder first on sys.path as "" (unless PYTHONSAFEPATH is set): taken out again
+_BOOTSTRAP = ("import runpy, sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
+              "runpy.run_module('deqstudio.session.first_solve', run_name='__main__')")
 _LENGTH = struct.Struct("<Q")
 MAX_BYTES = 256 * 1024**2  # a result holds two runs' traces and, for image modalities, two images each
 _ALLOWED = {
