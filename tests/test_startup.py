@@ -111,6 +111,23 @@ def _record(*args):  # a callable a hostile payload names: it must never run
     return "ran"
 
 
+def test_the_helper_solves_on_the_dataset_the_window_read_and_sent_it(small_files, tmp_path):
+    """The window's process reads the dataset (for itself) and hands it to the helper, which never opens the file:
+    here it is gone before the helper could have."""
+    import shutil
+
+    from deqstudio.session.first_solve import FirstSolve
+
+    ck, data = small_files
+    copy = tmp_path / "gone.h5"
+    shutil.copyfile(data, copy)
+    first = FirstSolve(ck, copy)
+    assert first.dataset.result(timeout=60).name == "synthetic-0"
+    copy.unlink()
+    outcome = _wait(first.future)
+    assert outcome is not None and outcome[1].class_names == first.dataset.result().class_names
+
+
 def test_the_helpers_output_is_read_as_values_and_nothing_else(small_files):
     import pickle
 

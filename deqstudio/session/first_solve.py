@@ -2,16 +2,17 @@
 
 Importing torch holds the interpreter's lock for 1–2 s, and importing Qt and building the window hold it for
 another second; in one process the two add up, however they are threaded. At start-up the studio therefore runs
-this module as a program (``python -m deqstudio.session.first_solve CHECKPOINT DATASET``) on the machine's other
-core: it opens the files with the studio's own loaders, solves the request a freshly opened session makes
-(``Session.adopt`` picks its sample) with the studio's own engine on one thread, and writes the ``ModelInfo`` and
-the ``SolveResult`` to its standard output. The window plots that result as soon as it arrives; its own engine
-loads meanwhile and takes over (``Session.show_first_solve``, ``Session.install``).
+this module as a program (``FirstSolve``: ``deqstudio.session.first_solve CHECKPOINT DATASET``) on the machine's
+other core. The window's process reads the dataset meanwhile and sends it on the helper's standard input; the
+helper imports torch, opens the model with the studio's own loaders, solves the request a freshly opened session
+makes (``Session.adopt`` picks its sample) with the studio's own engine on one thread, and writes the
+``ModelInfo``, the ``SolveResult`` and the machine's devices to its standard output. The window plots that result
+as soon as it arrives, then loads its own engine, which takes over (``startup.show_first_solve``,
+``Session.install``).
 
-The helper's output is read back with an unpickler that resolves only the studio's value classes and numpy's
-array and scalar rebuilders: whatever the process wrote, nothing else is constructed or called.
+Both directions are read with unpicklers that resolve only the classes the data holds (the studio's values or
+dataset, and numpy's array and scalar rebuilders): nothing else is constructed or called.
 """
-
 from __future__ import annotations
 
 import io
@@ -48,11 +49,32 @@ def applies(checkpoint_path) -> bool:
     return checkpoint_path is not None and not str(checkpoint_path).startswith("plugin:") and cores >= 2
 
 
+# what the window sends the helper: the dataset it has read (``io.dataset.Dataset`` pickles its arrays, or a
+# lazily read file's name and layout)
+_DATASET_ALLOWED = {
+    "deqstudio.io.dataset": {"Dataset", "Modality"},
+    "deqstudio.io.dataset_stats": {"DatasetStats", "ModalityStats"},
+    "deqstudio.io.lazy_rows": {"LazyFile", "LazyRows"},
+    "pathlib": {"PosixPath", "WindowsPath", "PurePosixPath", "PureWindowsPath"},
+    "numpy": {"ndarray", "dtype"},
+    "numpy._core.multiarray": {"_reconstruct", "scalar"},
+    "numpy.core.multiarray": {"_reconstruct", "scalar"},
+    "numpy._core.numeric": {"_frombuffer"},
+    "numpy.core.numeric": {"_frombuffer"},
+}
+
+
 class _ValuesOnly(pickle.Unpickler):
+    allowed = _ALLOWED
+
     def find_class(self, module: str, name: str):
-        if name in _ALLOWED.get(module, ()):
+        if name in self.allowed.get(module, ()):
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"the first solve's output names {module}.{name}, which it never holds")
+        raise pickle.UnpicklingError(f"the first solve's data names {module}.{name}, which it never holds")
+
+
+class _DatasetOnly(_ValuesOnly):
+    allowed = _DATASET_ALLOWED
 
 
 def decode(payload: bytes):
@@ -91,13 +113,34 @@ class FirstSolve:
         self.paths = (checkpoint_path, dataset_path)
         self.model_path = Path(checkpoint_path)
         self.future = concurrent.futures.Future()
+        # the dataset, read here while the window is built: for the window, and handed to the helper, which then
+        # spends its time on torch alone (h5py's import and the read: ~0.2 s of its ~2)
+        self.dataset = concurrent.futures.Future()
         self._cancelled = False
         # run as ``-m`` would, but without the working folder on sys.path: a stray deqstudio/, torch.py or h5py.py
         # there is never imported
         self._proc = subprocess.Popen(
             [sys.executable, "-c", _BOOTSTRAP, str(Path(checkpoint_path).resolve()), str(Path(dataset_path).resolve())],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         threading.Thread(target=self._collect, name="deqstudio-first-solve", daemon=True).start()
+        threading.Thread(target=self._read_and_send, args=(dataset_path,), name="deqstudio-read", daemon=True).start()
+
+    def _read_and_send(self, dataset_path) -> None:
+        from ..io.dataset import read_dataset
+
+        payload = b""
+        try:
+            dataset = read_dataset(dataset_path)
+        except BaseException as exc:  # noqa: BLE001 — delivered to whoever awaits it; the helper reads the file
+            self.dataset.set_exception(exc)
+        else:
+            self.dataset.set_result(dataset)
+            payload = pickle.dumps(dataset, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            self._proc.stdin.write(_LENGTH.pack(len(payload)) + payload)  # waits until the helper reads it
+            self._proc.stdin.close()
+        except OSError:  # the helper is gone
+            pass
 
     def _collect(self) -> None:
         outcome = None
@@ -125,13 +168,29 @@ class FirstSolve:
         return self._proc.poll() is None
 
 
+def _dataset_from_window():
+    """The dataset the window read and sent on standard input, or None (then the helper reads the file)."""
+    from ..io.dataset import Dataset
+
+    if sys.stdin is None or sys.stdin.isatty():
+        return None
+    try:
+        (size,) = _LENGTH.unpack(_read_exactly(sys.stdin.buffer, _LENGTH.size))
+        dataset = _DatasetOnly(io.BytesIO(_read_exactly(sys.stdin.buffer, size))).load() if size else None
+    except (EOFError, pickle.UnpicklingError, struct.error):
+        return None
+    return dataset if isinstance(dataset, Dataset) else None
+
+
 def _solve(checkpoint_path: str, dataset_path: str):
     from .engine import worker_thread_setup
     from .state import Session
 
     worker_thread_setup()  # one torch thread, as the studio's solve worker: the same numbers it would compute
     session = Session()
-    checkpoint, dataset, engine = session.prepare(checkpoint_path, dataset_path)
+    session.dataset = _dataset_from_window()
+    checkpoint, dataset, engine = session.prepare(checkpoint_path,
+                                                  dataset_path if session.dataset is None else None)
     session.adopt(checkpoint, dataset, engine)
     return session.info, engine.solve(session.request()), session.available_devices()
 

@@ -3,21 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import threading
-
-
-def _on_own_thread(fn, *args) -> concurrent.futures.Future:
-    future: concurrent.futures.Future = concurrent.futures.Future()
-
-    def run() -> None:
-        try:
-            future.set_result(fn(*args))
-        except BaseException as exc:  # noqa: BLE001 — delivered to whoever awaits it
-            future.set_exception(exc)
-
-    threading.Thread(target=run, name="deqstudio-read", daemon=True).start()
-    return future
 
 
 async def show_first_solve(session, first, wait_s: float) -> bool:
@@ -25,10 +10,7 @@ async def show_first_solve(session, first, wait_s: float) -> bool:
     announce the model and plot the result (``Session.show_preview``). False (nothing shown) when the helper failed
     or took over ``wait_s`` seconds, the dataset cannot be read, something else was opened meanwhile, or the result
     is not of the request the session makes."""
-    from ..io.dataset import read_dataset
-
-    # not on the solve worker: it imports torch as it starts, which is what the helper spares this process
-    reading = asyncio.wrap_future(_on_own_thread(read_dataset, first.paths[1]))
+    reading = asyncio.wrap_future(first.dataset)  # read by the helper's own thread here, from the start
     try:
         outcome = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(first.future)), wait_s)
     except asyncio.TimeoutError:
