@@ -353,5 +353,6 @@ def test_the_probability_legend_names_the_bold_classes_and_the_true_one_for_ever
         bold = sorted(ProbabilityPlot.shown_classes(r))
         expected = [f"{r.class_names[c]}{' (true)' if c == r.label else ''}" for c in bold]
         assert [label.text for _, label in plot.legend.items] == expected
+        assert [sample.item for sample, _ in plot.legend.items] == [_item(plot, _class_series(r, c)) for c in bold]
         widths = [_item(plot, _class_series(r, c)).opts["pen"].widthF() for c in range(len(r.class_names))]
         assert [c for c, w in enumerate(widths) if w > 1.0] == bold

@@ -79,7 +79,7 @@ class ProbabilityPlot(PlotPanel):
 
     def _restyle(self, classes, top, truth) -> None:
         """The classes of ``top`` drawn boldly and named in the legend (class order), the others thin."""
-        self.legend.clear()
+        rows = []
         for c, drawn in enumerate(self._curves):
             shown = c in top
             if shown != (drawn.opts["symbolSize"] == 8):  # restyling a curve redraws it: only those that change
@@ -87,7 +87,19 @@ class ProbabilityPlot(PlotPanel):
                 drawn.setSymbolSize(8 if shown else 5)
             drawn.opts["name"] = f"{classes[c]}{' (true)' if c in truth else ''}" if shown else None
             if shown:
-                self.legend.addItem(drawn, drawn.opts["name"])
+                rows.append(drawn)
+        if len(rows) == len(self.legend.items):  # the same number of rows: relabelled in place (rebuilt: ~5 ms)
+            for (sample, label), drawn in zip(self.legend.items, rows):
+                if sample.item is not drawn:
+                    sample.item = drawn
+                    sample.update()
+                if label.text != drawn.opts["name"]:
+                    label.setText(drawn.opts["name"])
+            self.legend.updateSize()
+            return
+        self.legend.clear()
+        for drawn in rows:
+            self.legend.addItem(drawn, drawn.opts["name"])
 
     def show_step(self, step: int) -> None:
         super().show_step(step)
