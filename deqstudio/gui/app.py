@@ -26,24 +26,16 @@ FIRST_PLOT_MARKER = "DEQSTUDIO_FIRST_PLOT_AT"
 def watch_first_plot(window) -> None:
     """Note when the first solved result is painted (``window.first_plot_s``, seconds since launch); with
     $DEQSTUDIO_FIRST_PLOT_AT set, also print the wall-clock time (``deqstudio bench`` reads it)."""
-    from PySide6 import QtCore
+    from .painted import PaintWatch
 
-    class Watch(QtCore.QObject):
-        def eventFilter(self, obj, event):  # noqa: N802
-            if event.type() == QtCore.QEvent.Type.Paint and window.residual.result is not None:
-                obj.removeEventFilter(self)
-                # the filter runs before the paint; the loop's next callback runs after it
-                asyncio.get_event_loop().call_soon(self.painted)
-            return False
-
-        def painted(self):
-            window.first_plot_s = time.perf_counter() - LAUNCHED_AT
-            if os.environ.get(FIRST_PLOT_MARKER):
-                print(f"{FIRST_PLOT_MARKER}={time.time()}", flush=True)
+    def painted():
+        window.first_plot_s = time.perf_counter() - LAUNCHED_AT
+        if os.environ.get(FIRST_PLOT_MARKER):
+            print(f"{FIRST_PLOT_MARKER}={time.time()}", flush=True)
 
     window.first_plot_s = None
-    window._first_plot_watch = Watch(window)
-    window.residual.viewport().installEventFilter(window._first_plot_watch)
+    window._first_plot_watch = PaintWatch(window.residual.viewport(), painted,
+                                          when=lambda: window.residual.result is not None)
 
 
 async def wait_for_table(window, timeout: float = 300.0) -> bool:

@@ -1,4 +1,4 @@
-"""Wait for a widget's next paint: the event loop's first callback after Qt has drawn it."""
+"""Run something once a widget has been painted: the event loop's first callback after Qt has drawn it."""
 
 from __future__ import annotations
 
@@ -8,25 +8,26 @@ import contextlib
 from PySide6 import QtCore
 
 
-class _PaintWatch(QtCore.QObject):
-    def __init__(self, widget: QtCore.QObject, future: asyncio.Future) -> None:
+class PaintWatch(QtCore.QObject):
+    """Calls ``then()`` once, after the first paint of ``widget`` for which ``when()`` holds."""
+
+    def __init__(self, widget: QtCore.QObject, then, when=lambda: True) -> None:
         super().__init__(widget)
-        self.future = future
+        self.then, self.when = then, when
         widget.installEventFilter(self)
 
     def eventFilter(self, obj, event):  # noqa: N802
-        if event.type() == QtCore.QEvent.Type.Paint:
+        if event.type() == QtCore.QEvent.Type.Paint and self.when():
             obj.removeEventFilter(self)
             # the filter runs before the paint; the loop's next callback runs after it
-            loop = self.future.get_loop()
-            loop.call_soon(lambda: self.future.done() or self.future.set_result(None))
+            asyncio.get_event_loop().call_soon(self.then)
         return False
 
 
 async def next_paint(widget, timeout: float) -> bool:
     """True once ``widget`` has been painted again, False after ``timeout`` seconds (e.g. a hidden window)."""
     future = asyncio.get_running_loop().create_future()
-    watch = _PaintWatch(widget, future)
+    watch = PaintWatch(widget, lambda: future.done() or future.set_result(None))
     widget.update()
     try:
         await asyncio.wait_for(future, timeout)

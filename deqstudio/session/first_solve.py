@@ -28,16 +28,19 @@ _BOOTSTRAP = ("import runpy, sys; sys.path[:] = [p for p in sys.path if p not in
               "runpy.run_module('deqstudio.session.first_solve', run_name='__main__')")
 _LENGTH = struct.Struct("<Q")
 MAX_BYTES = 256 * 1024**2  # a result holds two runs' traces and, for image modalities, two images each
-_ALLOWED = {
-    "deqstudio.session.values": {"SolveRequest", "SolveResult", "RunView", "ModelInfo"},
-    "deqstudio.core.adapter": {"Capabilities"},
-    "deqstudio.core.corruptions": {"Corruption"},
-    "deqstudio.core.solvers.settings": {"SolverSettings"},
+_NUMPY = {  # arrays and scalars, as numpy 1 and 2 name their rebuilders
     "numpy": {"ndarray", "dtype"},
     "numpy._core.multiarray": {"_reconstruct", "scalar"},
     "numpy.core.multiarray": {"_reconstruct", "scalar"},
     "numpy._core.numeric": {"_frombuffer"},
     "numpy.core.numeric": {"_frombuffer"},
+}
+_ALLOWED = {
+    "deqstudio.session.values": {"SolveRequest", "SolveResult", "RunView", "ModelInfo"},
+    "deqstudio.core.adapter": {"Capabilities"},
+    "deqstudio.core.corruptions": {"Corruption"},
+    "deqstudio.core.solvers.settings": {"SolverSettings"},
+    **_NUMPY,
 }
 
 
@@ -56,11 +59,7 @@ _DATASET_ALLOWED = {
     "deqstudio.io.dataset_stats": {"DatasetStats", "ModalityStats"},
     "deqstudio.io.lazy_rows": {"LazyFile", "LazyRows"},
     "pathlib": {"PosixPath", "WindowsPath", "PurePosixPath", "PureWindowsPath"},
-    "numpy": {"ndarray", "dtype"},
-    "numpy._core.multiarray": {"_reconstruct", "scalar"},
-    "numpy.core.multiarray": {"_reconstruct", "scalar"},
-    "numpy._core.numeric": {"_frombuffer"},
-    "numpy.core.numeric": {"_frombuffer"},
+    **_NUMPY,
 }
 
 

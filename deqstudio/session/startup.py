@@ -6,10 +6,9 @@ import asyncio
 
 
 async def show_first_solve(session, first, wait_s: float) -> bool:
-    """Show the helper's result in ``session`` while its engine loads: read the dataset here meanwhile, then
-    announce the model and plot the result (``Session.show_preview``). False (nothing shown) when the helper failed
-    or took over ``wait_s`` seconds, the dataset cannot be read, something else was opened meanwhile, or the result
-    is not of the request the session makes."""
+    """Show the helper's result in ``session`` while its engine loads, with the dataset ``first`` read in this process
+    (``show_preview``). False (nothing shown) when the helper failed or took over ``wait_s`` seconds, the dataset
+    cannot be read, something was opened meanwhile, or the result is not of the request the session makes."""
     reading = asyncio.wrap_future(first.dataset)  # read by the helper's own thread here, from the start
     try:
         outcome = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(first.future)), wait_s)
